@@ -1,0 +1,25 @@
+// The one place that reads environment variables. Everything else receives these values.
+
+function get(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+const home = get("HOME") ?? get("USERPROFILE") ?? ".";
+const hfHome = get("HF_HOME") ?? `${get("XDG_CACHE_HOME") ?? `${home}/.cache`}/huggingface`;
+
+export const ENV = Object.freeze({
+  /** Hugging Face hub cache folder (models--org--name/snapshots/...). */
+  hfHubCache: get("HF_HUB_CACHE") ?? get("HUGGINGFACE_HUB_CACHE") ?? `${hfHome}/hub`,
+  hfEndpoint: (get("HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/$/, ""),
+  hfToken: get("HF_TOKEN") ?? get("HUGGING_FACE_HUB_TOKEN"),
+  hfOffline: get("HF_HUB_OFFLINE") === "1" || get("TRANSFORMERS_OFFLINE") === "1",
+  /** Force a backend, as --backend does. */
+  backend: get("TURBODENO_BACKEND"),
+  /** Set by CI; tests use it to refuse silent skips of what CI must run. */
+  ci: get("CI") === "true" || get("CI") === "1",
+  noColor: get("NO_COLOR") !== undefined,
+});

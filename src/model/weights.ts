@@ -1,0 +1,85 @@
+// Hugging Face tensor names and expected shapes for the supported architectures.
+import type { ModelSpec } from "../core/types.ts";
+
+export interface LayerNames {
+  readonly inputNorm: string;
+  readonly q: string;
+  readonly k: string;
+  readonly v: string;
+  readonly o: string;
+  readonly qBias: string;
+  readonly kBias: string;
+  readonly vBias: string;
+  readonly oBias: string;
+  readonly qNorm: string;
+  readonly kNorm: string;
+  readonly postNorm: string;
+  readonly gate: string;
+  readonly up: string;
+  readonly down: string;
+  readonly gateBias: string;
+  readonly upBias: string;
+  readonly downBias: string;
+}
+
+export function layerNames(i: number): LayerNames {
+  const p = `model.layers.${i}`;
+  return {
+    inputNorm: `${p}.input_layernorm.weight`,
+    q: `${p}.self_attn.q_proj.weight`,
+    k: `${p}.self_attn.k_proj.weight`,
+    v: `${p}.self_attn.v_proj.weight`,
+    o: `${p}.self_attn.o_proj.weight`,
+    qBias: `${p}.self_attn.q_proj.bias`,
+    kBias: `${p}.self_attn.k_proj.bias`,
+    vBias: `${p}.self_attn.v_proj.bias`,
+    oBias: `${p}.self_attn.o_proj.bias`,
+    qNorm: `${p}.self_attn.q_norm.weight`,
+    kNorm: `${p}.self_attn.k_norm.weight`,
+    postNorm: `${p}.post_attention_layernorm.weight`,
+    gate: `${p}.mlp.gate_proj.weight`,
+    up: `${p}.mlp.up_proj.weight`,
+    down: `${p}.mlp.down_proj.weight`,
+    gateBias: `${p}.mlp.gate_proj.bias`,
+    upBias: `${p}.mlp.up_proj.bias`,
+    downBias: `${p}.mlp.down_proj.bias`,
+  };
+}
+
+export const EMBED = "model.embed_tokens.weight";
+export const FINAL_NORM = "model.norm.weight";
+export const LM_HEAD = "lm_head.weight";
+
+/** Every tensor the forward pass needs, with its [out, in] (or [n]) shape. */
+export function expectedTensors(spec: ModelSpec): { name: string; shape: number[] }[] {
+  const { hiddenSize: h, numHeads, numKvHeads, headDim: d, intermediateSize: f, vocabSize: v } = spec;
+  const out: { name: string; shape: number[] }[] = [{ name: EMBED, shape: [v, h] }];
+  for (let i = 0; i < spec.numLayers; i++) {
+    const n = layerNames(i);
+    out.push(
+      { name: n.inputNorm, shape: [h] },
+      { name: n.q, shape: [numHeads * d, h] },
+      { name: n.k, shape: [numKvHeads * d, h] },
+      { name: n.v, shape: [numKvHeads * d, h] },
+      { name: n.o, shape: [h, numHeads * d] },
+      { name: n.postNorm, shape: [h] },
+      { name: n.gate, shape: [f, h] },
+      { name: n.up, shape: [f, h] },
+      { name: n.down, shape: [h, f] },
+    );
+    if (spec.attentionBias) {
+      out.push({ name: n.qBias, shape: [numHeads * d] }, { name: n.kBias, shape: [numKvHeads * d] }, {
+        name: n.vBias,
+        shape: [numKvHeads * d],
+      });
+    }
+    if (spec.outputBias) out.push({ name: n.oBias, shape: [h] });
+    if (spec.mlpBias) {
+      out.push({ name: n.gateBias, shape: [f] }, { name: n.upBias, shape: [f] }, { name: n.downBias, shape: [h] });
+    }
+    if (spec.qkNorm) out.push({ name: n.qNorm, shape: [d] }, { name: n.kNorm, shape: [d] });
+  }
+  out.push({ name: FINAL_NORM, shape: [h] });
+  if (!spec.tieEmbeddings) out.push({ name: LM_HEAD, shape: [v, h] });
+  return out;
+}
