@@ -1,9 +1,9 @@
 // Chained hashing of full KV blocks for prefix caching.
 //
 // The key of block i of a sequence is hash(key of block i-1, token ids of block i), so equal keys mean equal whole
-// prefixes (up to hash collisions, which the KV manager guards by also comparing the block's own token ids and its
-// parent key). Two murmur3-style 32-bit lanes with different seeds and multipliers are combined into a 53-bit integer,
-// which is exact as a JS number and a fast Map key.
+// prefixes up to hash collisions. The key only finds a candidate: the block pool verifies every match exactly (the
+// block's token ids and its parent's registration, see block_pool.ts). Two murmur3-style 32-bit lanes with different
+// seeds and multipliers are combined into a 53-bit integer, which is exact as a JS number and a fast Map key.
 
 /** Parent key of a sequence's first block. */
 export const ROOT_KEY = 0;

@@ -1,6 +1,7 @@
 // Invariant checker of the KV block manager. Kept apart from the manager so the manager stays small; it reads the
-// manager's state through a read-only view and throws a precise message at the first broken invariant.
+// manager's block pool and sequence tables and throws a precise message at the first broken invariant.
 
+import { type BlockPool, NO_REG } from "./block_pool.ts";
 import { NO_KEY } from "./hash.ts";
 
 /** Per-sequence bookkeeping of the KV manager. */
@@ -11,24 +12,10 @@ export interface SeqBlocks {
   numTokens: number;
   /** Chain keys of the sequence's first keys.length full blocks, already registered (or found) in the cache. */
   readonly keys: number[];
+  /** Registration id of the cache entry matched or registered for each of those blocks (same length as keys). */
+  readonly regs: number[];
   /** A hash collision was seen on this sequence's chain: no further blocks of it are registered. */
   chainBroken: boolean;
-}
-
-/** Read-only view of the manager's state. */
-export interface KvStateView {
-  readonly numBlocks: number;
-  readonly blockSize: number;
-  readonly enablePrefixCache: boolean;
-  readonly ref: Int32Array;
-  readonly key: Float64Array;
-  readonly parent: Float64Array;
-  readonly blockTokens: readonly (Int32Array | null)[];
-  readonly free: readonly number[];
-  readonly inFree: Uint8Array;
-  readonly lru: ReadonlySet<number>;
-  readonly cache: ReadonlyMap<number, number>;
-  readonly seqs: ReadonlyMap<number, SeqBlocks>;
 }
 
 function fail(message: string): never {
@@ -40,10 +27,14 @@ function fail(message: string): never {
  * LRU set), or in use (ref == number of tables holding it, in neither list). The key map and the blocks agree, and
  * every table is sized for its token count.
  */
-export function checkKvIntegrity(s: KvStateView): void {
+export function checkKvIntegrity(
+  s: BlockPool,
+  enablePrefixCache: boolean,
+  seqs: ReadonlyMap<number, SeqBlocks>,
+): void {
   const { numBlocks, blockSize } = s;
   const holders = new Int32Array(numBlocks);
-  for (const [seqId, seq] of s.seqs) {
+  for (const [seqId, seq] of seqs) {
     const want = Math.ceil(seq.numTokens / blockSize);
     if (seq.numTokens <= 0) fail(`sequence ${seqId} holds ${seq.numTokens} tokens`);
     if (seq.table.length !== want) {
@@ -51,6 +42,9 @@ export function checkKvIntegrity(s: KvStateView): void {
     }
     if (seq.keys.length > Math.floor(seq.numTokens / blockSize)) {
       fail(`sequence ${seqId} has ${seq.keys.length} keyed blocks but only ${seq.numTokens} tokens`);
+    }
+    if (seq.regs.length !== seq.keys.length) {
+      fail(`sequence ${seqId} has ${seq.keys.length} chain keys but ${seq.regs.length} registrations`);
     }
     const seen = new Set<number>();
     for (const b of seq.table) {
@@ -81,11 +75,14 @@ export function checkKvIntegrity(s: KvStateView): void {
     if (ref !== holders[b]) fail(`block ${b} has refcount ${ref} but ${holders[b]} tables hold it`);
     if (key !== NO_KEY) {
       keyed++;
-      if (!s.enablePrefixCache) fail(`block ${b} is keyed while prefix caching is disabled`);
+      if (!enablePrefixCache) fail(`block ${b} is keyed while prefix caching is disabled`);
       if (s.cache.get(key) !== b) fail(`block ${b} has key ${key} but the key map gives ${s.cache.get(key)}`);
-      if (s.blockTokens[b]?.length !== blockSize) fail(`keyed block ${b} does not store its ${blockSize} token ids`);
-    } else if (s.blockTokens[b] !== null) {
-      fail(`unkeyed block ${b} still stores token ids`);
+      if (s.tokens[b]?.length !== blockSize) fail(`keyed block ${b} does not store its ${blockSize} token ids`);
+      if (!(s.reg[b]! > s.parentReg[b]!)) {
+        fail(`keyed block ${b} has registration ${s.reg[b]} not after its parent's ${s.parentReg[b]}`);
+      }
+    } else if (s.tokens[b] !== null || s.reg[b] !== NO_REG || s.parentReg[b] !== NO_REG) {
+      fail(`unkeyed block ${b} still stores token ids or registrations`);
     }
     if (ref === 0) {
       if (free && evictable) fail(`block ${b} is both free and evictable`);

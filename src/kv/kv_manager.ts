@@ -1,20 +1,23 @@
-// Paged KV block manager: a fixed pool of blocks, per-block refcounts, per-sequence block tables, prefix caching of
-// full blocks (chained hashes, guarded by token comparison) with LRU eviction, fork and copy-on-write.
+// Paged KV block manager: per-sequence block tables over a BlockPool, prefix caching of full blocks (chained hashes,
+// guarded by token comparison) with LRU eviction of unreferenced cached blocks, fork and copy-on-write.
 //
-// It deals in block ids and token counts only; the backend owns the memory. Every block is in exactly one state:
-//   free       refcount 0, not in the prefix cache, in the free list
-//   evictable  refcount 0, in the prefix cache (its KV is still valid), in the LRU set; reused on a hit, evicted
-//              (oldest first) when a fresh block is needed and the free list is empty
-//   in use     refcount = number of block tables holding it (possibly also in the prefix cache)
+// It deals in block ids and token counts only; the backend owns the memory. A block's refcount is the number of
+// block tables holding it; see block_pool.ts for the free / evictable / in-use states.
 
-import { hashBlock, NO_KEY, ROOT_KEY } from "./hash.ts";
+import { BlockPool, NO_REG } from "./block_pool.ts";
+import { hashBlock, ROOT_KEY } from "./hash.ts";
 import { checkKvIntegrity, type SeqBlocks } from "./integrity.ts";
 
 export interface KvManagerOptions {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly enablePrefixCache: boolean;
+  /** Block hash (default hashBlock). Only speed depends on its quality: matches are verified exactly. */
+  readonly hash?: BlockHashFn;
 }
+
+/** Key of the block holding tokens[start, end), chained on the previous block's key (ROOT_KEY for the first). */
+export type BlockHashFn = (parentKey: number, tokens: ArrayLike<number>, start: number, end: number) => number;
 
 export interface PromptAllocation {
   /** The sequence's block table (live: later appendSlot calls grow it). */
@@ -49,40 +52,23 @@ export class KvManager {
   readonly blockSize: number;
   readonly enablePrefixCache: boolean;
 
-  readonly #ref: Int32Array;
-  /** Prefix-cache key of each block, NO_KEY when not cached; #parent and #tokens guard against collisions. */
-  readonly #key: Float64Array;
-  readonly #parent: Float64Array;
-  readonly #tokens: (Int32Array | null)[];
-  /** Stack of free block ids. */
-  readonly #free: number[] = [];
-  readonly #inFree: Uint8Array;
-  /** Evictable cached blocks, least recently released first (Set keeps insertion order). */
-  readonly #lru = new Set<number>();
-  readonly #cache = new Map<number, number>();
+  readonly #pool: BlockPool;
+  readonly #hash: BlockHashFn;
   readonly #seqs = new Map<number, SeqBlocks>();
   #queryTokens = 0;
   #hitTokens = 0;
-  #evictions = 0;
 
   constructor(options: KvManagerOptions) {
-    const { numBlocks, blockSize } = options;
-    if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new RangeError(`KvManager: numBlocks must be >= 1`);
-    if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`KvManager: blockSize must be >= 1`);
-    this.numBlocks = numBlocks;
-    this.blockSize = blockSize;
+    this.#pool = new BlockPool(options.numBlocks, options.blockSize);
+    this.numBlocks = options.numBlocks;
+    this.blockSize = options.blockSize;
     this.enablePrefixCache = options.enablePrefixCache;
-    this.#ref = new Int32Array(numBlocks);
-    this.#key = new Float64Array(numBlocks).fill(NO_KEY);
-    this.#parent = new Float64Array(numBlocks).fill(NO_KEY);
-    this.#tokens = new Array<Int32Array | null>(numBlocks).fill(null);
-    this.#inFree = new Uint8Array(numBlocks).fill(1);
-    for (let b = numBlocks - 1; b >= 0; b--) this.#free.push(b);
+    this.#hash = options.hash ?? hashBlock;
   }
 
   /** Blocks that can be handed out now: free plus evictable cached blocks. */
   numFreeBlocks(): number {
-    return this.#free.length + this.#lru.size;
+    return this.#pool.numAvailable();
   }
 
   /** Fraction of the pool held by sequences, in [0, 1]. */
@@ -92,11 +78,11 @@ export class KvManager {
 
   /** Blocks currently registered in the prefix cache (in use or evictable). */
   numCachedBlocks(): number {
-    return this.#cache.size;
+    return this.#pool.cache.size;
   }
 
   get stats(): KvStats {
-    return { prefixQueryTokens: this.#queryTokens, prefixHitTokens: this.#hitTokens, evictions: this.#evictions };
+    return { prefixQueryTokens: this.#queryTokens, prefixHitTokens: this.#hitTokens, evictions: this.#pool.evictions };
   }
 
   has(seqId: number): boolean {
@@ -114,7 +100,7 @@ export class KvManager {
   }
 
   refCount(block: number): number {
-    const r = this.#ref[block];
+    const r = this.#pool.ref[block];
     if (r === undefined) throw new RangeError(`KvManager.refCount: no block ${block}`);
     return r;
   }
@@ -137,30 +123,31 @@ export class KvManager {
     const bs = this.blockSize;
     const hits: number[] = [];
     const keys: number[] = [];
+    const regs: number[] = [];
     if (this.enablePrefixCache) {
       const maxHits = Math.floor((n - 1) / bs);
-      let parent = ROOT_KEY;
+      let parentKey = ROOT_KEY;
+      let parentReg = NO_REG;
       for (let i = 0; i < maxHits; i++) {
-        const key = hashBlock(parent, tokenIds, i * bs, (i + 1) * bs);
-        const b = this.#cache.get(key);
-        if (b === undefined || !this.#sameContent(b, parent, tokenIds, i * bs)) break;
+        const key = this.#hash(parentKey, tokenIds, i * bs, (i + 1) * bs);
+        const b = this.#pool.lookup(key, parentReg, tokenIds, i * bs);
+        if (b < 0) break;
         hits.push(b);
         keys.push(key);
-        parent = key;
+        regs.push(this.#pool.reg[b]!);
+        parentKey = key;
+        parentReg = this.#pool.reg[b]!;
       }
     }
     let hitsEvictable = 0;
-    for (const b of hits) if (this.#ref[b] === 0) hitsEvictable++;
+    for (const b of hits) if (this.#pool.ref[b] === 0) hitsEvictable++;
     const fresh = this.blocksFor(n) - hits.length;
     if (fresh > this.numFreeBlocks() - hitsEvictable) return null;
 
-    for (const b of hits) {
-      if (this.#ref[b] === 0) this.#lru.delete(b);
-      this.#ref[b]!++;
-    }
+    for (const b of hits) this.#pool.acquire(b);
     const table = hits;
-    for (let i = 0; i < fresh; i++) table.push(this.#takeFresh());
-    this.#seqs.set(seqId, { table, numTokens: n, keys, chainBroken: false });
+    for (let i = 0; i < fresh; i++) table.push(this.#pool.takeFresh());
+    this.#seqs.set(seqId, { table, numTokens: n, keys, regs, chainBroken: false });
     const cached = keys.length * bs;
     this.#queryTokens += n;
     this.#hitTokens += cached;
@@ -188,13 +175,13 @@ export class KvManager {
     if (this.#needsCopy(s)) {
       const i = Math.floor(s.numTokens / this.blockSize);
       const src = s.table[i]!;
-      const dst = this.#takeFresh();
-      this.#ref[src]!--; // still >= 1: it was shared
+      const dst = this.#pool.takeFresh();
+      this.#pool.release(src); // still held by the other tables: it was shared
       s.table[i] = dst;
       copy = { src, dst };
     }
     const want = this.blocksFor(totalTokens);
-    while (s.table.length < want) s.table.push(this.#takeFresh());
+    while (s.table.length < want) s.table.push(this.#pool.takeFresh());
     s.numTokens = totalTokens;
     return copy === null ? NO_COPY : { copy };
   }
@@ -214,25 +201,32 @@ export class KvManager {
     if (!this.enablePrefixCache || s.chainBroken) return;
     const bs = this.blockSize;
     const full = Math.floor(numComputedTokens / bs);
+    const pool = this.#pool;
     for (let i = s.keys.length; i < full; i++) {
-      const parent = i === 0 ? ROOT_KEY : s.keys[i - 1]!;
-      const key = hashBlock(parent, tokenIds, i * bs, (i + 1) * bs);
+      const parentKey = i === 0 ? ROOT_KEY : s.keys[i - 1]!;
+      const parentReg = i === 0 ? NO_REG : s.regs[i - 1]!;
+      const start = i * bs;
+      const key = this.#hash(parentKey, tokenIds, start, start + bs);
       const b = s.table[i]!;
-      const existing = this.#cache.get(key);
-      if (existing === undefined) {
-        if (this.#key[b] !== NO_KEY) {
-          throw new Error(`KvManager.markComputed: block ${b} of sequence ${seqId} is cached with other content`);
+      const existing = pool.cache.get(key);
+      let reg: number;
+      if (existing === b) {
+        reg = pool.reg[b]!; // registered by a fork sibling
+      } else if (existing !== undefined && pool.sameContent(existing, parentReg, tokenIds, start)) {
+        reg = pool.reg[existing]!; // an identical block computed concurrently is cached; ours stays unkeyed
+      } else {
+        if (existing !== undefined) {
+          // The key names other content (hash collision) or an entry chained on an evicted parent.
+          if (pool.ref[existing] !== 0) {
+            s.chainBroken = true; // cannot displace an entry in use: stop caching this sequence's chain
+            return;
+          }
+          pool.evict(existing);
         }
-        this.#key[b] = key;
-        this.#parent[b] = parent;
-        this.#tokens[b] = Int32Array.from({ length: bs }, (_, j) => tokenIds[i * bs + j]!);
-        this.#cache.set(key, b);
-      } else if (existing !== b && !this.#sameContent(existing, parent, tokenIds, i * bs)) {
-        // True hash collision: stop registering this chain so no later block can be matched under a wrong prefix.
-        s.chainBroken = true;
-        return;
-      } // else: this block or an identical one computed concurrently is already cached; ours stays unkeyed.
+        reg = pool.register(b, key, parentReg, tokenIds, start);
+      }
       s.keys.push(key);
+      s.regs.push(reg);
     }
   }
 
@@ -240,11 +234,12 @@ export class KvManager {
   fork(parentId: number, childId: number): readonly number[] {
     const p = this.#seq(parentId, "fork");
     if (this.#seqs.has(childId)) throw new Error(`KvManager.fork: sequence ${childId} already holds blocks`);
-    for (const b of p.table) this.#ref[b]!++;
+    for (const b of p.table) this.#pool.acquire(b);
     const child: SeqBlocks = {
       table: p.table.slice(),
       numTokens: p.numTokens,
       keys: p.keys.slice(),
+      regs: p.regs.slice(),
       chainBroken: p.chainBroken,
     };
     this.#seqs.set(childId, child);
@@ -254,37 +249,18 @@ export class KvManager {
   /** Releases all blocks of a sequence (tail first, so its tail blocks are the first cached ones evicted). */
   free(seqId: number): void {
     const s = this.#seq(seqId, "free");
-    for (let i = s.table.length - 1; i >= 0; i--) this.#release(s.table[i]!);
+    for (let i = s.table.length - 1; i >= 0; i--) this.#pool.release(s.table[i]!);
     this.#seqs.delete(seqId);
   }
 
   /** Drops every evictable cached block back to the free list; returns how many. Blocks in use keep their keys. */
   evictAll(): number {
-    const n = this.#lru.size;
-    for (const b of [...this.#lru]) {
-      this.#lru.delete(b);
-      this.#uncache(b);
-      this.#pushFree(b);
-    }
-    return n;
+    return this.#pool.evictAll();
   }
 
   /** Throws with a precise message if any invariant of the pool is broken. O(blocks + table entries). */
   checkIntegrity(): void {
-    checkKvIntegrity({
-      numBlocks: this.numBlocks,
-      blockSize: this.blockSize,
-      enablePrefixCache: this.enablePrefixCache,
-      ref: this.#ref,
-      key: this.#key,
-      parent: this.#parent,
-      blockTokens: this.#tokens,
-      free: this.#free,
-      inFree: this.#inFree,
-      lru: this.#lru,
-      cache: this.#cache,
-      seqs: this.#seqs,
-    });
+    checkKvIntegrity(this.#pool, this.enablePrefixCache, this.#seqs);
   }
 
   #seq(seqId: number, op: string): SeqBlocks {
@@ -295,55 +271,11 @@ export class KvManager {
 
   #needsCopy(s: SeqBlocks): boolean {
     if (s.numTokens % this.blockSize === 0) return false;
-    return this.#ref[s.table[Math.floor(s.numTokens / this.blockSize)]!]! > 1;
+    return this.#pool.ref[s.table[Math.floor(s.numTokens / this.blockSize)]!]! > 1;
   }
 
   #blocksToAppend(s: SeqBlocks, totalTokens: number): number {
     if (totalTokens <= s.numTokens) return 0;
     return this.blocksFor(totalTokens) - s.table.length + (this.#needsCopy(s) ? 1 : 0);
-  }
-
-  #sameContent(b: number, parent: number, tokenIds: ArrayLike<number>, start: number): boolean {
-    const stored = this.#tokens[b];
-    if (stored === null || stored === undefined || this.#parent[b] !== parent) return false;
-    for (let j = 0; j < stored.length; j++) if (stored[j] !== tokenIds[start + j]) return false;
-    return true;
-  }
-
-  /** A block with refcount 1: from the free list, else the least recently released cached block. */
-  #takeFresh(): number {
-    let b = this.#free.pop();
-    if (b !== undefined) {
-      this.#inFree[b] = 0;
-    } else {
-      const oldest = this.#lru.values().next();
-      if (oldest.done) throw new Error("KvManager: out of blocks (caller skipped the capacity check)");
-      b = oldest.value;
-      this.#lru.delete(b);
-      this.#uncache(b);
-      this.#evictions++;
-    }
-    this.#ref[b] = 1;
-    return b;
-  }
-
-  #release(b: number): void {
-    const r = --this.#ref[b]!;
-    if (r > 0) return;
-    if (r < 0) throw new Error(`KvManager: block ${b} released more often than held`);
-    if (this.#key[b] !== NO_KEY) this.#lru.add(b);
-    else this.#pushFree(b);
-  }
-
-  #uncache(b: number): void {
-    this.#cache.delete(this.#key[b]!);
-    this.#key[b] = NO_KEY;
-    this.#parent[b] = NO_KEY;
-    this.#tokens[b] = null;
-  }
-
-  #pushFree(b: number): void {
-    this.#free.push(b);
-    this.#inFree[b] = 1;
   }
 }

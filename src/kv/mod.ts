@@ -2,6 +2,7 @@
 
 export {
   type AppendResult,
+  type BlockHashFn,
   type CopyOp,
   KvManager,
   type KvManagerOptions,

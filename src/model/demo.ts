@@ -35,7 +35,7 @@ export function demoConfig(vocabSize: number, eosIds: number[], bosId: number): 
     max_position_embeddings: 2048,
     rms_norm_eps: 1e-5,
     rope_theta: 10000,
-    tie_word_embeddings: true,
+    tie_word_embeddings: false,
     bos_token_id: bosId,
     eos_token_id: eosIds,
     torch_dtype: "float32",
@@ -54,7 +54,7 @@ export function buildDemoModel(
   for (const { name, shape } of expectedTensors(spec)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
-    if (shape.length === 1) for (let i = 0; i < n; i++) data[i] = 0.8 + 0.4 * rand();
+    if (shape.length === 1) { for (let i = 0; i < n; i++) data[i] = 0.8 + 0.4 * rand(); }
     else {
       const amp = name.includes("embed") ? 1 : 1.5 / Math.sqrt(shape[1]!);
       for (let i = 0; i < n; i++) data[i] = (rand() * 2 - 1) * amp;

@@ -64,7 +64,7 @@ export function f32ToBf16(v: number): number {
 /** Rounds every element through f16 (or bf16) and back: what a 16-bit weight holds. */
 export function roundTo(data: Float32Array, dtype: "f16" | "bf16"): Float32Array {
   const out = new Float32Array(data.length);
-  if (dtype === "f16") for (let i = 0; i < data.length; i++) out[i] = f16ToF32(f32ToF16(data[i]!));
+  if (dtype === "f16") { for (let i = 0; i < data.length; i++) out[i] = f16ToF32(f32ToF16(data[i]!)); }
   else for (let i = 0; i < data.length; i++) out[i] = bf16ToF32(f32ToBf16(data[i]!));
   return out;
 }

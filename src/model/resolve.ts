@@ -41,7 +41,8 @@ export async function findInHubCache(id: string, revision = "main", cache = ENV.
   return best?.path ?? null;
 }
 
-const WANTED = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|model\.safetensors\.index\.json|.*\.safetensors)$/;
+const WANTED =
+  /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|model\.safetensors\.index\.json|.*\.safetensors)$/;
 
 /** Downloads the files a model needs into the hub cache layout, with a progress bar. */
 export async function downloadFromHub(id: string, cache = ENV.hfHubCache): Promise<string> {

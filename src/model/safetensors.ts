@@ -179,7 +179,9 @@ export async function writeSafetensors(
   let off = 0;
   for (const t of tensors) {
     const need = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (need !== t.data.byteLength) throw new Error(`writeSafetensors: ${t.name} has ${t.data.byteLength} bytes, needs ${need}`);
+    if (need !== t.data.byteLength) {
+      throw new Error(`writeSafetensors: ${t.name} has ${t.data.byteLength} bytes, needs ${need}`);
+    }
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + need] };
     off += need;
   }

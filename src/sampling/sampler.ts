@@ -3,7 +3,7 @@
 //   temperature -> top-k -> top-p (over the top-k survivors, renormalised) -> min-p -> draw.
 // The draw uses uniform(seed ?? fallbackSeed, outputIds.length), so it depends only on the request and the position.
 // Nothing sorts the whole vocabulary unless top-p keeps most of it: top-k is a heap selection, min-p a threshold,
-// and top-p first drops every token that provably lies outside the nucleus (see nucleusFloor) before sorting the rest.
+// and top-p sorts only the tokens of one histogram bucket, the one where the nucleus ends (see nucleus).
 
 import type { SampledLogprobs, SamplingParams, SequenceSamplingState } from "../core/types.ts";
 import { applyPenalties } from "./penalties.ts";
@@ -24,8 +24,10 @@ export interface SampledToken {
 
 // Scratch reused across calls (the input row is never written): penalised / scaled logits, then weights.
 let scratch = new Float64Array(0);
-// Surviving token ids.
+// Surviving token ids; the top-p edge bucket and each token's bucket.
 let cand = new Int32Array(0);
+let boundary = new Int32Array(0);
+let bucketOf = new Uint8Array(0);
 
 export function sampleToken(logits: Float32Array, state: SequenceSamplingState): SampledToken {
   const p = state.params;
@@ -71,6 +73,7 @@ function penalised(logits: Float32Array, state: SequenceSamplingState): number {
   if (scratch.length < vocab) {
     scratch = new Float64Array(vocab);
     cand = new Int32Array(vocab);
+    boundary = new Int32Array(vocab);
   }
   const x = scratch;
   for (let i = 0; i < vocab; i++) {
@@ -137,53 +140,62 @@ function filter(x: Float64Array, vocab: number, p: SamplingParams): number {
     return kept;
   }
 
-  // Mass of the top-k survivors (the distribution top-p renormalises over).
+  return nucleus(x, vocab, m, kth, minP, p.topP);
+}
+
+/** Width in nats of one bucket of the top-p mass histogram, and the bucket count (the last one is open-ended). */
+const BUCKET_WIDTH = 0.25;
+const BUCKETS = 128;
+const NONE = 255;
+const bucketMass = new Float64Array(BUCKETS);
+
+/**
+ * top-p (then min-p) over the tokens with x >= kth, without sorting them all. One pass files each token's weight
+ * exp(x - m) into a histogram by distance below the max. With B the first bucket where the cumulative mass reaches
+ * topP * z, every token in a bucket before B has less than topP * z ranked before it and is kept, every token after
+ * B has at least that much before it and is dropped; only bucket B is sorted to find where the nucleus ends.
+ */
+function nucleus(x: Float64Array, vocab: number, m: number, kth: number, minP: number, topP: number): number {
+  if (bucketOf.length < vocab) bucketOf = new Uint8Array(vocab);
+  bucketMass.fill(0);
   let z = 0;
-  let n = 0;
   for (let i = 0; i < vocab; i++) {
     const v = x[i]!;
     if (v >= kth && v > -Infinity) {
-      z += Math.exp(v - m);
-      n++;
-    }
-  }
-  const floor = Math.max(
-    kth,
-    minP > 0 ? m + Math.log(minP) - 1e-6 : -Infinity,
-    nucleusFloor(m, z, n, p.topP),
-  );
-  let c = 0;
-  for (let i = 0; i < vocab; i++) {
-    const v = x[i]!;
-    if (v >= floor && v > -Infinity) cand[c++] = i;
-  }
-  const sorted = cand.subarray(0, c).sort((a, b) => x[b]! - x[a]! || a - b);
-
-  // From the most likely down, a token is in the nucleus while the mass ranked before it is < topP * z.
-  // Tokens under the min-p floor all rank after the candidates, so leaving them out cannot change this walk.
-  const stop = p.topP * z;
-  let before = 0;
-  let kept = 0;
-  for (let j = 0; j < c; j++) {
-    if (j > 0 && before >= stop) break;
-    const i = sorted[j]!;
-    const w = Math.exp(x[i]! - m);
-    before += w;
-    if (w >= minP) {
-      sorted[kept++] = i;
+      const w = Math.exp(v - m);
+      const b = Math.min(BUCKETS - 1, Math.floor((m - v) / BUCKET_WIDTH));
       x[i] = w;
+      bucketOf[i] = b;
+      bucketMass[b]! += w;
+      z += w;
+    } else {
+      bucketOf[i] = NONE;
     }
+  }
+  const stop = topP * z;
+  let before = 0;
+  let edge = 0;
+  while (edge < BUCKETS - 1 && before + bucketMass[edge]! < stop) before += bucketMass[edge++]!;
+
+  let kept = 0;
+  let n = 0;
+  for (let i = 0; i < vocab; i++) {
+    const b = bucketOf[i]!;
+    if (b < edge) {
+      if (x[i]! >= minP) cand[kept++] = i;
+    } else if (b === edge) {
+      boundary[n++] = i;
+    }
+  }
+  // Walk the edge bucket from its most likely token while the mass ranked before it is < stop (the overall
+  // most likely token is always kept). Equal weights go by lowest id.
+  const sorted = boundary.subarray(0, n).sort((a, b) => x[b]! - x[a]! || a - b);
+  for (let j = 0; j < n; j++) {
+    if (before >= stop && (kept > 0 || j > 0)) break;
+    const i = sorted[j]!;
+    const w = x[i]!;
+    before += w;
+    if (w >= minP) cand[kept++] = i;
   }
   return kept;
-}
-
-/**
- * A logit below which no token can be in the nucleus. A token is kept only if the mass of the tokens ranked at or
- * below it exceeds 1 - topP. Every token with probability < eps = (1 - topP) / n ranks below all tokens with larger
- * probability, and those below-eps tokens together hold < n * eps = 1 - topP, so none of them is kept.
- * prob = exp(x - m) / z, hence the floor x < m + log(z * eps); halved for rounding slack.
- */
-function nucleusFloor(m: number, z: number, n: number, topP: number): number {
-  const eps = ((1 - topP) / Math.max(n, 1)) * 0.5;
-  return eps > 0 ? m + Math.log(z * eps) : -Infinity;
 }

@@ -1,6 +1,6 @@
 // Chat templates: the Jinja template of tokenizer_config.json (or chat_template.jinja) rendered with @huggingface/jinja.
 
-import { Template } from "@huggingface/jinja";
+import { Environment, Interpreter, Template } from "@huggingface/jinja";
 import { CheckpointError, UserError } from "../core/errors.ts";
 import { strftime } from "./strftime.ts";
 
@@ -65,7 +65,10 @@ export function parseChatTemplates(raw: unknown, file: string): Map<string, stri
     for (const entry of raw) {
       const e = entry as Record<string, unknown> | null;
       if (!e || typeof e !== "object" || typeof e.name !== "string" || typeof e.template !== "string") {
-        throw new CheckpointError(`${file}: "chat_template" list entries must be {name: string, template: string}`, file);
+        throw new CheckpointError(
+          `${file}: "chat_template" list entries must be {name: string, template: string}`,
+          file,
+        );
       }
       out.set(e.name, e.template);
     }
@@ -111,6 +114,41 @@ export interface ChatTemplateTokens {
   readonly eosToken: string | null;
 }
 
+/** Python's range(stop) / range(start, stop[, step]). */
+function range(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error("range() step must not be zero");
+  const out: number[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
+  return out;
+}
+
+/**
+ * Template.render() with our own globals: it pre-declares `raise_exception` and a `strftime_now` that formats with
+ * the host locale, and an environment cannot redeclare a name, so this sets up the environment itself. Globals are
+ * those of Template.render (true/false/none in both cases, range) plus `raise_exception` (throws TemplateRaised)
+ * and `strftime_now` (C-locale strftime of the local time).
+ */
+function renderWithHelpers(template: Template, context: Record<string, unknown>): string {
+  const env = new Environment();
+  const globals: Record<string, unknown> = {
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
+    range,
+    raise_exception: (message: unknown) => {
+      throw new TemplateRaised(String(message));
+    },
+    strftime_now: (format: unknown) => strftime(new Date(), String(format)),
+  };
+  for (const [key, value] of Object.entries({ ...context, ...globals })) env.set(key, value);
+  const result = new Interpreter(env).run(template.parsed);
+  return String(result.value);
+}
+
 /** Renders the checkpoint's chat template(s), or CHATML_TEMPLATE when it has none. */
 export class ChatTemplateRenderer {
   /** False when rendering falls back to CHATML_TEMPLATE. */
@@ -150,13 +188,9 @@ export class ChatTemplateRenderer {
       tools,
       bos_token: this.#tokens.bosToken ?? "",
       eos_token: this.#tokens.eosToken ?? "",
-      raise_exception: (message: unknown) => {
-        throw new TemplateRaised(String(message));
-      },
-      strftime_now: (format: unknown) => strftime(new Date(), String(format)),
     };
     try {
-      return template.render(context);
+      return renderWithHelpers(template, context);
     } catch (e) {
       if (e instanceof TemplateRaised) throw new UserError(`chat template rejected the messages: ${e.message}`);
       const msg = e instanceof Error ? e.message : String(e);

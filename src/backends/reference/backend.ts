@@ -115,7 +115,9 @@ export class ReferenceBackend implements Backend {
       if (pos < 0 || pos >= s.maxPositions) throw new RangeError(`position ${pos} outside [0, ${s.maxPositions})`);
     }
     const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
-    const kvRound = this.#precision!.kv === "f32" ? undefined : (x: Float32Array) => roundTo(x, this.#precision!.kv as "f16");
+    const kvRound = this.#precision!.kv === "f32"
+      ? undefined
+      : (x: Float32Array) => roundTo(x, this.#precision!.kv as "f16");
     const x = ops.embed(w.embed, step.tokens, h, s.vocabSize);
     const xn = new Float32Array(T * h);
     for (let l = 0; l < s.numLayers; l++) {
@@ -155,7 +157,7 @@ export class ReferenceBackend implements Backend {
     }
     // Final norm + LM head, only for the rows that need logits.
     const rows: number[] = [];
-    if (step.allLogits) for (let t = 0; t < T; t++) rows.push(t);
+    if (step.allLogits) { for (let t = 0; t < T; t++) rows.push(t); }
     else for (let b = 0; b < B; b++) if (step.sample[b]) rows.push(step.queryStarts[b + 1]! - 1);
     const sel = new Float32Array(rows.length * h);
     rows.forEach((t, i) => sel.set(x.subarray(t * h, (t + 1) * h), i * h));

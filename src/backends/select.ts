@@ -1,0 +1,113 @@
+// Backend choice. GPU backends are imported lazily, so a host without NVIDIA never calls Deno.dlopen and a host
+// without WebGPU never touches navigator.gpu beyond a probe.
+import type { Backend, BackendName } from "../core/types.ts";
+import { BackendUnavailableError, UserError } from "../core/errors.ts";
+
+export interface BackendProbe {
+  readonly name: BackendName;
+  readonly available: boolean;
+  readonly detail: string;
+}
+
+export interface BackendOptions {
+  /** Host memory budget for the reference backend's KV cache. */
+  readonly referenceMemoryBytes?: number;
+}
+
+/** True when this host looks like it has an NVIDIA driver (checked before any dlopen). */
+async function nvidiaDriverPresent(): Promise<string | null> {
+  for (const p of ["/proc/driver/nvidia/version", "/dev/nvidiactl"]) {
+    try {
+      await Deno.stat(p);
+      return p;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+interface Factory {
+  probe(): Promise<BackendProbe>;
+  create(opts: BackendOptions): Promise<Backend>;
+}
+
+const FACTORIES: Record<BackendName, Factory> = {
+  reference: {
+    probe: () =>
+      Promise.resolve({ name: "reference", available: true, detail: "CPU, plain TypeScript f32 (always available)" }),
+    create: async (opts) => {
+      const { ReferenceBackend } = await import("./reference/backend.ts");
+      return new ReferenceBackend({ memoryBytes: opts.referenceMemoryBytes });
+    },
+  },
+  webgpu: {
+    probe: async () => {
+      try {
+        const mod = await import("./webgpu/probe.ts");
+        const r = await mod.probeWebGpu();
+        return { name: "webgpu", available: r.ok, detail: r.detail };
+      } catch (e) {
+        return { name: "webgpu", available: false, detail: `backend not available: ${(e as Error).message}` };
+      }
+    },
+    create: async () => {
+      const mod = await import("./webgpu/probe.ts");
+      return await mod.createWebGpuBackend();
+    },
+  },
+  cuda: {
+    probe: async () => {
+      const driver = await nvidiaDriverPresent();
+      if (!driver) return { name: "cuda", available: false, detail: "no NVIDIA driver on this host (/dev/nvidiactl)" };
+      try {
+        const mod = await import("./cuda/probe.ts");
+        const r = await mod.probeCuda();
+        return { name: "cuda", available: r.ok, detail: r.detail };
+      } catch (e) {
+        return { name: "cuda", available: false, detail: `backend not available: ${(e as Error).message}` };
+      }
+    },
+    create: async () => {
+      const mod = await import("./cuda/probe.ts");
+      return await mod.createCudaBackend();
+    },
+  },
+};
+
+export const BACKEND_NAMES: readonly BackendName[] = ["cuda", "webgpu", "reference"];
+
+export function probeBackend(name: BackendName): Promise<BackendProbe> {
+  return FACTORIES[name].probe();
+}
+
+export async function probeAll(): Promise<BackendProbe[]> {
+  const out: BackendProbe[] = [];
+  for (const n of BACKEND_NAMES) out.push(await probeBackend(n));
+  return out;
+}
+
+/** Creates the named backend, or with "auto" the first that starts of cuda, webgpu, reference. */
+export async function createBackend(choice: string, opts: BackendOptions = {}): Promise<Backend> {
+  if (choice !== "auto") {
+    if (!(choice in FACTORIES)) {
+      throw new UserError(`unknown backend "${choice}" (choose auto, ${BACKEND_NAMES.join(", ")})`);
+    }
+    const name = choice as BackendName;
+    const p = await probeBackend(name);
+    if (!p.available) throw new BackendUnavailableError(`backend ${name} cannot start: ${p.detail}`);
+    return await FACTORIES[name].create(opts);
+  }
+  const reasons: string[] = [];
+  for (const n of BACKEND_NAMES) {
+    const p = await probeBackend(n);
+    if (!p.available) {
+      reasons.push(`${n}: ${p.detail}`);
+      continue;
+    }
+    try {
+      return await FACTORIES[n].create(opts);
+    } catch (e) {
+      reasons.push(`${n}: ${(e as Error).message}`);
+    }
+  }
+  throw new BackendUnavailableError(`no backend could start:\n  ${reasons.join("\n  ")}`);
+}

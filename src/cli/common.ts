@@ -1,0 +1,106 @@
+// Shared CLI pieces: model + backend loading with a progress bar, id lists, precision flags.
+import type { Backend, KvDType, ModelSpec, Precision, WeightDType } from "../core/types.ts";
+import { UserError } from "../core/errors.ts";
+import { ProgressBar } from "../core/progress.ts";
+import { createBackend } from "../backends/select.ts";
+import { openCheckpoint } from "../model/checkpoint.ts";
+import { resolveModelPath } from "../model/resolve.ts";
+import { buildDemoModel, DEMO_MODEL_ID } from "../model/demo.ts";
+import type { TextTokenizer } from "../tokenizer/mod.ts";
+import { createByteTokenizer, loadTokenizer } from "../tokenizer/mod.ts";
+
+export interface LoadedModel {
+  /** The id /v1/models reports. */
+  readonly id: string;
+  readonly spec: ModelSpec;
+  readonly backend: Backend;
+  readonly tokenizer: TextTokenizer | null;
+  readonly precision: Precision;
+  readonly isDemo: boolean;
+}
+
+export const MODEL_FLAGS_HELP =
+  `  --model DIR|ORG/NAME   Hugging Face model folder, or a Hub id in the local HF cache (default: built-in demo)
+  --backend NAME         auto (default), cuda, webgpu or reference
+  --dtype D              weight precision: auto, f32, f16, bf16 (default auto: the checkpoint's)
+  --kv-dtype D           KV cache precision: auto, f32, f16, bf16 (default auto)
+  --quiet                no progress bar`;
+
+export const MODEL_FLAG_OPTIONS = {
+  model: { type: "string" },
+  backend: { type: "string", default: "auto" },
+  dtype: { type: "string", default: "auto" },
+  "kv-dtype": { type: "string", default: "auto" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+export function parseIds(text: string | undefined, flag = "--ids"): number[] {
+  if (!text) throw new UserError(`${flag} is required (comma-separated token ids, e.g. ${flag} 1,461,401)`);
+  const ids = text.split(",").map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  if (ids.length === 0 || ids.some((x) => !Number.isInteger(x) || x < 0)) {
+    throw new UserError(`${flag} must be comma-separated non-negative integers, got "${text}"`);
+  }
+  return ids;
+}
+
+function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDtype: string): Precision {
+  const weights: readonly string[] = ["f32", "f16", "bf16"];
+  if (dtype !== "auto" && !weights.includes(dtype)) throw new UserError(`--dtype must be auto, f32, f16 or bf16`);
+  if (kvDtype !== "auto" && !["f32", "f16", "bf16", "int8", "int4"].includes(kvDtype)) {
+    throw new UserError(`--kv-dtype must be auto, f32, f16, bf16, int8 or int4`);
+  }
+  let weight = (dtype === "auto" ? spec.checkpointDType : dtype) as WeightDType;
+  if (!backend.supports.weight.includes(weight)) {
+    if (dtype !== "auto") throw new UserError(`backend ${backend.name} does not support --dtype ${dtype}`);
+    weight = backend.supports.weight[0]!;
+  }
+  let kv = (kvDtype === "auto" ? (weight === "f32" ? "f32" : "f16") : kvDtype) as KvDType;
+  if (!backend.supports.kv.includes(kv)) {
+    if (kvDtype !== "auto") throw new UserError(`backend ${backend.name} does not support --kv-dtype ${kvDtype}`);
+    kv = backend.supports.kv[0]!;
+  }
+  return { weight, kv, compute: weight === "f32" ? "f32" : "f16" };
+}
+
+/** Resolves --model (or the demo model), starts the backend and loads the weights with a progress bar. */
+export async function loadModel(flags: {
+  model?: string;
+  backend: string;
+  dtype: string;
+  "kv-dtype": string;
+  quiet: boolean;
+}): Promise<LoadedModel> {
+  const backend = await createBackend(flags.backend);
+  try {
+    if (!flags.model) {
+      const tokenizer = createByteTokenizer();
+      const { spec, weights } = buildDemoModel(
+        tokenizer.vocabSize,
+        [...tokenizer.stopTokenIds],
+        tokenizer.bosTokenId ?? 0,
+      );
+      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"]);
+      await backend.load(spec, weights, precision);
+      return { id: DEMO_MODEL_ID, spec, backend, tokenizer, precision, isDemo: true };
+    }
+    const dir = await resolveModelPath(flags.model);
+    const ckpt = await openCheckpoint(dir);
+    const precision = choosePrecision(backend, ckpt.spec, flags.dtype, flags["kv-dtype"]);
+    const tokenizer = await loadTokenizer(dir);
+    let bar: ProgressBar | null = null;
+    try {
+      await backend.load(ckpt.spec, ckpt.weights, precision, (done, total, label) => {
+        bar ??= new ProgressBar(`loading ${flags.model} on ${backend.name}`, total, "bytes", flags.quiet);
+        bar.update(done, label);
+      });
+    } finally {
+      ckpt.weights.close();
+    }
+    (bar as ProgressBar | null)?.done();
+    return { id: flags.model, spec: ckpt.spec, backend, tokenizer, precision, isDemo: false };
+  } catch (e) {
+    await backend[Symbol.asyncDispose]();
+    throw e;
+  }
+}
