@@ -230,6 +230,29 @@ Deno.test("KvManager.checkIntegrity() reports a broken invariant", () => {
   assert.throws(() => kv.checkIntegrity(), /KvManager integrity: .*block [13]/);
 });
 
+Deno.test("KvManager.allocatePrompt() never matches an entry chained on a re-registered colliding parent", () => {
+  // Keys depend only on the parent key and the block's first token: [0,1] and [0,2] collide, and so do their children.
+  const hash: BlockHashFn = (parent, tokens, start) => parent * 4 + tokens[start]! + 1;
+  const kv = new KvManager({ numBlocks: 8, blockSize: 2, enablePrefixCache: true, hash });
+  const a = [0, 1, 3, 3, 9];
+  const b = [0, 2, 3, 3, 9];
+  const t1 = kv.allocatePrompt(1, a)!.blockTable.slice();
+  kv.markComputed(1, a, 5);
+  kv.free(1);
+  assert.equal(kv.allocatePrompt(2, b)!.numCachedTokens, 0); // [0,2] is not [0,1]
+  kv.markComputed(2, b, 5); // displaces both evictable entries of a
+  const t2 = kv.blockTable(2).slice();
+  kv.free(2);
+  kv.checkIntegrity();
+  const c = kv.allocatePrompt(3, b)!;
+  assert.equal(c.numCachedTokens, 4);
+  assert.deepEqual(c.blockTable.slice(0, 2), t2.slice(0, 2));
+  assert.notEqual(c.blockTable[1], t1[1]);
+  kv.free(3);
+  assert.equal(kv.allocatePrompt(4, a)!.numCachedTokens, 0);
+  kv.checkIntegrity();
+});
+
 /**
  * Simulated KV memory. Like real KV, a slot's value depends on the whole prefix up to its position (a rolling hash of
  * the tokens) and on the position, so stale, foreign or wrongly shared KV is detected.
@@ -246,6 +269,7 @@ function randomized(seed: number, options: { prefix: boolean; hash?: BlockHashFn
   const rand = rng(seed);
   const pick = (n: number) => Math.floor(rand() * n);
   const docs = range(4).map(() => Array.from({ length: 40 }, () => pick(3)));
+  const heads = [[0, 1, 1, 1], [0, 2, 2, 2], [0, 1, 2, 0]];
   const seqs = new Map<number, { tokens: number[]; computed: number }>();
   let nextId = 0;
 
@@ -270,8 +294,10 @@ function randomized(seed: number, options: { prefix: boolean; hash?: BlockHashFn
     const id = ids[pick(ids.length)];
     const r = rand();
     if (r < 0.25 || id === undefined) {
+      // Different heads (same first token, so weak hashes collide) followed by shared document text.
+      const head = heads[pick(heads.length)]!.slice(0, pick(2) * bs);
       const doc = docs[pick(docs.length)]!;
-      const tokens = [...doc.slice(0, 1 + pick(30)), ...Array.from({ length: pick(4) }, () => pick(3))];
+      const tokens = [...head, ...doc.slice(0, 1 + pick(26)), ...Array.from({ length: pick(4) }, () => pick(3))];
       const before = kv.numFreeBlocks();
       const alloc = kv.allocatePrompt(nextId, tokens);
       if (alloc === null) {
@@ -324,7 +350,7 @@ Deno.test("KvManager randomized allocate/append/fork/free/evict keeps invariants
 
 Deno.test("KvManager randomized with a colliding hash never matches a wrong prefix", () => {
   // Every key collides with many others: correctness must come from exact verification alone.
-  const weak: BlockHashFn = (parent, tokens, start) => (parent + tokens[start]!) % 3;
+  const weak: BlockHashFn = (parent, tokens, start) => (parent * 4 + tokens[start]! + 1) % 11;
   randomized(4, { prefix: true, hash: weak, ops: 4000 });
   randomized(5, { prefix: true, hash: () => 0, ops: 2000 });
 });

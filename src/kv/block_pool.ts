@@ -108,6 +108,9 @@ export class BlockPool {
   register(b: number, key: number, parentReg: number, tokenIds: ArrayLike<number>, start: number): number {
     if (this.key[b] !== NO_KEY) throw new Error(`KvManager: block ${b} is already cached with other content`);
     if (this.cache.has(key)) throw new Error(`KvManager: key ${key} is already cached`);
+    if (!Number.isSafeInteger(key) || key < 0) {
+      throw new RangeError(`KvManager: block hash gave ${key}, want an integer >= 0`);
+    }
     const reg = this.#nextReg++;
     this.key[b] = key;
     this.reg[b] = reg;

@@ -1,5 +1,6 @@
 // Paged KV block manager: per-sequence block tables over a BlockPool, prefix caching of full blocks (chained hashes,
-// guarded by token comparison) with LRU eviction of unreferenced cached blocks, fork and copy-on-write.
+// every match verified exactly by token ids and parent registration) with LRU eviction of unreferenced cached
+// blocks, fork and copy-on-write.
 //
 // It deals in block ids and token counts only; the backend owns the memory. A block's refcount is the number of
 // block tables holding it; see block_pool.ts for the free / evictable / in-use states.
@@ -230,7 +231,11 @@ export class KvManager {
     }
   }
 
-  /** The child shares all of the parent's blocks (refcounts +1); the first append into a shared block copies it. */
+  /**
+   * The child shares all of the parent's blocks (refcounts +1); the first appendSlot past the shared partial block
+   * copies it. Fork only a parent whose reserved slots are all computed (numTokens), since writes into slots that
+   * were reserved before the fork would land in a shared block.
+   */
   fork(parentId: number, childId: number): readonly number[] {
     const p = this.#seq(parentId, "fork");
     if (this.#seqs.has(childId)) throw new Error(`KvManager.fork: sequence ${childId} already holds blocks`);

@@ -173,7 +173,7 @@ export class Scheduler {
       seq.status = "running";
       seq.blockTable = alloc.blockTable;
       seq.numComputedTokens = alloc.numCachedTokens;
-      seq.numCachedTokens = alloc.numCachedTokens;
+      if (seq.numPreemptions === 0) seq.numCachedTokens = alloc.numCachedTokens;
       this.#running.push(seq);
       const pending = seq.numTokens - seq.numComputedTokens;
       const n = Math.min(pending, budget);

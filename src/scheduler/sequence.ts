@@ -46,7 +46,7 @@ export class Sequence implements SequenceSamplingState {
   finishReason: FinishReason | null = null;
   /** Leading tokens of tokenIds whose KV is in the cache (computed or found in the prefix cache). */
   numComputedTokens = 0;
-  /** Tokens found in the prefix cache at the latest admission. */
+  /** Prompt tokens found in the prefix cache at the first admission (usage.cached_tokens). */
   numCachedTokens = 0;
   /** Live block table from the KV manager while running; empty otherwise. */
   blockTable: readonly number[] = NO_BLOCKS;

@@ -1,6 +1,6 @@
 // Turns a ScheduledBatch into the flat typed arrays a backend consumes (core/types StepInputs).
 
-import type { StepInputs } from "../core/types.ts";
+import type { SequenceSamplingState, StepInputs } from "../core/types.ts";
 import type { ScheduledBatch } from "./batch.ts";
 
 export interface BuildStepInputsOptions {
@@ -32,7 +32,7 @@ export function buildStepInputs(
   const contextLens = new Int32Array(numSeqs);
   const blockTables = new Int32Array(numSeqs * maxBlocksPerSeq).fill(-1);
   const sample: boolean[] = [];
-  const sampling = [];
+  const sampling: SequenceSamplingState[] = [];
 
   let t = 0;
   for (let b = 0; b < numSeqs; b++) {
@@ -54,7 +54,7 @@ export function buildStepInputs(
     sample.push(rows[b]!.sample);
     sampling.push(seq);
   }
-  if (t !== numTokens || (batch.numTokens !== numTokens && numSeqs > 0)) {
+  if (t !== numTokens || batch.numTokens !== numTokens) {
     throw new Error(`buildStepInputs: batch says ${batch.numTokens} tokens, rows hold ${numTokens}`);
   }
 
