@@ -166,7 +166,10 @@ Deno.test("applyChatTemplate() provides strftime_now, bos_token, eos_token and r
 Deno.test("strftime() formats like Python's C locale", () => {
   const d = new Date(2024, 6, 26, 9, 5, 3); // Friday 26 July 2024, day 208
   assert.equal(strftime(d, "%d %b %Y"), "26 Jul 2024");
-  assert.equal(strftime(d, "%A %a %B %m/%d/%y %H:%M:%S %I%p %j %e %%"), "Friday Fri July 07/26/24 09:05:03 09AM 208 26 %");
+  assert.equal(
+    strftime(d, "%A %a %B %m/%d/%y %H:%M:%S %I%p %j %e %%"),
+    "Friday Fri July 07/26/24 09:05:03 09AM 208 26 %",
+  );
   assert.equal(strftime(new Date(2024, 0, 5, 13), "%I %p %j %e"), "01 PM 005  5");
 });
 
@@ -187,7 +190,10 @@ Deno.test("loadTokenizer() prefers chat_template.jinja over tokenizer_config's t
     await Deno.writeTextFile(`${dir}/chat_template.jinja`, "{% for m in messages %}<{{ m.role }}>{% endfor %}");
     const tok = await loadTokenizer(dir);
     assert.ok(tok);
-    assert.equal(tok.applyChatTemplate([{ role: "user", content: "x" }, { role: "assistant", content: "y" }]), "<user><assistant>");
+    assert.equal(
+      tok.applyChatTemplate([{ role: "user", content: "x" }, { role: "assistant", content: "y" }]),
+      "<user><assistant>",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

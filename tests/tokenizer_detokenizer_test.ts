@@ -124,3 +124,14 @@ Deno.test("createIncrementalDetokenizer() decodes windows, not single tokens", (
   assert.equal(out, decode(bytes));
   assert.equal(out, "a b 你");
 });
+
+Deno.test("createDetokenizer() stays exact over long streams", async () => {
+  const next = rng(99);
+  for (const tok of [await fixture("llama3"), await fixture("llama2"), createByteTokenizer()]) {
+    const text = Array.from({ length: 800 }, () => ["word ", "你好", "🦙", "\n", "é", "  "][Math.floor(next() * 6)])
+      .join("");
+    const ids = tok.encode(text, { addSpecialTokens: false });
+    assert.ok(ids.length > 600, `long enough to compact the window (${ids.length} ids)`);
+    assert.equal(stream(tok, ids).join(""), text);
+  }
+});

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { CheckpointError } from "../src/core/errors.ts";
-import { byteTokenizerConfig, byteTokenizerJson, createTokenizerFromJson, loadTokenizer } from "../src/tokenizer/mod.ts";
+import {
+  byteTokenizerConfig,
+  byteTokenizerJson,
+  createTokenizerFromJson,
+  loadTokenizer,
+} from "../src/tokenizer/mod.ts";
 import { fixture, loadFixture, MIXED_TEXT, packageAddedTokens, packageVocab } from "./tokenizer_fixtures.ts";
 
 async function withDir(files: Record<string, string>, fn: (dir: string) => Promise<void>): Promise<void> {
