@@ -135,3 +135,18 @@ Deno.test("createDetokenizer() stays exact over long streams", async () => {
     assert.equal(stream(tok, ids).join(""), text);
   }
 });
+
+Deno.test("createDetokenizer() with prompt context keeps the first token's leading space", async () => {
+  for (const name of NAMES) {
+    const tok = await fixture(name);
+    const prompt = tok.encode("Once upon a time", { addSpecialTokens: false });
+    const out = tok.encode("Once upon a time there was a llama 🦙 named 小明.", { addSpecialTokens: false }).slice(
+      prompt.length,
+    );
+    const detok = tok.createDetokenizer({ context: prompt });
+    const text = out.map((id) => detok.push(id)).join("") + detok.flush();
+    const expected = tok.decode([...prompt, ...out]).slice(tok.decode(prompt).length);
+    assert.equal(text, expected, name);
+    assert.ok(text.startsWith(" there"), `${name}: "${text}" keeps the space before "there"`);
+  }
+});

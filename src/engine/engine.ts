@@ -93,7 +93,9 @@ export class Engine implements AsyncDisposable {
     const n = req.promptIds.length;
     if (n === 0) throw new UserError("the prompt is empty");
     const badId = req.promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= this.spec.vocabSize);
-    if (badId !== undefined) throw new UserError(`token id ${badId} is outside the vocabulary [0, ${this.spec.vocabSize})`);
+    if (badId !== undefined) {
+      throw new UserError(`token id ${badId} is outside the vocabulary [0, ${this.spec.vocabSize})`);
+    }
     if (n >= this.maxModelLen) {
       throw new UserError(`the prompt has ${n} tokens; this model's context is ${this.maxModelLen} tokens`);
     }
@@ -109,7 +111,10 @@ export class Engine implements AsyncDisposable {
       ignoreEos: req.ignoreEos,
       fallbackSeed: (Math.random() * 2 ** 31) | 0,
     });
-    const detok = this.tokenizer?.createDetokenizer({ skipSpecialTokens: req.skipSpecialTokens ?? true }) ?? null;
+    const detok = this.tokenizer?.createDetokenizer({
+      skipSpecialTokens: req.skipSpecialTokens ?? true,
+      context: req.promptIds,
+    }) ?? null;
     const handle = new RequestHandle(id, n, detok, req.stopStrings ?? [], (h) => this.abort(h.id));
     this.scheduler.add(seq); // throws UserError when it can never fit the pool
     this.#handles.set(id, handle);

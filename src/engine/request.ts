@@ -67,7 +67,7 @@ export class RequestHandle implements AsyncIterable<StreamDelta> {
   /** Adds tokens; returns the matched stop string when one appears in the text (the engine then finishes). */
   push(ids: readonly number[], logprobs: readonly (SampledLogprobs | null)[], final: boolean): string | null {
     let text = this.#pending;
-    if (this.detok) for (const id of ids) text += this.detok.push(id);
+    if (this.detok) { for (const id of ids) text += this.detok.push(id); }
     if (final && this.detok) text += this.detok.flush();
     let matched: string | null = null;
     if (this.stopStrings.length > 0) {

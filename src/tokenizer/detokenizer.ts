@@ -14,6 +14,8 @@ export type WindowDecoder = (ids: readonly number[]) => string;
 const REPLACEMENT = "\uFFFD";
 /** Ids kept before the prefix offset are dropped once this many pile up, so memory stays bounded. */
 const COMPACT_AFTER = 512;
+/** Prompt ids kept as left context (vLLM keeps 5 as well). */
+const CONTEXT_IDS = 5;
 
 /**
  * Why windows instead of per-token decode: a token's text depends on its neighbours. SentencePiece decoders strip
@@ -33,8 +35,14 @@ export class WindowedDetokenizer implements IncrementalDetokenizer {
   #readOffset = 0;
   readonly #decode: WindowDecoder;
 
-  constructor(decode: WindowDecoder) {
+  /**
+   * `context`: ids that precede the generated ones (the prompt's tail). They are decoded as left context only, so
+   * the first generated token keeps its leading space with SentencePiece vocabularies, as in decode(prompt + out).
+   */
+  constructor(decode: WindowDecoder, context: readonly number[] = []) {
     this.#decode = decode;
+    this.#ids = context.slice(-CONTEXT_IDS);
+    this.#readOffset = this.#ids.length;
   }
 
   push(id: number): string {
@@ -67,6 +75,9 @@ export class WindowedDetokenizer implements IncrementalDetokenizer {
   }
 }
 
-export function createIncrementalDetokenizer(decode: WindowDecoder): IncrementalDetokenizer {
-  return new WindowedDetokenizer(decode);
+export function createIncrementalDetokenizer(
+  decode: WindowDecoder,
+  context: readonly number[] = [],
+): IncrementalDetokenizer {
+  return new WindowedDetokenizer(decode, context);
 }

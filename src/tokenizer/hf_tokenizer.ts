@@ -16,7 +16,7 @@ import {
   type SourceNames,
   tokenContent,
 } from "./special_tokens.ts";
-import type { DecodeOptions, EncodeOptions, TextTokenizer } from "./tokenizer.ts";
+import type { DecodeOptions, DetokenizerOptions, EncodeOptions, TextTokenizer } from "./tokenizer.ts";
 
 export interface TokenizerSources {
   /** Parsed tokenizer.json. */
@@ -197,9 +197,9 @@ class HfTextTokenizer implements TextTokenizer {
     return this.#chat.render(messages, opts);
   }
 
-  createDetokenizer(opts: DecodeOptions = {}): IncrementalDetokenizer {
-    const decodeOpts = { ...opts };
-    return createIncrementalDetokenizer((ids) => this.decode(ids, decodeOpts));
+  createDetokenizer(opts: DetokenizerOptions = {}): IncrementalDetokenizer {
+    const decodeOpts = { skipSpecialTokens: opts.skipSpecialTokens };
+    return createIncrementalDetokenizer((ids) => this.decode(ids, decodeOpts), opts.context ?? []);
   }
 }
 

@@ -1,6 +1,12 @@
 // Public API of the tokenizer layer.
 
-export { type DecodeOptions, type EncodeOptions, loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+export {
+  type DecodeOptions,
+  type DetokenizerOptions,
+  type EncodeOptions,
+  loadTokenizer,
+  type TextTokenizer,
+} from "./tokenizer.ts";
 export { createTokenizerFromJson, type TokenizerSources } from "./hf_tokenizer.ts";
 export {
   type ChatMessage,

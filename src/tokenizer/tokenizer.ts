@@ -17,6 +17,11 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+export interface DetokenizerOptions extends DecodeOptions {
+  /** Ids before the generated ones (the prompt), used as left context only. */
+  context?: readonly number[];
+}
+
 export interface TextTokenizer {
   /** max token id + 1 the tokenizer knows (the model's embedding may have more rows). */
   readonly vocabSize: number;
@@ -34,7 +39,7 @@ export interface TextTokenizer {
   readonly hasChatTemplate: boolean;
   applyChatTemplate(messages: ChatMessage[], opts?: ChatTemplateOptions): string;
   /** Streaming decode: the concatenated outputs of push()/flush() equal decode(allIds, opts). */
-  createDetokenizer(opts?: DecodeOptions): IncrementalDetokenizer;
+  createDetokenizer(opts?: DetokenizerOptions): IncrementalDetokenizer;
 }
 
 async function readText(path: string): Promise<string | null> {
