@@ -18,6 +18,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<(args: str
     summary: "print the logits of every prompt position as JSON",
     load: async () => (await import("./src/cli/logits.ts")).logitsCommand,
   },
+  quantize: {
+    summary: "quantize a model's weights to int4 (AWQ layout) or int8 (GPTQ layout)",
+    load: async () => (await import("./src/cli/quantize.ts")).quantizeCommand,
+  },
+  "eval-ppl": {
+    summary: "perplexity, top-1 agreement and KL of a (quantized) run against an f32 reference",
+    load: async () => (await import("./src/cli/eval_ppl.ts")).evalPplCommand,
+  },
   info: {
     summary: "list the backends that can start here",
     load: async () => (await import("./src/cli/info.ts")).infoCommand,

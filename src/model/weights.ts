@@ -83,3 +83,29 @@ export function expectedTensors(spec: ModelSpec): { name: string; shape: number[
   if (!spec.tieEmbeddings) out.push({ name: LM_HEAD, shape: [v, h] });
   return out;
 }
+
+/** The seven linear projections of a layer (the tensors AWQ / GPTQ quantize). */
+export const LINEAR_KEYS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+export type LinearKey = typeof LINEAR_KEYS[number];
+
+/** "model.layers.0.self_attn.q_proj.weight" → "model.layers.0.self_attn.q_proj" (the prefix of quantized tensors). */
+export function linearBase(weightName: string): string {
+  return weightName.endsWith(".weight") ? weightName.slice(0, -".weight".length) : weightName;
+}
+
+/** Tensors that replace `${base}.weight` in a quantized checkpoint (GPTQ's `.g_idx` is optional). */
+export function quantizedTensorNames(weightName: string): string[] {
+  const b = linearBase(weightName);
+  const names = [`${b}.qweight`, `${b}.qzeros`, `${b}.scales`];
+  return names;
+}
+
+/** Names of every linear weight of the model (quantized in AWQ / GPTQ checkpoints). */
+export function linearWeightNames(spec: ModelSpec): Set<string> {
+  const out = new Set<string>();
+  for (let i = 0; i < spec.numLayers; i++) {
+    const n = layerNames(i);
+    for (const key of LINEAR_KEYS) out.add(n[key]);
+  }
+  return out;
+}

@@ -15,10 +15,9 @@ import type {
 import { ropeTables } from "../../model/rope.ts";
 import { roundTo } from "../../model/dtype.ts";
 import { sampleToken } from "../../sampling/sampler.ts";
+import { kvHeadBytes, kvRoundTripHeads } from "../../quant/reference.ts";
 import { loadReferenceWeights, type ReferenceWeights } from "./weights.ts";
 import * as ops from "./ops.ts";
-
-const KV_BYTES: Record<KvDType, number> = { f32: 4, f16: 2, bf16: 2, int8: 1, int4: 0.5 };
 
 export interface ReferenceOptions {
   /** Host memory the KV cache may use before --cache-fraction applies (default 256 MiB). */
@@ -27,7 +26,10 @@ export interface ReferenceOptions {
 
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
-  readonly supports: BackendSupport = { weight: ["f32", "f16", "bf16"], kv: ["f32", "f16", "bf16"] };
+  readonly supports: BackendSupport = {
+    weight: ["f32", "f16", "bf16", "int8", "int4"],
+    kv: ["f32", "f16", "bf16", "int8", "int4"],
+  };
   readonly device = "CPU (TypeScript, f32)";
   #spec: ModelSpec | null = null;
   #precision: Precision | null = null;
@@ -64,15 +66,16 @@ export class ReferenceBackend implements Backend {
     }
     this.#spec = spec;
     this.#precision = precision;
-    this.#w = await loadReferenceWeights(spec, weights, precision.weight, onProgress);
+    this.#w = await loadReferenceWeights(spec, weights, precision, onProgress);
     const tables = ropeTables(spec.rope, spec.headDim, spec.maxPositions);
     this.#cos = tables.cos;
     this.#sin = tables.sin;
   }
 
+  /** K and V, every layer: int8 / int4 count their per-token, per-head f16 (scale, zero) pair (quant/reference.ts). */
   kvBytesPerBlock(blockSize: number, kv: KvDType): number {
     const s = this.spec;
-    return Math.ceil(2 * s.numLayers * blockSize * s.numKvHeads * s.headDim * KV_BYTES[kv]);
+    return 2 * s.numLayers * blockSize * s.numKvHeads * kvHeadBytes(s.headDim, kv);
   }
 
   allocateKv(numBlocks: number, blockSize: number): void {
@@ -115,9 +118,13 @@ export class ReferenceBackend implements Backend {
       if (pos < 0 || pos >= s.maxPositions) throw new RangeError(`position ${pos} outside [0, ${s.maxPositions})`);
     }
     const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
-    const kvRound = this.#precision!.kv === "f32"
+    // The cache holds f32; f16/bf16 round on write, int8/int4 quantize→dequantize on write (quant/reference.ts).
+    const kvType = this.#precision!.kv;
+    const kvRound = kvType === "f32"
       ? undefined
-      : (x: Float32Array) => roundTo(x, this.#precision!.kv as "f16");
+      : kvType === "int8" || kvType === "int4"
+      ? (x: Float32Array) => kvRoundTripHeads(x, nkv, d, kvType === "int8" ? 8 : 4)
+      : (x: Float32Array) => roundTo(x, kvType);
     const x = ops.embed(w.embed, step.tokens, h, s.vocabSize);
     const xn = new Float32Array(T * h);
     for (let l = 0; l < s.numLayers; l++) {

@@ -1,7 +1,19 @@
 // Loads a checkpoint into f32 arrays for the reference backend, shape-checking every tensor.
-import type { ModelSpec, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
+// Quantized weights (int8 / int4) are held dequantized, W = (q - z) * s in f32 exactly as the kernels compute it:
+// read from an AWQ / GPTQ checkpoint, or quantized at load with RTN (src/quant/reference.ts) from a float one.
+import type { ModelSpec, Precision, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
 import { roundTo } from "../../model/dtype.ts";
-import { EMBED, expectedTensors, FINAL_NORM, layerNames, LM_HEAD } from "../../model/weights.ts";
+import {
+  EMBED,
+  expectedTensors,
+  FINAL_NORM,
+  layerNames,
+  linearWeightNames,
+  LM_HEAD,
+  quantizedTensorNames,
+} from "../../model/weights.ts";
+import { readQuantizedLinear } from "../../quant/checkpoint.ts";
+import { dequantize, quantizeRtn } from "../../quant/reference.ts";
 
 export interface ReferenceLayer {
   /** [h] */ readonly inputNorm: Float32Array;
@@ -34,20 +46,42 @@ export interface ReferenceWeights {
 export async function loadReferenceWeights(
   spec: ModelSpec,
   src: TensorSource,
-  weight: WeightDType,
+  weightOrPrecision: WeightDType | Precision,
   onProgress?: ProgressFn,
 ): Promise<ReferenceWeights> {
+  const weight = typeof weightOrPrecision === "string" ? weightOrPrecision : weightOrPrecision.weight;
+  const group = typeof weightOrPrecision === "string" ? undefined : weightOrPrecision.group;
+  const quant = spec.quantization;
+  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
+  if (quant && bits !== null && quant.bits !== bits) {
+    throw new Error(`weight precision ${weight} does not match the ${quant.bits}-bit ${quant.method} checkpoint`);
+  }
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
+  const linears = linearWeightNames(spec);
+  // The tensors actually read: a quantized checkpoint holds qweight / qzeros / scales instead of each linear weight.
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
   // Check presence of everything first, so a missing tensor fails before any big read.
-  for (const e of expected) src.info(e.name);
-  const total = expected.reduce((a, e) => a + src.info(e.name).byteLength, 0);
+  for (const e of expected) for (const n of stored(e.name)) src.info(n);
+  const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
+  const total = expected.reduce((a, e) => a + bytesOf(e.name), 0);
   let done = 0;
   const get = async (name: string): Promise<Float32Array> => {
-    const data = await src.f32(name, shapes.get(name));
-    done += src.info(name).byteLength;
+    const shape = shapes.get(name)!;
+    let data: Float32Array;
+    if (quant && linears.has(name)) {
+      // Dequantized exactly; no further rounding (the values are what the kernels compute).
+      data = dequantize(await readQuantizedLinear(src, quant, name, shape[0]!, shape[1]!));
+    } else {
+      data = await src.f32(name, shape);
+      if (weight === "f16" || weight === "bf16") data = roundTo(data, weight);
+      else if (bits !== null && linears.has(name)) {
+        data = dequantize(quantizeRtn(data, shape[0]!, shape[1]!, bits, group ?? 128));
+      }
+    }
+    done += bytesOf(name);
     onProgress?.(done, total, name);
-    return weight === "f16" || weight === "bf16" ? roundTo(data, weight) : data;
+    return data;
   };
   const opt = (name: string, on: boolean) => (on ? get(name) : Promise.resolve(null));
   const embed = await get(EMBED);

@@ -1,0 +1,25 @@
+// Reads one quantized linear of an AWQ or GPTQ checkpoint, by its Hugging Face weight name.
+import type { QuantSpec, TensorSource } from "../core/types.ts";
+import { linearBase } from "../model/weights.ts";
+import { readAwqLinear } from "./awq.ts";
+import { readGptqLinear } from "./gptq.ts";
+import type { QuantizedLinear } from "./types.ts";
+
+/**
+ * `weightName` is the unquantized name ("model.layers.0.self_attn.q_proj.weight"); [N, K] its shape.
+ * Throws CheckpointError naming file and tensor for missing, mis-shaped or corrupt tensors.
+ */
+export function readQuantizedLinear(
+  src: TensorSource,
+  quant: QuantSpec,
+  weightName: string,
+  N: number,
+  K: number,
+): Promise<QuantizedLinear> {
+  const base = linearBase(weightName);
+  if (quant.method === "awq") {
+    if (quant.sym) throw new Error(`AWQ without zero points (zero_point: false) is not supported`);
+    return readAwqLinear(src, base, N, K, quant.bits, quant.groupSize);
+  }
+  return readGptqLinear(src, base, N, K, quant.bits, quant.groupSize, 1);
+}

@@ -1,0 +1,191 @@
+// The quantizer: a float Hugging Face folder → a quantized one. 4-bit is written in AWQ GEMM layout (awq.ts) and
+// 8-bit in GPTQ v1 layout (gptq.ts; AWQ GEMM defines no 8-bit), so other AWQ / GPTQ loaders read the result.
+// Weights are quantized asymmetrically per group along the input with RTN, optionally after the AWQ scale search.
+// The FFN width is zero-padded up to a multiple of the group size (and 8) when needed: zero gate/up rows give
+// silu(0) * 0 = 0 and zero down columns add nothing, so the padded model computes the same function.
+import type { ModelSpec } from "../core/types.ts";
+import { UserError } from "../core/errors.ts";
+import { ProgressBar } from "../core/progress.ts";
+import { openCheckpoint } from "../model/checkpoint.ts";
+import { EMBED, FINAL_NORM, layerNames, LM_HEAD } from "../model/weights.ts";
+import { writeSafetensors } from "../model/safetensors.ts";
+import { loadReferenceWeights, type ReferenceLayer, type ReferenceWeights } from "../backends/reference/weights.ts";
+import { awqTensors } from "./awq.ts";
+import { gptqTensors } from "./gptq.ts";
+import { quantizeRtn } from "./reference.ts";
+import { collectActivations } from "./calib.ts";
+import { applyAwqScales, type AwqLayerReport } from "./awq_apply.ts";
+import { f16Tensor, type OutTensor } from "./tensors.ts";
+import type { QuantBits } from "./types.ts";
+
+export interface QuantizeOptions {
+  readonly model: string;
+  readonly out: string;
+  readonly bits: QuantBits;
+  readonly groupSize: number;
+  readonly method: "rtn" | "awq";
+  /** calibration token ids (required for awq) */
+  readonly calibIds?: readonly number[];
+  readonly quiet?: boolean;
+}
+
+export interface QuantizeReport {
+  readonly format: "awq" | "gptq";
+  readonly intermediateSize: number;
+  readonly paddedIntermediateSize: number;
+  readonly linears: number;
+  readonly bytes: number;
+  readonly awq: AwqLayerReport[] | null;
+}
+
+const COPY_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+  "added_tokens.json",
+  "chat_template.jinja",
+  "chat_template.json",
+  "generation_config.json",
+];
+
+function lcm(a: number, b: number): number {
+  const gcd = (x: number, y: number): number => (y === 0 ? x : gcd(y, x % y));
+  return a / gcd(a, b) * b;
+}
+
+/** Checks the shapes fit the format; returns the padded FFN width. */
+function plan(spec: ModelSpec, bits: QuantBits, G: number): number {
+  const pack = bits === 4 ? 8 : 4;
+  const { hiddenSize: h, numHeads: nh, numKvHeads: nkv, headDim: d } = spec;
+  if (!Number.isInteger(G) || G <= 0 || G % pack !== 0) {
+    throw new UserError(`--group-size must be a positive multiple of ${pack}, got ${G}`);
+  }
+  for (const [what, k] of [["hidden_size", h], ["num_attention_heads * head_dim", nh * d]] as const) {
+    if (k % G !== 0) throw new UserError(`--group-size ${G} does not divide ${what} = ${k}; pick a divisor`);
+  }
+  for (const [what, n] of [["num_key_value_heads * head_dim", nkv * d], ["hidden_size", h]] as const) {
+    if (n % pack !== 0) throw new UserError(`${what} = ${n} is not a multiple of ${pack}, as the format needs`);
+  }
+  return Math.ceil(spec.intermediateSize / lcm(G, pack)) * lcm(G, pack);
+}
+
+/** Zero-pads the FFN of a layer from f to fp: gate/up rows, their biases, down columns. */
+function padLayer(L: ReferenceLayer, h: number, f: number, fp: number): ReferenceLayer {
+  if (fp === f) return L;
+  const rows = (w: Float32Array) => {
+    const o = new Float32Array(fp * h);
+    o.set(w);
+    return o;
+  };
+  const down = new Float32Array(h * fp);
+  for (let r = 0; r < h; r++) down.set(L.down.subarray(r * f, (r + 1) * f), r * fp);
+  const vec = (b: Float32Array | null) => (b ? padVec(b, fp) : null);
+  return { ...L, gate: rows(L.gate), up: rows(L.up), down, gateBias: vec(L.gateBias), upBias: vec(L.upBias) };
+}
+
+function padVec(b: Float32Array, n: number): Float32Array {
+  const o = new Float32Array(n);
+  o.set(b);
+  return o;
+}
+
+export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport> {
+  const ckpt = await openCheckpoint(o.model);
+  const spec0 = ckpt.spec;
+  if (spec0.quantization) throw new UserError(`${o.model} is already quantized (${spec0.quantization.method})`);
+  if (o.method === "awq" && (!o.calibIds || o.calibIds.length < 2)) {
+    throw new UserError("--method awq needs calibration data (--calib FILE)");
+  }
+  const fp = plan(spec0, o.bits, o.groupSize);
+  let w: ReferenceWeights;
+  try {
+    w = await loadReferenceWeights(spec0, ckpt.weights, "f32");
+  } finally {
+    ckpt.weights.close();
+  }
+  const { hiddenSize: h, intermediateSize: f } = spec0;
+  let awq: AwqLayerReport[] | null = null;
+  if (o.method === "awq") {
+    const acts = collectActivations(spec0, w, o.calibIds!);
+    awq = applyAwqScales(spec0, w, acts.layers, o.bits, o.groupSize, acts.tokens);
+  }
+  const layers = w.layers.map((L) => padLayer(L, h, f, fp));
+  const spec: ModelSpec = { ...spec0, intermediateSize: fp };
+  const format = o.bits === 4 ? "awq" : "gptq";
+  const tensors: OutTensor[] = [f16Tensor(EMBED, [spec.vocabSize, h], w.embed)];
+  const bar = new ProgressBar(
+    `quantizing ${o.model} to int${o.bits} g${o.groupSize}`,
+    7 * spec.numLayers,
+    "items",
+    o.quiet,
+  );
+  let done = 0;
+  const { numHeads: nh, numKvHeads: nkv, headDim: d } = spec;
+  for (let i = 0; i < spec.numLayers; i++) {
+    const L = layers[i]!, n = layerNames(i);
+    tensors.push(f16Tensor(n.inputNorm, [h], L.inputNorm), f16Tensor(n.postNorm, [h], L.postNorm));
+    const lin: [string, Float32Array, number, number][] = [
+      [n.q, L.q, nh * d, h],
+      [n.k, L.k, nkv * d, h],
+      [n.v, L.v, nkv * d, h],
+      [n.o, L.o, h, nh * d],
+      [n.gate, L.gate, fp, h],
+      [n.up, L.up, fp, h],
+      [n.down, L.down, h, fp],
+    ];
+    for (const [name, data, N, K] of lin) {
+      const base = name.slice(0, -".weight".length);
+      const ql = quantizeRtn(data, N, K, o.bits, o.groupSize, { minZero: format === "gptq" ? 1 : 0 });
+      tensors.push(...(format === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
+      bar.update(++done, base);
+    }
+    const biases: [string, Float32Array | null, number][] = [
+      [n.qBias, L.qBias, nh * d],
+      [n.kBias, L.kBias, nkv * d],
+      [n.vBias, L.vBias, nkv * d],
+      [n.oBias, L.oBias, h],
+      [n.gateBias, L.gateBias, fp],
+      [n.upBias, L.upBias, fp],
+      [n.downBias, L.downBias, h],
+      [n.qNorm, L.qNorm, d],
+      [n.kNorm, L.kNorm, d],
+    ];
+    for (const [name, b, len] of biases) if (b) tensors.push(f16Tensor(name, [len], b));
+  }
+  tensors.push(f16Tensor(FINAL_NORM, [h], w.finalNorm));
+  if (!spec.tieEmbeddings) tensors.push(f16Tensor(LM_HEAD, [spec.vocabSize, h], w.lmHead));
+  bar.done();
+  await Deno.mkdir(o.out, { recursive: true });
+  await writeSafetensors(`${o.out}/model.safetensors`, tensors);
+  await writeConfig(o, fp, format);
+  for (const name of COPY_FILES) {
+    try {
+      await Deno.writeFile(`${o.out}/${name}`, await Deno.readFile(`${o.model}/${name}`));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  const bytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+  return { format, intermediateSize: f, paddedIntermediateSize: fp, linears: done, bytes, awq };
+}
+
+async function writeConfig(o: QuantizeOptions, fp: number, format: "awq" | "gptq"): Promise<void> {
+  const cfg = JSON.parse(await Deno.readTextFile(`${o.model}/config.json`)) as Record<string, unknown>;
+  cfg.intermediate_size = fp;
+  if ("torch_dtype" in cfg || !("dtype" in cfg)) cfg.torch_dtype = "float16";
+  if ("dtype" in cfg) cfg.dtype = "float16";
+  cfg.quantization_config = format === "awq"
+    ? { quant_method: "awq", bits: o.bits, group_size: o.groupSize, zero_point: true, version: "gemm" }
+    : {
+      quant_method: "gptq",
+      bits: o.bits,
+      group_size: o.groupSize,
+      sym: false,
+      desc_act: false,
+      checkpoint_format: "gptq",
+    };
+  await Deno.writeTextFile(`${o.out}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
+}

@@ -1,0 +1,64 @@
+// The one in-memory form of a group-quantized linear that every format reader produces and every packer consumes.
+//
+// Math (the spec every kernel is tested against):   W[n, k] = (q[n, k] - z[n, g(k)]) * s[n, g(k)]   in f32,
+// where g(k) = gIdx ? gIdx[k] : floor(k / groupSize). s holds f16-representable values, z is an integer and q is an
+// unsigned integer in [0, 2^bits). (q - z) * s is exact in f32 (at most 9 + 11 significant bits), so every correct
+// implementation, in any evaluation order, gives the same bits.
+import { f16ToF32, f32ToF16 } from "../model/dtype.ts";
+
+export type QuantBits = 4 | 8;
+
+export interface QuantizedLinear {
+  /** N: output features (rows of the Hugging Face [out, in] weight). */
+  readonly outDim: number;
+  /** K: input features, the dimension groups run along. */
+  readonly inDim: number;
+  readonly bits: QuantBits;
+  /** G: input channels per group (== inDim for per-channel quantization). The last group may be partial. */
+  readonly groupSize: number;
+  /** [N, K] u8 row-major: q[n * K + k] in [0, 2^bits). */
+  readonly q: Uint8Array;
+  /** [N, numGroups] f32 row-major, every value exactly representable in f16. */
+  readonly scales: Float32Array;
+  /** [N, numGroups] u16 row-major integer zero points (GPTQ v1 can store 2^bits, hence 16 bits). */
+  readonly zeros: Uint16Array;
+  /** [K] i32 group of each input channel (GPTQ act-order), or null for floor(k / groupSize). */
+  readonly gIdx: Int32Array | null;
+}
+
+export function numGroups(ql: Pick<QuantizedLinear, "inDim" | "groupSize" | "gIdx">): number {
+  if (ql.gIdx) return ql.gIdx.reduce((a, b) => Math.max(a, b), -1) + 1;
+  return Math.ceil(ql.inDim / ql.groupSize);
+}
+
+/** Group index of input channel k. */
+export function groupOf(ql: Pick<QuantizedLinear, "groupSize" | "gIdx">, k: number): number {
+  return ql.gIdx ? ql.gIdx[k]! : Math.floor(k / ql.groupSize);
+}
+
+/** Nearest f16 value (round to nearest even), as a number. */
+export function toF16(x: number): number {
+  return f16ToF32(f32ToF16(x));
+}
+
+/** Smallest f16 value >= x (x >= 0 finite and below 65504). */
+export function f16Up(x: number): number {
+  const h = f32ToF16(x);
+  const v = f16ToF32(h);
+  return v >= x ? v : f16ToF32(h + 1);
+}
+
+/** Largest f16 value <= x (|x| below 65504). */
+export function f16Down(x: number): number {
+  const h = f32ToF16(x);
+  const v = f16ToF32(h);
+  if (v <= x) return v;
+  // Stepping the bit pattern toward -inf: down for positives, up for negatives (and +0 → -min subnormal).
+  if (v > 0) return f16ToF32(h - 1);
+  return f16ToF32(v === 0 ? 0x8001 : h + 1);
+}
+
+/** Largest unsigned value of `bits`. */
+export function qMax(bits: number): number {
+  return (1 << bits) - 1;
+}

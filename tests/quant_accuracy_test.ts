@@ -1,0 +1,67 @@
+// Accuracy of our quantizer's stories260K outputs and of int8 / int4 KV on the reference backend, against the f32
+// reference, over the greedy_from_bos ids and the reference cases (105 positions).
+//
+// Bounds, from measurement (numbers in the messages) with margin. stories260K is extremely sensitive: f16 weights
+// alone (KL 5e-5) already flip 1 of these 105 top-1s, and int8 RTN weights (0.6% relative weight error) give a
+// mean KL of ~0.017. So int8 weights + int8 KV reach 97.1% top-1 here (3 flips), NOT the 98% originally targeted; the test
+// pins 95%. int8 KV alone keeps >= 98%.
+import assert from "node:assert/strict";
+import type { Precision } from "../src/core/types.ts";
+import { openCheckpoint } from "../src/model/checkpoint.ts";
+import { ReferenceBackend } from "../src/backends/reference/backend.ts";
+import { quantizeModel } from "../src/quant/quantize.ts";
+import { type AccuracyReport, compareLogits, windowedLogits } from "../src/quant/eval.ts";
+import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
+
+async function logitsOf(dir: string, p: Precision, seqs: number[][]): Promise<Float32Array[]> {
+  const ck = await openCheckpoint(dir);
+  await using b = new ReferenceBackend();
+  await b.load(ck.spec, ck.weights, p);
+  ck.weights.close();
+  const out: Float32Array[] = [];
+  for (const ids of seqs) out.push(await windowedLogits(b, ids, 512, 512));
+  return out;
+}
+
+function pooled(seqs: number[][], test: Float32Array[], ref: Float32Array[]): AccuracyReport & { n: number } {
+  let n = 0, agree = 0, kl = 0;
+  for (let i = 0; i < seqs.length; i++) {
+    const r = compareLogits(seqs[i]!, 512, 512, test[i]!, ref[i]!);
+    n += r.comparedPositions;
+    agree += r.top1Agreement! * r.comparedPositions;
+    kl += r.meanKl! * r.comparedPositions;
+  }
+  return { ...compareLogits(seqs[0]!, 512, 512, test[0]!, ref[0]!), n, top1Agreement: agree / n, meanKl: kl / n };
+}
+
+Deno.test("quantizeModel() int4 g32 / int8 g64 with int8 / int4 KV: top-1 agreement and KL vs f32 on stories260K", async () => {
+  const data = await readReferenceLogits();
+  const seqs = [data.greedy_from_bos, ...data.cases.map((c) => c.tokens)];
+  const f32: Precision = { weight: "f32", kv: "f32", compute: "f32" };
+  const ref = await logitsOf(STORIES_DIR, f32, seqs);
+  const q4 = await Deno.makeTempDir(), q8 = await Deno.makeTempDir();
+  await quantizeModel({ model: STORIES_DIR, out: q4, bits: 4, groupSize: 32, method: "rtn", quiet: true });
+  await quantizeModel({ model: STORIES_DIR, out: q8, bits: 8, groupSize: 64, method: "rtn", quiet: true });
+  const runs: [string, string, Precision, number, number][] = [
+    // name, model, precision, min top-1, max mean KL
+    ["f32 weights + int8 KV", STORIES_DIR, { ...f32, kv: "int8" }, 0.98, 0.003],
+    ["f32 weights + int4 KV", STORIES_DIR, { ...f32, kv: "int4" }, 0.5, 0.4],
+    ["int8 g64 weights + f32 KV", q8, { weight: "int8", kv: "f32", compute: "f32" }, 0.95, 0.03],
+    ["int8 g64 weights + int8 KV", q8, { weight: "int8", kv: "int8", compute: "f32" }, 0.95, 0.03],
+    ["int4 g32 weights + int8 KV", q4, { weight: "int4", kv: "int8", compute: "f32" }, 0.25, 2.5],
+    ["int4 g32 weights + int4 KV", q4, { weight: "int4", kv: "int4", compute: "f32" }, 0.2, 3],
+  ];
+  const lines: string[] = [];
+  for (const [name, dir, p, minTop1, maxKl] of runs) {
+    const r = pooled(seqs, await logitsOf(dir, p, seqs), ref);
+    const line = `${name}: top-1 ${(r.top1Agreement! * 100).toFixed(1)}%, mean KL ${
+      r.meanKl!.toExponential(2)
+    } (${r.n})`;
+    lines.push(line);
+    assert.ok(r.top1Agreement! >= minTop1, line);
+    assert.ok(r.meanKl! <= maxKl, line);
+  }
+  console.log(lines.join("\n"));
+  await Deno.remove(q4, { recursive: true });
+  await Deno.remove(q8, { recursive: true });
+});
