@@ -6,6 +6,7 @@ import { createBackend } from "../backends/select.ts";
 import { openCheckpoint } from "../model/checkpoint.ts";
 import { resolveModelPath } from "../model/resolve.ts";
 import { buildDemoModel, DEMO_MODEL_ID } from "../model/demo.ts";
+import { buildSyntheticModel, isSynthetic } from "../model/synthetic.ts";
 import type { TextTokenizer } from "../tokenizer/mod.ts";
 import { createByteTokenizer, loadTokenizer } from "../tokenizer/mod.ts";
 
@@ -20,7 +21,8 @@ export interface LoadedModel {
 }
 
 export const MODEL_FLAGS_HELP =
-  `  --model DIR|ORG/NAME   Hugging Face model folder, or a Hub id in the local HF cache (default: built-in demo)
+  `  --model DIR|ORG/NAME   Hugging Face model folder, a Hub id in the local HF cache, or synthetic:NAME
+                         (llama3-8b, llama2-7b, qwen2.5-7b, tiny; random weights); default: built-in demo
   --backend NAME         auto (default), cuda, webgpu or reference
   --dtype D              weight precision: auto, f32, f16, bf16 (default auto: the checkpoint's)
   --kv-dtype D           KV cache precision: auto, f32, f16, bf16 (default auto)
@@ -83,6 +85,17 @@ export async function loadModel(flags: {
       const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"]);
       await backend.load(spec, weights, precision);
       return { id: DEMO_MODEL_ID, spec, backend, tokenizer, precision, isDemo: true };
+    }
+    if (isSynthetic(flags.model)) {
+      const { spec, weights } = buildSyntheticModel(flags.model);
+      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"]);
+      let bar: ProgressBar | null = null;
+      await backend.load(spec, weights, precision, (done, total, label) => {
+        bar ??= new ProgressBar(`building ${flags.model} on ${backend.name}`, total, "bytes", flags.quiet);
+        bar.update(done, label);
+      });
+      (bar as ProgressBar | null)?.done();
+      return { id: flags.model, spec, backend, tokenizer: null, precision, isDemo: false };
     }
     const dir = await resolveModelPath(flags.model);
     const ckpt = await openCheckpoint(dir);
