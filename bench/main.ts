@@ -27,7 +27,8 @@ if (f.suite !== "generation") {
 
 const m = await loadModel(f);
 await using _backend = m.backend;
-const rows: { batch: number; input: number; output: number; seconds: number; tokPerS: number; outTokPerS: number }[] = [];
+const rows: { batch: number; input: number; output: number; seconds: number; tokPerS: number; outTokPerS: number }[] =
+  [];
 for (const len of f.lengths.split(",")) {
   const [input, output] = len.split("x").map(Number) as [number, number];
   for (const batch of f.batches.split(",").map(Number)) {

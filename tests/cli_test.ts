@@ -4,7 +4,10 @@ import { maxRelError, readReferenceLogits, STORIES_DIR } from "./helpers/models.
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+async function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
   const p = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     env: { NO_COLOR: "1", ...env },
