@@ -24,8 +24,10 @@ export const MODEL_FLAGS_HELP =
   `  --model DIR|ORG/NAME   Hugging Face model folder, a Hub id in the local HF cache, or synthetic:NAME
                          (llama3-8b, llama2-7b, qwen2.5-7b, tiny; random weights); default: built-in demo
   --backend NAME         auto (default), cuda, webgpu or reference
-  --dtype D              weight precision: auto, f32, f16, bf16 (default auto: the checkpoint's)
-  --kv-dtype D           KV cache precision: auto, f32, f16, bf16 (default auto)
+  --dtype D              weight precision: auto (the checkpoint's), f32, f16, bf16, int8, int4
+                         (int8/int4 on a float checkpoint: RTN-quantized at load, see --group-size)
+  --group-size N         quantization group along the input dimension (default 128, or the checkpoint's)
+  --kv-dtype D           KV cache precision: auto, f32, f16, bf16, int8, int4 (default auto)
   --quiet                no progress bar`;
 
 export const MODEL_FLAG_OPTIONS = {
@@ -33,6 +35,7 @@ export const MODEL_FLAG_OPTIONS = {
   backend: { type: "string", default: "auto" },
   dtype: { type: "string", default: "auto" },
   "kv-dtype": { type: "string", default: "auto" },
+  "group-size": { type: "string" },
   quiet: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -46,23 +49,35 @@ export function parseIds(text: string | undefined, flag = "--ids"): number[] {
   return ids;
 }
 
-function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDtype: string): Precision {
-  const weights: readonly string[] = ["f32", "f16", "bf16"];
-  if (dtype !== "auto" && !weights.includes(dtype)) throw new UserError(`--dtype must be auto, f32, f16 or bf16`);
-  if (kvDtype !== "auto" && !["f32", "f16", "bf16", "int8", "int4"].includes(kvDtype)) {
-    throw new UserError(`--kv-dtype must be auto, f32, f16, bf16, int8 or int4`);
-  }
-  let weight = (dtype === "auto" ? spec.checkpointDType : dtype) as WeightDType;
+function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDtype: string, group?: string): Precision {
+  const all: readonly string[] = ["f32", "f16", "bf16", "int8", "int4"];
+  if (dtype !== "auto" && !all.includes(dtype)) throw new UserError(`--dtype must be auto, ${all.join(", ")}`);
+  if (kvDtype !== "auto" && !all.includes(kvDtype)) throw new UserError(`--kv-dtype must be auto, ${all.join(", ")}`);
+  const q = spec.quantization;
+  const fromCheckpoint = q ? `int${q.bits}` : spec.checkpointDType;
+  let weight = (dtype === "auto" ? fromCheckpoint : dtype) as WeightDType;
   if (!backend.supports.weight.includes(weight)) {
     if (dtype !== "auto") throw new UserError(`backend ${backend.name} does not support --dtype ${dtype}`);
+    if (q) throw new UserError(`backend ${backend.name} cannot run ${q.method} int${q.bits} weights`);
     weight = backend.supports.weight[0]!;
   }
+  let groupSize = q?.groupSize;
+  if (group !== undefined) {
+    groupSize = Number(group);
+    if (!Number.isInteger(groupSize) || groupSize < 1) throw new UserError(`--group-size must be a positive integer`);
+  }
+  const quantized = weight === "int8" || weight === "int4";
   let kv = (kvDtype === "auto" ? (weight === "f32" ? "f32" : "f16") : kvDtype) as KvDType;
   if (!backend.supports.kv.includes(kv)) {
     if (kvDtype !== "auto") throw new UserError(`backend ${backend.name} does not support --kv-dtype ${kvDtype}`);
     kv = backend.supports.kv[0]!;
   }
-  return { weight, kv, compute: weight === "f32" ? "f32" : "f16" };
+  return {
+    weight,
+    ...(quantized ? { group: groupSize ?? 128 } : {}),
+    kv,
+    compute: weight === "f32" ? "f32" : "f16",
+  };
 }
 
 /** Resolves --model (or the demo model), starts the backend and loads the weights with a progress bar. */
@@ -71,6 +86,7 @@ export async function loadModel(flags: {
   backend: string;
   dtype: string;
   "kv-dtype": string;
+  "group-size"?: string;
   quiet: boolean;
 }): Promise<LoadedModel> {
   const backend = await createBackend(flags.backend);
@@ -82,13 +98,13 @@ export async function loadModel(flags: {
         [...tokenizer.stopTokenIds],
         tokenizer.bosTokenId ?? 0,
       );
-      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"]);
+      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
       await backend.load(spec, weights, precision);
       return { id: DEMO_MODEL_ID, spec, backend, tokenizer, precision, isDemo: true };
     }
     if (isSynthetic(flags.model)) {
       const { spec, weights } = buildSyntheticModel(flags.model);
-      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"]);
+      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
       let bar: ProgressBar | null = null;
       await backend.load(spec, weights, precision, (done, total, label) => {
         bar ??= new ProgressBar(`building ${flags.model} on ${backend.name}`, total, "bytes", flags.quiet);
@@ -99,7 +115,7 @@ export async function loadModel(flags: {
     }
     const dir = await resolveModelPath(flags.model);
     const ckpt = await openCheckpoint(dir);
-    const precision = choosePrecision(backend, ckpt.spec, flags.dtype, flags["kv-dtype"]);
+    const precision = choosePrecision(backend, ckpt.spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
     const tokenizer = await loadTokenizer(dir);
     let bar: ProgressBar | null = null;
     try {
