@@ -71,7 +71,10 @@ for (const act of onlyDecode ? [] : ["bf16", "f32"] as const) {
     ms.push(await t.stop());
   }
   const tf = (2 * M * N * K) / (median(ms) / 1e3) / 1e12;
-  rows.push([`GEMM 4096^3 mma.sync, activations ${act}`, `${tf.toFixed(0)} TFLOP/s (${median(ms).toFixed(2)} ms)`]);
+  rows.push([
+    `GEMM 4096^3 mma.sync 128x128 tiles, activations ${act}`,
+    `${tf.toFixed(0)} TFLOP/s (${median(ms).toFixed(2)} ms)`,
+  ]);
 }
 
 // Decode-shaped GEMV (M = 1) per projection of the 8B shape: bytes of weights over time (20 launches queued

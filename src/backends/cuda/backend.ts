@@ -1,0 +1,251 @@
+// CudaBackend: bf16/f16 weights and KV on one NVIDIA GPU through the driver API. Mixed prefill + decode steps
+// run kernel by kernel; pure decode steps replay a CUDA graph per batch-size bucket (TURBODENO_CUDA_GRAPHS=0 or
+// { graphs: false } turns graphs off).
+import type {
+  Backend,
+  BackendSupport,
+  KvDType,
+  MemoryInfo,
+  ModelSpec,
+  Precision,
+  ProgressFn,
+  StepInputs,
+  StepResult,
+  TensorSource,
+} from "../../core/types.ts";
+import { ropeTables } from "../../model/rope.ts";
+import { sampleToken } from "../../sampling/sampler.ts";
+import { CudaDevice, type DeviceBuffer } from "./device.ts";
+import { enqueueForward, type ModelOnDevice } from "./forward.ts";
+import { decodeBucket, GraphCache } from "./graphs.ts";
+import { Kernels } from "./kernels.ts";
+import { attentionPlan, ATTN_MAX_GROUP, CudaOps, type Half } from "./ops.ts";
+import { needsHostSampling } from "./sampling.ts";
+import { loadCudaWeights } from "./weights.ts";
+import { Workspace } from "./workspace.ts";
+import { checkStep, packInputs } from "./step.ts";
+
+const KV_BYTES: Partial<Record<KvDType, number>> = { f16: 2, bf16: 2 };
+/** Largest decode batch replayed from a graph. */
+export const MAX_GRAPH_BATCH = 256;
+
+export interface CudaBackendOptions {
+  /** Decode graphs (default: on unless TURBODENO_CUDA_GRAPHS=0). */
+  readonly graphs?: boolean;
+  readonly ordinal?: number;
+  /**
+   * Matmul input precision: "f32" (default: matches the reference backend's math, GEMMs run two MMAs per tile)
+   * or "half" (activations rounded to the weight dtype, as most engines do; faster prefill, ~1e-2 logit error).
+   */
+  readonly activations?: "f32" | "half";
+}
+
+function graphsFromEnv(): boolean {
+  try {
+    return Deno.env.get("TURBODENO_CUDA_GRAPHS") !== "0";
+  } catch {
+    return true;
+  }
+}
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda" as const;
+  readonly supports: BackendSupport = { weight: ["bf16", "f16"], kv: ["bf16", "f16"] };
+  /** Replay decode graphs (may be toggled between steps, for comparisons). */
+  graphsEnabled: boolean;
+  #activations: "f32" | "half";
+  readonly graphs: GraphCache;
+  #m: ModelOnDevice | null = null;
+  #ws: Workspace | null = null;
+  #owned: DeviceBuffer[] = [];
+  #kv: DeviceBuffer[] = [];
+  #numBlocks = 0;
+  #blockSize = 0;
+  #graphGen = -1;
+
+  private constructor(readonly dev: CudaDevice, readonly kernels: Kernels, opts: CudaBackendOptions) {
+    this.graphsEnabled = opts.graphs ?? graphsFromEnv();
+    this.#activations = opts.activations ?? "f32";
+    this.graphs = new GraphCache(dev);
+  }
+
+  static async create(opts: CudaBackendOptions = {}): Promise<CudaBackend> {
+    const dev = CudaDevice.open(opts.ordinal ?? 0);
+    try {
+      return new CudaBackend(dev, await Kernels.load(dev), opts);
+    } catch (e) {
+      await dev[Symbol.asyncDispose]();
+      throw e;
+    }
+  }
+
+  get device(): string {
+    return this.dev.description;
+  }
+
+  get spec(): ModelSpec {
+    if (!this.#m) throw new Error("cuda backend: no model loaded");
+    return this.#m.spec;
+  }
+
+  memory(): MemoryInfo {
+    return this.dev.memInfo();
+  }
+
+  async load(spec: ModelSpec, weights: TensorSource, precision: Precision, onProgress?: ProgressFn): Promise<void> {
+    if (!this.supports.weight.includes(precision.weight)) {
+      throw new Error(`cuda backend: weight precision ${precision.weight} is not supported (bf16, f16)`);
+    }
+    if (!this.supports.kv.includes(precision.kv)) {
+      throw new Error(`cuda backend: KV precision ${precision.kv} is not supported (bf16, f16)`);
+    }
+    const group = spec.numHeads / spec.numKvHeads;
+    if (spec.headDim % 8 !== 0 || spec.headDim > 1024 || !Number.isInteger(group) || group > ATTN_MAX_GROUP) {
+      throw new Error(`cuda backend: head layout ${spec.numHeads}/${spec.numKvHeads}x${spec.headDim} unsupported`);
+    }
+    this.#unload();
+    const w = await loadCudaWeights(this.dev, spec, weights, precision.weight as Half, onProgress);
+    const t = ropeTables(spec.rope, spec.headDim, spec.maxPositions);
+    const cos = this.dev.alloc(t.cos.byteLength, "rope.cos"), sin = this.dev.alloc(t.sin.byteLength, "rope.sin");
+    this.dev.upload(cos.ptr, t.cos);
+    this.dev.upload(sin.ptr, t.sin);
+    this.#owned = [cos, sin];
+    const wt = precision.weight as Half;
+    const ops = new CudaOps(this.kernels, wt, precision.kv as Half, this.#activations === "f32" ? "f32" : wt);
+    this.#m = { spec, ops, w, cos: cos.ptr, sin: sin.ptr, kCache: [], vCache: [] };
+    this.#ws = new Workspace(this.dev, spec);
+    await this.dev.sync();
+  }
+
+  get activations(): "f32" | "half" {
+    return this.#activations;
+  }
+
+  /** Switches the matmul input precision of the loaded model (drops captured graphs). */
+  setActivations(a: "f32" | "half"): void {
+    const m = this.#m;
+    this.#activations = a;
+    if (!m) return;
+    this.graphs.clear();
+    this.#m = { ...m, ops: new CudaOps(this.kernels, m.ops.wt, m.ops.kv, a === "f32" ? "f32" : m.ops.wt) };
+  }
+
+  kvBytesPerBlock(blockSize: number, kv: KvDType): number {
+    const s = this.spec, b = KV_BYTES[kv];
+    if (!b) throw new Error(`cuda backend: KV precision ${kv} is not supported`);
+    return 2 * s.numLayers * blockSize * s.numKvHeads * s.headDim * b;
+  }
+
+  allocateKv(numBlocks: number, blockSize: number): void {
+    const m = this.#m;
+    if (!m) throw new Error("cuda backend: load() before allocateKv()");
+    this.graphs.clear();
+    for (const b of this.#kv) b[Symbol.dispose]();
+    this.#kv = [];
+    const s = m.spec;
+    const layerBytes = numBlocks * s.numKvHeads * blockSize * s.headDim * 2;
+    // K, V: [numLayers, numBlocks, nkv, blockSize, d] kv dtype
+    const k = this.dev.alloc(layerBytes * s.numLayers, "kCache"),
+      v = this.dev.alloc(layerBytes * s.numLayers, "vCache");
+    this.#kv = [k, v];
+    const at = (b: DeviceBuffer) => Array.from({ length: s.numLayers }, (_, l) => b.at(l * layerBytes));
+    this.#m = { ...m, kCache: at(k), vCache: at(v) };
+    this.#numBlocks = numBlocks;
+    this.#blockSize = blockSize;
+  }
+
+  copyBlocks(src: Int32Array, dst: Int32Array): void {
+    const m = this.#m;
+    if (!m || this.#kv.length === 0) throw new Error("cuda backend: allocateKv() was not called");
+    const s = m.spec, blockBytes = s.numKvHeads * this.#blockSize * s.headDim * 2;
+    for (let i = 0; i < src.length; i++) {
+      const a = src[i]!, b = dst[i]!;
+      if (a < 0 || a >= this.#numBlocks || b < 0 || b >= this.#numBlocks) {
+        throw new RangeError(`copyBlocks: ${a}->${b}`);
+      }
+      for (let l = 0; l < s.numLayers; l++) {
+        this.dev.copy(m.kCache[l]! + BigInt(b * blockBytes), m.kCache[l]! + BigInt(a * blockBytes), blockBytes);
+        this.dev.copy(m.vCache[l]! + BigInt(b * blockBytes), m.vCache[l]! + BigInt(a * blockBytes), blockBytes);
+      }
+    }
+  }
+
+  async forward(step: StepInputs): Promise<StepResult> {
+    const m = this.#m, ws = this.#ws;
+    if (!m || !ws) throw new Error("cuda backend: no model loaded");
+    if (this.#kv.length === 0) throw new Error("cuda backend: allocateKv() was not called");
+    const s = m.spec;
+    const info = checkStep(step, s, this.#numBlocks, this.#blockSize);
+    const { T, B, rows, decode } = info;
+    const useGraph = this.graphsEnabled && decode && B <= MAX_GRAPH_BATCH;
+    const n = useGraph ? decodeBucket(B) : T;
+    const window = s.slidingWindow ?? 0;
+    const listed = useGraph ? n : info.tokenList.length;
+    const plan = attentionPlan(
+      listed,
+      useGraph ? (window > 0 ? Math.min(window, s.maxPositions) : s.maxPositions) : info.maxSpan,
+    );
+    const stride = Math.max(step.maxBlocksPerSeq, Math.ceil(s.maxPositions / this.#blockSize));
+    ws.ensure({ n, B: useGraph ? n : B, stride, splits: plan.splits, rows: useGraph ? n : rows.length });
+    if (ws.generation !== this.#graphGen) {
+      this.graphs.clear();
+      this.#graphGen = ws.generation;
+    }
+    packInputs(this.dev, ws, step, info, n);
+    const hostRows = rows.filter((_, r) => info.hostSample[r]).length;
+    const gpuArgmax = rows.length > 0;
+    const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed };
+    if (useGraph) {
+      const shape = { ...common, rows: n, argmax: true, useTokenList: false, tiles: 0 };
+      if (!this.graphs.has(n)) this.graphs.capture(n, () => enqueueForward(m, ws, shape));
+      this.graphs.launch(n);
+    } else {
+      const shape = {
+        ...common,
+        rows: rows.length,
+        argmax: gpuArgmax,
+        useTokenList: true,
+        tiles: info.tiles.length / 3,
+      };
+      enqueueForward(m, ws, shape);
+    }
+    const ids = new Int32Array(rows.length);
+    if (gpuArgmax) this.dev.download(ids, ws.ids);
+    const wantLogits = step.allLogits || hostRows > 0;
+    const logits = wantLogits ? new Float32Array(rows.length * s.vocabSize) : null;
+    if (logits) this.dev.download(logits, ws.logits);
+    await this.dev.sync();
+    const tokens = new Int32Array(B).fill(-1);
+    const logprobs: StepResult["logprobs"] = new Array(B).fill(null);
+    for (let b = 0; b < B; b++) {
+      const r = info.sampleRow[b]!;
+      if (r < 0) continue;
+      if (info.hostSample[r]) {
+        const res = sampleToken(logits!.subarray(r * s.vocabSize, (r + 1) * s.vocabSize), step.sampling[b]!);
+        tokens[b] = res.id;
+        logprobs[b] = res.logprobs;
+      } else tokens[b] = ids[r]!;
+    }
+    return step.allLogits ? { tokens, logprobs, logits: logits! } : { tokens, logprobs };
+  }
+
+  #unload(): void {
+    this.graphs.clear();
+    this.#ws?.[Symbol.dispose]();
+    this.#ws = null;
+    for (const b of [...this.#kv, ...this.#owned]) b[Symbol.dispose]();
+    this.#kv = [];
+    this.#owned = [];
+    this.#m?.w[Symbol.dispose]();
+    this.#m = null;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dev.sync().catch(() => {});
+    this.#unload();
+    this.kernels[Symbol.dispose]();
+    await this.dev[Symbol.asyncDispose]();
+  }
+}
+
+export { needsHostSampling };

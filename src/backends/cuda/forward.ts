@@ -1,0 +1,113 @@
+// Enqueues one forward pass on the stream: no host work per layer beyond launches, no syncs, so the same call
+// is what a decode graph captures.
+import type { ModelSpec } from "../../core/types.ts";
+import type { DevPtr } from "./ffi.ts";
+import type { CudaOps } from "./ops.ts";
+import type { CudaWeights } from "./weights.ts";
+import type { Workspace } from "./workspace.ts";
+
+export interface ModelOnDevice {
+  readonly spec: ModelSpec;
+  readonly ops: CudaOps;
+  readonly w: CudaWeights;
+  /** [maxPos, d/2] f32 */ readonly cos: DevPtr;
+  /** [maxPos, d/2] f32 */ readonly sin: DevPtr;
+  /** per layer: [numBlocks, nkv, blockSize, d] kv dtype */ readonly kCache: readonly DevPtr[];
+  /** per layer: [numBlocks, nkv, blockSize, d] kv dtype */ readonly vCache: readonly DevPtr[];
+}
+
+export interface ForwardShape {
+  /** tokens */ readonly n: number;
+  /** rows that get logits (indices in ws rowIdx); 0 skips the LM head */ readonly rows: number;
+  readonly splits: number;
+  readonly splitLen: number;
+  /** tokens for the split-K attention kernel: all n in order (graphs), or the ws tokenList section's first `listed` */
+  readonly listed: number;
+  readonly useTokenList: boolean;
+  /** prefill attention tiles in the ws tiles section */
+  readonly tiles: number;
+  readonly stride: number;
+  readonly blockSize: number;
+  /** run argmax over the logits rows */ readonly argmax: boolean;
+}
+
+export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
+  const s = m.spec, ops = m.ops, n = sh.n;
+  const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
+  const qkvDim = (nh + 2 * nkv) * d;
+  const positions = ws.input("positions");
+  ops.embed(m.w.embed, ws.input("tokens"), ws.x, n, h, s.vocabSize);
+  for (let l = 0; l < s.numLayers; l++) {
+    const L = m.w.layers[l]!;
+    ops.rmsnorm(ws.x, l === 0 ? 0n : ws.res, 0n, L.inputNorm, ws.xn, n, h, s.rmsEps);
+    ops.linear(ws.xn, L.qkv, L.qkvBias, ws.qkv, n, qkvDim, h);
+    ops.ropeKv({
+      qkv: ws.qkv,
+      cos: m.cos,
+      sin: m.sin,
+      qNorm: L.qNorm,
+      kNorm: L.kNorm,
+      positions,
+      slots: ws.input("slots"),
+      q: ws.q,
+      kCache: m.kCache[l]!,
+      vCache: m.vCache[l]!,
+      n,
+      nh,
+      nkv,
+      d,
+      blockSize: sh.blockSize,
+      eps: s.rmsEps,
+    });
+    ops.attention({
+      q: ws.q,
+      kCache: m.kCache[l]!,
+      vCache: m.vCache[l]!,
+      blockTables: ws.input("tables"),
+      tokenSeq: ws.input("tokenSeq"),
+      positions,
+      tokenList: sh.useTokenList ? ws.input("tokenList") : 0n,
+      rows: sh.listed,
+      partO: ws.partO,
+      partML: ws.partML,
+      out: ws.attn,
+      n,
+      nh,
+      nkv,
+      d,
+      blockSize: sh.blockSize,
+      maxBlocks: sh.stride,
+      splits: sh.splits,
+      splitLen: sh.splitLen,
+      window: s.slidingWindow ?? 0,
+      scale: 1 / Math.sqrt(d),
+    });
+    ops.attentionPrefill({
+      q: ws.q,
+      kCache: m.kCache[l]!,
+      vCache: m.vCache[l]!,
+      blockTables: ws.input("tables"),
+      positions,
+      tileList: ws.input("tiles"),
+      tiles: sh.tiles,
+      out: ws.attn,
+      nh,
+      nkv,
+      d,
+      blockSize: sh.blockSize,
+      maxBlocks: sh.stride,
+      window: s.slidingWindow ?? 0,
+      scale: 1 / Math.sqrt(d),
+    });
+    ops.linear(ws.attn, L.o, L.oBias, ws.res, n, h, nh * d);
+    ops.rmsnorm(ws.x, ws.res, 0n, L.postNorm, ws.xn, n, h, s.rmsEps);
+    ops.linear(ws.xn, L.gateUp, L.gateUpBias, ws.gu, n, 2 * f, h);
+    ops.siluMul(ws.gu, ws.act, n, f);
+    ops.linear(ws.act, L.down, L.downBias, ws.res, n, h, f);
+  }
+  if (sh.rows === 0) return;
+  // Final norm over the selected rows only (adding the last down_proj output into them), then the LM head.
+  ops.rmsnorm(ws.x, ws.res, ws.input("rowIdx"), m.w.finalNorm, ws.xn, sh.rows, h, s.rmsEps);
+  ops.linear(ws.xn, m.w.lmHead, 0n, ws.logits, sh.rows, s.vocabSize, h);
+  if (sh.argmax) ops.argmax(ws.logits, ws.ids, sh.rows, s.vocabSize);
+}

@@ -1,0 +1,250 @@
+// RoPE + paged KV write and paged attention (decode and prefill rows in one launch, split-K) against
+// src/backends/reference/ops.ts, at head_dim 8 and 128, GQA groups 1, 2, 4, block sizes that do not divide the
+// lengths. Ignored (with the reason in the name) where no NVIDIA driver is present.
+import assert from "node:assert/strict";
+import * as ops from "../src/backends/reference/ops.ts";
+import { roundTo } from "../src/model/dtype.ts";
+import { ropeTables } from "../src/model/rope.ts";
+import type { RopeSpec } from "../src/core/types.ts";
+import { CudaDevice } from "../src/backends/cuda/device.ts";
+import { Kernels } from "../src/backends/cuda/kernels.ts";
+import { attentionPlan, CudaOps, type Half, PF_ROWS, prefillKernelFits } from "../src/backends/cuda/ops.ts";
+import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+
+const skip = cudaSkipReason();
+let seed = Math.floor(Math.random() * 1e9);
+const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
+const ROPE: RopeSpec = {
+  type: "default",
+  theta: 10000,
+  factor: 1,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositions: 8192,
+  betaFast: 32,
+  betaSlow: 1,
+  attentionFactor: 1,
+};
+
+function gpuTest(name: string, fn: (o: CudaOps, dev: CudaDevice) => Promise<void>, kv: Half) {
+  Deno.test({
+    name: skip ? `${name} (skipped: ${skip})` : name,
+    ignore: skip !== null,
+    fn: async () => {
+      await using dev = CudaDevice.open(0);
+      using k = await Kernels.load(dev);
+      await fn(new CudaOps(k, kv, kv, kv), dev);
+    },
+  });
+}
+
+/** My layout [nb, nkv, bs, d] -> the reference's [nb, bs, nkv, d]. */
+function toRefLayout(c: Float32Array, nb: number, nkv: number, bs: number, d: number): Float32Array {
+  const out = new Float32Array(c.length);
+  for (let b = 0; b < nb; b++) {
+    for (let h = 0; h < nkv; h++) {
+      for (let s = 0; s < bs; s++) {
+        const src = ((b * nkv + h) * bs + s) * d, dst = ((b * bs + s) * nkv + h) * d;
+        out.set(c.subarray(src, src + d), dst);
+      }
+    }
+  }
+  return out;
+}
+
+for (const kv of ["bf16", "f16"] as const) {
+  for (const [nh, nkv, d, qkNorm] of [[4, 4, 8, false], [8, 4, 128, true], [8, 2, 64, false]] as const) {
+    gpuTest(
+      `rope_kv: RoPE${qkNorm ? " + qk-norm" : ""} and paged KV write (${kv}, ${nh}/${nkv} heads, d=${d})`,
+      async (o, dev) => {
+        const T = 19, bs = 5, nb = 9, maxPos = 64, eps = 1e-6, qkvDim = (nh + 2 * nkv) * d;
+        const qkv = rnd(T * qkvDim, 2);
+        const positions = Int32Array.from({ length: T }, (_, i) => (i * 13 + 5) % maxPos);
+        const slots = Int32Array.from({ length: T }, (_, i) => (i === 4 ? -1 : (i * 7) % (nb * bs)));
+        const { cos, sin } = ropeTables(ROPE, d, maxPos);
+        const qn = qkNorm ? rnd(d) : null, kn = qkNorm ? rnd(d) : null;
+        using qkvb = upload(dev, qkv, "f32"), cb = upload(dev, cos, "f32"), sb = upload(dev, sin, "f32");
+        using pb = upload(dev, positions, "i32"), slb = upload(dev, slots, "i32");
+        using qnb = upload(dev, qn ?? new Float32Array(1), "f32"), knb = upload(dev, kn ?? new Float32Array(1), "f32");
+        const cacheN = nb * nkv * bs * d;
+        using qb = poisoned(dev, T * nh * d, 4), kc = poisoned(dev, cacheN, 2), vc = poisoned(dev, cacheN, 2);
+        o.ropeKv({
+          qkv: qkvb.ptr,
+          cos: cb.ptr,
+          sin: sb.ptr,
+          qNorm: qn ? qnb.ptr : 0n,
+          kNorm: kn ? knb.ptr : 0n,
+          positions: pb.ptr,
+          slots: slb.ptr,
+          q: qb.ptr,
+          kCache: kc.ptr,
+          vCache: vc.ptr,
+          n: T,
+          nh,
+          nkv,
+          d,
+          blockSize: bs,
+          eps,
+        });
+        const q = new Float32Array(T * nh * d), k = new Float32Array(T * nkv * d), v = new Float32Array(T * nkv * d);
+        for (let t = 0; t < T; t++) {
+          const row = qkv.subarray(t * qkvDim, (t + 1) * qkvDim);
+          q.set(row.subarray(0, nh * d), t * nh * d);
+          k.set(row.subarray(nh * d, (nh + nkv) * d), t * nkv * d);
+          v.set(row.subarray((nh + nkv) * d), t * nkv * d);
+        }
+        if (qn && kn) {
+          ops.rmsNorm(q, qn, T * nh, d, eps, q);
+          ops.rmsNorm(k, kn, T * nkv, d, eps, k);
+        }
+        ops.rope(q, positions, nh, d, cos, sin);
+        ops.rope(k, positions, nkv, d, cos, sin);
+        const eq = relErr(await download(dev, qb, T * nh * d, "f32"), q);
+        assert.ok(eq < 1e-5, `q error ${eq}`);
+        const gotK = await download(dev, kc, cacheN, kv), gotV = await download(dev, vc, cacheN, kv);
+        const kr = roundTo(k, kv), vr = roundTo(v, kv);
+        // The last write to a slot wins (slots repeat when T > nb*bs / 7); compare each slot's last writer.
+        const last = new Map<number, number>();
+        slots.forEach((s, t) => s >= 0 && last.set(s, t));
+        for (const [s, t] of last) {
+          for (let h = 0; h < nkv; h++) {
+            const off = ((Math.floor(s / bs) * nkv + h) * bs + (s % bs)) * d;
+            const ek = relErr(gotK.subarray(off, off + d), kr.subarray((t * nkv + h) * d, (t * nkv + h + 1) * d));
+            const ev = relErr(gotV.subarray(off, off + d), vr.subarray((t * nkv + h) * d, (t * nkv + h + 1) * d));
+            assert.ok(ek < 1e-2 && ev === 0, `slot ${s} head ${h}: k error ${ek}, v error ${ev}`);
+          }
+        }
+      },
+      kv,
+    );
+  }
+
+  // [nh, nkv, d, block size, sliding window, split plan as for a decode step (short splits) or a prefill]
+  const CASES: [number, number, number, number, number, "decode" | "prefill"][] = [
+    [4, 4, 8, 16, 0, "decode"],
+    [8, 4, 128, 5, 0, "prefill"],
+    [8, 2, 64, 7, 0, "decode"],
+    [16, 1, 128, 16, 0, "prefill"],
+    [8, 2, 64, 7, 100, "prefill"],
+  ];
+  for (const [nh, nkv, d, bs, window, splitMode] of CASES) {
+    const label = `${kv}, ${nh}/${nkv} heads, d=${d}, block ${bs}${
+      window ? `, window ${window}` : ""
+    }, ${splitMode} splits`;
+    gpuTest(
+      `paged attention: split-K (token list) and tiled prefill kernels, 600 positions (${label})`,
+      async (o, dev) => {
+        // Sequences: a decode row at position 599, a fresh 7-token prefill, a 5-token chunk ending at position 299, a
+        // 45-token chunk from position 100 (several prefill tiles).
+        const seqs = [{ start: 599, n: 1 }, { start: 0, n: 7 }, { start: 295, n: 5 }, { start: 100, n: 45 }];
+        const maxBlocks = Math.ceil(600 / bs), B = seqs.length, nb = B * maxBlocks + 3;
+        const perm = Array.from({ length: nb }, (_, i) => i).sort((a, b) => ((a * 7919) % nb) - ((b * 7919) % nb));
+        const tables = new Int32Array(B * maxBlocks).fill(-1);
+        seqs.forEach((s, b) => {
+          for (let i = 0; i < Math.ceil((s.start + s.n) / bs); i++) {
+            tables[b * maxBlocks + i] = perm[b * maxBlocks + i]!;
+          }
+        });
+        const T = seqs.reduce((a, s) => a + s.n, 0);
+        const positions = new Int32Array(T), tokenSeq = new Int32Array(T), queryStarts = new Int32Array(B + 1);
+        let t = 0;
+        seqs.forEach((s, b) => {
+          for (let i = 0; i < s.n; i++, t++) {
+            positions[t] = s.start + i;
+            tokenSeq[t] = b;
+          }
+          queryStarts[b + 1] = t;
+        });
+        const cacheN = nb * nkv * bs * d;
+        const kCache = roundTo(rnd(cacheN), kv), vCache = roundTo(rnd(cacheN), kv), q = rnd(T * nh * d, 2);
+        using kb = upload(dev, kCache, kv), vb = upload(dev, vCache, kv), qb = upload(dev, q, "f32");
+        using tb = upload(dev, tables, "i32"), sb = upload(dev, tokenSeq, "i32"), pb = upload(dev, positions, "i32");
+        const plan = attentionPlan(splitMode === "decode" ? 1 : T, 600);
+        const splits = plan.splits + 1; // one spare, always-empty split
+        const want = ops.pagedAttention({
+          q,
+          kCache: toRefLayout(kCache, nb, nkv, bs, d),
+          vCache: toRefLayout(vCache, nb, nkv, bs, d),
+          positions,
+          queryStarts,
+          blockTables: tables,
+          maxBlocksPerSeq: maxBlocks,
+          blockSize: bs,
+          numHeads: nh,
+          kvHeads: nkv,
+          headDim: d,
+          scale: 1 / Math.sqrt(d),
+          slidingWindow: window || null,
+        });
+        const bound = kv === "bf16" ? 1.6e-2 : 2e-3;
+        const common = {
+          q: qb.ptr,
+          kCache: kb.ptr,
+          vCache: vb.ptr,
+          blockTables: tb.ptr,
+          positions: pb.ptr,
+          nh,
+          nkv,
+          d,
+        };
+        const rest = { blockSize: bs, maxBlocks, window, scale: 1 / Math.sqrt(d) };
+        // Split-K kernel over every token, listed in reverse order (rows of the partials follow the list).
+        {
+          using po = poisoned(dev, T * nh * splits * d, 4), pml = poisoned(dev, T * nh * splits * 2, 4);
+          using out = poisoned(dev, T * nh * d, 2);
+          using list = upload(dev, Int32Array.from({ length: T }, (_, i) => T - 1 - i), "i32");
+          o.attention({
+            ...common,
+            ...rest,
+            tokenSeq: sb.ptr,
+            tokenList: list.ptr,
+            rows: T,
+            partO: po.ptr,
+            partML: pml.ptr,
+            out: out.ptr,
+            n: T,
+            splits,
+            splitLen: plan.splitLen,
+          });
+          const e = relErr(await download(dev, out, T * nh * d, kv), want);
+          assert.ok(e < bound, `split-K attention error ${e}`);
+          using o32 = poisoned(dev, T * nh * d, 4);
+          new CudaOps(o.k, kv, kv, "f32").attention({
+            ...common,
+            ...rest,
+            tokenSeq: sb.ptr,
+            tokenList: list.ptr,
+            rows: T,
+            partO: po.ptr,
+            partML: pml.ptr,
+            out: o32.ptr,
+            n: T,
+            splits,
+            splitLen: plan.splitLen,
+          });
+          const e32 = relErr(await download(dev, o32, T * nh * d, "f32"), want);
+          assert.ok(e32 < 1e-5, `split-K attention error with f32 output ${e32}`);
+        }
+        // Tiled prefill kernel over every sequence (the 1-token decode row included), tiles of PF_ROWS/G tokens.
+        if (prefillKernelFits(nh / nkv, d)) {
+          const per = Math.floor(PF_ROWS / (nh / nkv)), tl: number[] = [];
+          seqs.forEach((s, b) => {
+            for (let k = 0; k < s.n; k += per) tl.push(b, queryStarts[b]! + k, Math.min(per, s.n - k));
+          });
+          using out = poisoned(dev, T * nh * d, 2);
+          using tiles = upload(dev, Int32Array.from(tl), "i32");
+          o.attentionPrefill({ ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3, out: out.ptr });
+          const e = relErr(await download(dev, out, T * nh * d, kv), want);
+          assert.ok(e < bound, `prefill attention error ${e}`);
+          // With f32 output the kernel's own error shows: f32 arithmetic vs the reference's f64.
+          using o32 = poisoned(dev, T * nh * d, 4);
+          const f32ops = new CudaOps(o.k, kv, kv, "f32");
+          f32ops.attentionPrefill({ ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3, out: o32.ptr });
+          const e32 = relErr(await download(dev, o32, T * nh * d, "f32"), want);
+          assert.ok(e32 < 1e-5, `prefill attention error with f32 output ${e32}`);
+        }
+      },
+      kv,
+    );
+  }
+}
