@@ -1,0 +1,187 @@
+// WorkerBackend: the WebGPU backend on a worker thread, behind the same Backend interface. Use it where the event
+// loop must stay responsive (the server): Deno 2.9 blocks the calling thread while it waits for GPU work (see
+// worker.ts), so an in-thread WebGpuBackend freezes the loop for the length of every step.
+// Synchronous Backend calls stay synchronous: allocateKv and copyBlocks are checked here with the same rules as the
+// backend (kv.ts) and posted; the worker runs messages in order, so they land before the next forward(). An
+// unexpected failure of a posted call is thrown by the next forward().
+import type {
+  Backend,
+  BackendSupport,
+  KvDType,
+  MemoryInfo,
+  ModelSpec,
+  Precision,
+  ProgressFn,
+  StepInputs,
+  StepResult,
+  TensorSource,
+} from "../../core/types.ts";
+import { expectedTensors } from "../../model/weights.ts";
+import type { WebGpuOptions } from "./backend.ts";
+import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked } from "./kv.ts";
+
+interface Limits {
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxBufferSize: number;
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: ProgressFn };
+
+function toError(e: { name: string; message: string }): Error {
+  const err = e.name === "RangeError" ? new RangeError(e.message) : new Error(e.message);
+  if (e.name !== "RangeError") err.name = e.name;
+  return err;
+}
+
+export class WorkerBackend implements Backend {
+  readonly name = "webgpu" as const;
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #supports: BackendSupport = { weight: [], kv: [] };
+  #device = "";
+  #limits: Limits = { maxStorageBufferBindingSize: 0, maxBufferSize: 0 };
+  #memory: MemoryInfo = { freeBytes: 0, totalBytes: 0 };
+  #spec: ModelSpec | null = null;
+  #kv: KvDType = "f32";
+  #numBlocks = 0;
+  #src: TensorSource | null = null;
+  /** Failure of a posted (synchronous) call, reported by the next forward(). */
+  #deferred: Error | null = null;
+
+  private constructor() {
+    this.#worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    this.#worker.onmessage = (e) => this.#receive(e.data);
+    this.#worker.onerror = (e) => {
+      e.preventDefault();
+      this.#fail(new Error(`webgpu worker crashed: ${e.message}`));
+    };
+  }
+
+  /** Starts the worker and its device; throws (and stops the worker) when no adapter exists. */
+  static async create(opts: WebGpuOptions = {}): Promise<WorkerBackend> {
+    const b = new WorkerBackend();
+    try {
+      const r = await b.#call({ op: "init", opts }) as { device: string; supports: BackendSupport; limits: Limits };
+      b.#device = r.device;
+      b.#supports = r.supports;
+      b.#limits = r.limits;
+      return b;
+    } catch (e) {
+      b.#worker.terminate();
+      throw e;
+    }
+  }
+
+  get supports(): BackendSupport {
+    return this.#supports;
+  }
+
+  get device(): string {
+    return `${this.#device}, in a worker`;
+  }
+
+  memory(): MemoryInfo {
+    return this.#memory;
+  }
+
+  async load(spec: ModelSpec, weights: TensorSource, precision: Precision, onProgress?: ProgressFn): Promise<void> {
+    const infos = expectedTensors(spec).filter((e) => weights.has(e.name)).map((e) => weights.info(e.name));
+    this.#src = weights;
+    try {
+      await this.#call({ op: "load", spec, precision, infos }, onProgress);
+    } finally {
+      this.#src = null;
+    }
+    this.#spec = spec;
+    this.#kv = precision.kv;
+  }
+
+  kvBytesPerBlock(blockSize: number, kv: KvDType): number {
+    if (!this.#spec) throw new Error("webgpu backend: no model loaded");
+    return kvBytesPerBlockFor(this.#spec, blockSize, kv);
+  }
+
+  allocateKv(numBlocks: number, blockSize: number): void {
+    if (!this.#spec) throw new Error("webgpu backend: load() before allocateKv()");
+    const kt = this.#kv === "f16" ? "f16" : "f32";
+    const bytes = kvLayerBytesChecked(this.#spec, numBlocks, blockSize, kt, this.#limits.maxStorageBufferBindingSize);
+    this.#post({ op: "allocateKv", numBlocks, blockSize });
+    this.#numBlocks = numBlocks;
+    const free = Math.max(0, this.#memory.freeBytes - 2 * this.#spec.numLayers * bytes);
+    this.#memory = { ...this.#memory, freeBytes: free }; // refreshed by the worker's next answer
+  }
+
+  copyBlocks(src: Int32Array, dst: Int32Array): void {
+    checkBlockCopies(src, dst, this.#numBlocks);
+    if (src.length) this.#post({ op: "copyBlocks", src, dst });
+  }
+
+  async forward(step: StepInputs): Promise<StepResult> {
+    const r = await this.#call({ op: "forward", step });
+    if (this.#deferred) {
+      const e = this.#deferred;
+      this.#deferred = null;
+      throw e;
+    }
+    return r as StepResult;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.#call({ op: "dispose" });
+    } finally {
+      this.#worker.terminate();
+    }
+  }
+
+  #call(msg: Record<string, unknown>, progress?: ProgressFn): Promise<unknown> {
+    const id = this.#nextId++;
+    const p = new Promise((resolve, reject) => this.#pending.set(id, { resolve, reject, progress }));
+    this.#worker.postMessage({ ...msg, id });
+    return p;
+  }
+
+  /** A call whose answer only matters when it fails. */
+  #post(msg: Record<string, unknown>): void {
+    this.#call(msg).catch((e: Error) => this.#deferred ??= e);
+  }
+
+  #receive(msg: Record<string, unknown>): void {
+    if (typeof msg.pull === "number") return void this.#serveTensor(msg.pull, msg);
+    if (typeof msg.progress === "number") {
+      this.#pending.get(msg.progress)?.progress?.(msg.done as number, msg.total as number, msg.label as string);
+      return;
+    }
+    const p = this.#pending.get(msg.id as number);
+    if (!p) return;
+    this.#pending.delete(msg.id as number);
+    if (msg.memory) this.#memory = msg.memory as MemoryInfo;
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(toError(msg.error as { name: string; message: string }));
+  }
+
+  async #serveTensor(pull: number, msg: Record<string, unknown>): Promise<void> {
+    try {
+      if (!this.#src) throw new Error("no load() in progress");
+      const name = msg.name as string;
+      const data = msg.kind === "f32"
+        ? await this.#src.f32(name, msg.shape as number[] | undefined)
+        : await this.#src.bytes(name);
+      this.#worker.postMessage({ pulled: pull, data }); // cloned: the source may still own the buffer
+    } catch (e) {
+      this.#worker.postMessage({ pulled: pull, error: (e as Error).message });
+    }
+  }
+
+  #fail(e: Error): void {
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
+    this.#deferred ??= e;
+  }
+}
+
+/** The WebGPU backend on a worker thread (see WorkerBackend). */
+export function createWebGpuWorkerBackend(opts: WebGpuOptions = {}): Promise<WorkerBackend> {
+  return WorkerBackend.create(opts);
+}
