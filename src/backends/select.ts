@@ -2,16 +2,21 @@
 // without WebGPU never touches navigator.gpu beyond a probe.
 import type { Backend, BackendName } from "../core/types.ts";
 import { BackendUnavailableError, UserError } from "../core/errors.ts";
+import { ensureRuntimeDir } from "../core/env.ts";
 
 export interface BackendProbe {
   readonly name: BackendName;
   readonly available: boolean;
   readonly detail: string;
+  /** A software rasterizer (lavapipe): usable when asked for by name, skipped by "auto". */
+  readonly software?: boolean;
 }
 
 export interface BackendOptions {
   /** Host memory budget for the reference backend's KV cache. */
   readonly referenceMemoryBytes?: number;
+  /** Memory the WebGPU backend may use (default: derived from the adapter's limits). */
+  readonly webgpuMemoryBytes?: number;
 }
 
 /** True when this host looks like it has an NVIDIA driver (checked before any dlopen). */
@@ -41,17 +46,20 @@ const FACTORIES: Record<BackendName, Factory> = {
   },
   webgpu: {
     probe: async () => {
+      ensureRuntimeDir();
       try {
         const mod = await import("./webgpu/probe.ts");
         const r = await mod.probeWebGpu();
-        return { name: "webgpu", available: r.ok, detail: r.detail };
+        return { name: "webgpu", available: r.ok, detail: r.detail, software: r.software };
       } catch (e) {
         return { name: "webgpu", available: false, detail: `backend not available: ${(e as Error).message}` };
       }
     },
-    create: async () => {
+    // On a worker thread: Deno 2.9's WebGPU waits for the GPU by blocking the calling thread, which would freeze the
+    // server's event loop for every step.
+    create: async (opts) => {
       const mod = await import("./webgpu/probe.ts");
-      return await mod.createWebGpuBackend();
+      return await mod.createWebGpuWorkerBackend({ memoryBytes: opts.webgpuMemoryBytes });
     },
   },
   cuda: {
@@ -99,8 +107,10 @@ export async function createBackend(choice: string, opts: BackendOptions = {}): 
   const reasons: string[] = [];
   for (const n of BACKEND_NAMES) {
     const p = await probeBackend(n);
-    if (!p.available) {
-      reasons.push(`${n}: ${p.detail}`);
+    if (!p.available || p.software) {
+      reasons.push(
+        `${n}: ${p.software ? `software adapter (${p.detail}); ask for it with --backend webgpu` : p.detail}`,
+      );
       continue;
     }
     try {

@@ -23,3 +23,13 @@ export const ENV = Object.freeze({
   ci: get("CI") === "true" || get("CI") === "1",
   noColor: get("NO_COLOR") !== undefined,
 });
+
+/**
+ * Mesa's Vulkan drivers complain on stderr when XDG_RUNTIME_DIR is unset (common in containers and CI). Point it at
+ * the temp folder before WebGPU starts, leaving a user's own setting alone.
+ */
+export function ensureRuntimeDir(): void {
+  try {
+    if (Deno.build.os === "linux" && !Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+  } catch { /* no env permission: the warning stays */ }
+}

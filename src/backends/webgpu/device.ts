@@ -93,13 +93,14 @@ export async function openGpuDevice(opts: GpuDeviceOptions = {}): Promise<GpuDev
 }
 
 /** Whether a WebGPU adapter exists here, with a one-line reason either way. Never throws. */
-export async function probeWebGpu(): Promise<{ ok: boolean; detail: string }> {
+export async function probeWebGpu(): Promise<{ ok: boolean; detail: string; software: boolean }> {
   try {
     const adapter = await requestAdapter();
     const f16 = adapter.features.has("shader-f16") ? "shader-f16" : "no shader-f16 (f32 storage)";
     const mib = Math.floor(adapter.limits.maxStorageBufferBindingSize / 2 ** 20);
-    return { ok: true, detail: `${describeAdapter(adapter)}; ${f16}; max storage binding ${mib} MiB` };
+    const software = adapter.info.isFallbackAdapter;
+    return { ok: true, detail: `${describeAdapter(adapter)}; ${f16}; max storage binding ${mib} MiB`, software };
   } catch (e) {
-    return { ok: false, detail: (e as Error).message };
+    return { ok: false, detail: (e as Error).message, software: false };
   }
 }
