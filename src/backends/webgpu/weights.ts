@@ -12,6 +12,7 @@ import { EMBED, expectedTensors, FINAL_NORM, layerNames, LM_HEAD } from "../../m
 import type { GpuContext } from "./context.ts";
 import type { StorageType } from "./shaders.ts";
 import { BYTES } from "./kernels.ts";
+import { fillSyntheticF16, syntheticFill } from "./synthetic.ts";
 
 export interface GpuLayer {
   /** [hidden] f32 */ readonly inputNorm: GPUBuffer;
@@ -75,6 +76,8 @@ export async function loadGpuWeights(
     return data;
   };
   const binding = ctx.limits.maxStorageBufferBindingSize;
+  // Synthetic models (src/model/synthetic.ts) are generated on the GPU when matrices are f16.
+  const fill = wt === "f16" ? syntheticFill(src) : null;
   /** One WT matrix buffer made of the named tensors stacked by rows. */
   const matrix = async (label: string, names: string[]): Promise<GPUBuffer> => {
     const elems = names.reduce((a, n) => a + shapes.get(n)!.reduce((x, y) => x * y, 1), 0);
@@ -85,6 +88,14 @@ export async function loadGpuWeights(
     const buf = ctx.pool.create(label, bytes);
     let off = 0;
     for (const n of names) {
+      if (fill) {
+        const elems = shapes.get(n)!.reduce((x, y) => x * y, 1);
+        await fillSyntheticF16(ctx, fill, n, buf, off, elems);
+        off += elems * 2;
+        done += src.info(n).byteLength;
+        onProgress?.(done, total, n);
+        continue;
+      }
       const f = await read(n);
       // 16-bit precision without shader-f16: f32 storage of the f16-rounded values (same numbers as f16 storage).
       const data = wt === "f16" ? toF16Bits(f, n) : weight === "f32" ? f : roundTo(f, "f16");

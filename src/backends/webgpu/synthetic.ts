@@ -1,0 +1,77 @@
+// Device-side helpers for synthetic models and benchmarks: filling f16 matrices with the synthetic weights on the
+// GPU (no 16 GB of host-side random numbers for synthetic:llama3-8b), and a copy-bandwidth probe.
+import type { SyntheticFill } from "../../model/synthetic.ts";
+import { tensorStream } from "../../model/synthetic.ts";
+import type { TensorSource } from "../../core/types.ts";
+import { dim, type GpuContext, need } from "./context.ts";
+
+/** The synthetic recipe of a weight source, when it has one (src/model/synthetic.ts). */
+export function syntheticFill(src: TensorSource): SyntheticFill | null {
+  const s = (src as { synthetic?: SyntheticFill }).synthetic;
+  return s && typeof s.amplitude === "function" ? s : null;
+}
+
+/**
+ * Writes tensor `name` (`elems` values) into `dst` as f16, starting at byte `byteOffset`, on the GPU.
+ * dst: [..., elems] f16 (the stacked matrix of weights.ts). One submit per call.
+ */
+export async function fillSyntheticF16(
+  ctx: GpuContext,
+  fill: SyntheticFill,
+  name: string,
+  dst: GPUBuffer,
+  byteOffset: number,
+  elems: number,
+): Promise<void> {
+  dim(elems, "synth elems");
+  if (elems % 2 !== 0 || byteOffset % 4 !== 0) throw new RangeError(`synth ${name}: odd size or offset`);
+  need(dst, byteOffset + elems * 2, `synth ${name}`);
+  const k = await ctx.pipelines.get("synth_fill.wgsl", "synth_fill");
+  const slot = ctx.slot(`synth`, k);
+  const { amp, offset } = fill.amplitude(name);
+  slot.write(ctx.device, {
+    pair0: byteOffset / 4,
+    pairs: elems / 2,
+    seed: fill.seed >>> 0,
+    stream: tensorStream(name),
+    amp,
+    base: offset,
+    _a: 0,
+    _b: 0,
+  });
+  const enc = ctx.device.createCommandEncoder({ label: `synth ${name}` });
+  const pass = enc.beginComputePass();
+  ctx.dispatch(pass, k, { p: slot.buffer, dst }, ctx.grid2d(Math.ceil(elems / 2 / 256)));
+  pass.end();
+  ctx.device.queue.submit([enc.finish()]);
+  await ctx.device.queue.onSubmittedWorkDone();
+}
+
+/** Measured copy bandwidth in bytes/s (bytes read + bytes written), over `reps` copies of `bytes`. */
+export async function copyBandwidth(ctx: GpuContext, bytes: number, reps: number): Promise<number> {
+  const n = Math.floor(bytes / 16);
+  const src = ctx.pool.create("copy.src", n * 16); // [n] vec4<u32>
+  const dst = ctx.pool.create("copy.dst", n * 16); // [n] vec4<u32>
+  const k = await ctx.pipelines.get("copy.wgsl", "copy");
+  const slot = ctx.slot("copy", k);
+  slot.write(ctx.device, { n, _a: 0, _b: 0, _c: 0 });
+  const run = async (r: number) => {
+    const enc = ctx.device.createCommandEncoder({ label: "copy" });
+    const pass = enc.beginComputePass();
+    for (let i = 0; i < r; i++) ctx.dispatch(pass, k, { p: slot.buffer, src, dst }, ctx.grid2d(Math.ceil(n / 256)));
+    pass.end();
+    ctx.device.queue.submit([enc.finish()]);
+    await ctx.device.queue.onSubmittedWorkDone();
+  };
+  await run(2); // warm-up
+  // Subtract the submit round trip (Deno polls the GPU every ~10 ms) by timing two rep counts.
+  const t0 = performance.now();
+  await run(reps);
+  const t1 = performance.now();
+  await run(2 * reps);
+  const t2 = performance.now();
+  const secondsPerCopy = ((t2 - t1) - (t1 - t0)) / reps / 1000;
+  ctx.pool.destroy(src);
+  ctx.pool.destroy(dst);
+  return (2 * n * 16) / secondsPerCopy;
+}
