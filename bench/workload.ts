@@ -1,16 +1,6 @@
 // A fixed-seed, ShareGPT-like request length distribution: log-normal input and output lengths with long tails
 // (input mean about 220 tokens, output mean about 200), clamped to [4, maxLen].
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../src/core/prng.ts";
 
 export interface WorkItem {
   readonly promptIds: number[];

@@ -2,16 +2,9 @@ import assert from "node:assert/strict";
 import { dequantizeFused, packFor, packMma, packRows, unpack, unpackMma, unpackRows } from "../src/quant/pack.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import { numGroups, type QuantBits, type QuantizedLinear, toF16 } from "../src/quant/types.ts";
+import { mulberry32 } from "../src/core/prng.ts";
 
-/** Deterministic pseudo-random generator (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randomLinear(N: number, K: number, bits: QuantBits, G: number, seed: number): QuantizedLinear {
   const r = rng(seed), qm = (1 << bits) - 1;

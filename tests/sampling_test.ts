@@ -10,6 +10,7 @@ import {
   validateSamplingParams,
 } from "../src/sampling/sampler.ts";
 import { philox4x32 } from "../src/sampling/rng.ts";
+import { mulberry32 } from "../src/core/prng.ts";
 
 // ---------- helpers ----------
 
@@ -26,17 +27,8 @@ function st(
   return { params: params(over), promptIds, outputIds, fallbackSeed };
 }
 
-/** Test-local PRNG (mulberry32), independent of the code under test. */
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Test-local PRNG, independent of the code under test. */
+const rand = mulberry32;
 
 function normalRow(n: number, scale: number, seed: number): Float32Array {
   const r = rand(seed);

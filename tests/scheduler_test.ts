@@ -10,6 +10,7 @@ import {
   Sequence,
   type SequenceOptions,
 } from "../src/scheduler/mod.ts";
+import { mulberry32 } from "../src/core/prng.ts";
 
 const GREEDY: SamplingParams = {
   temperature: 0,
@@ -24,15 +25,7 @@ const GREEDY: SamplingParams = {
   logprobs: false,
 };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function range(n: number, from = 0): number[] {
   return Array.from({ length: n }, (_, i) => from + i);

