@@ -8,7 +8,7 @@ import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
 import { CudaOps } from "../src/backends/cuda/ops.ts";
 import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
-import { llamaSpec, SyntheticSource } from "./cuda_synthetic.ts";
+import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 
 const arg = (name: string, def: number) => {
   const i = Deno.args.indexOf(name);
@@ -19,16 +19,8 @@ if (skip) {
   console.log(`cuda_decode: skipped (${skip})`);
   Deno.exit(0);
 }
-const spec = llamaSpec({
-  hidden: 4096,
-  layers: arg("--layers", 32),
-  heads: 32,
-  kvHeads: 8,
-  headDim: 128,
-  ffn: 14336,
-  vocab: 128256,
-  maxPositions: 8192,
-});
+// Llama-3-8B shape (optionally fewer layers); the weights are generated on the GPU by the backend.
+const spec = { ...buildSyntheticModel("synthetic:llama3-8b:bf16").spec, numLayers: arg("--layers", 32) };
 const STEPS = arg("--steps", 64), PROMPT = 128, PREFILL = 2048, BS = 16;
 const rows: [string, string][] = [];
 const onlyDecode = Deno.args.includes("--only-decode");
@@ -108,7 +100,7 @@ for (const act of onlyDecode ? [] : ["f32", "bf16"] as const) {
 }
 
 const t0 = performance.now();
-await b.load(spec, new SyntheticSource(spec), { weight: "bf16", kv: "bf16", compute: "f32" });
+await b.load(spec, new SyntheticTensorSource(spec, "BF16"), { weight: "bf16", kv: "bf16", compute: "f32" });
 const weightBytes = 2 * (spec.numLayers * (4096 * (32 + 16) * 128 + 4096 * 4096 + 3 * 4096 * 14336) + 128256 * 4096);
 rows.push([`load synthetic 8B-shape (${spec.numLayers} layers)`, `${((performance.now() - t0) / 1e3).toFixed(1)} s`]);
 const nBlocks = Math.ceil((PREFILL + STEPS + 8) / BS);

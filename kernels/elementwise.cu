@@ -143,9 +143,26 @@ extern "C" __global__ void argmax_f32(const float* logits, int* ids, int vocab) 
   }
 }
 
+// Synthetic-model weights (src/model/synthetic.ts syntheticValue): element e = base + amp * u(e), u in (-1, 1) from
+// the same u32 hash of (seed, stream, e) as the host, so `--model synthetic:NAME` needs no host-side generation.
+template <typename T>
+__device__ void synthFill(T* dst, int n, unsigned seed, unsigned stream, float amp, float base) {
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < n; e += gridDim.x * blockDim.x) {
+    unsigned x = ((unsigned)e * 0x9e3779b1u) ^ stream ^ (seed * 0x85ebca6bu);
+    x = (x ^ (x >> 16)) * 0x7feb352du;
+    x = (x ^ (x >> 15)) * 0x846ca68bu;
+    x ^= x >> 16;
+    dst[e] = fromf<T>(base + amp * ((float)((x >> 8) * 2u + 1u) / 16777216.0f - 1.0f));
+  }
+}
+
 #define INSTANTIATE_W(T)                                                                                    \
   extern "C" __global__ void embed_##T(const T* table, const int* ids, float* x, int n, int h, int vocab) { \
     embed<T>(table, ids, x, n, h, vocab);                                                                   \
+  }                                                                                                         \
+  extern "C" __global__ void synth_fill_##T(T* dst, int n, unsigned seed, unsigned stream, float amp,       \
+                                            float base) {                                                   \
+    synthFill<T>(dst, n, seed, stream, amp, base);                                                          \
   }
 #define INSTANTIATE_ACT(T)                                                                                        \
   extern "C" __global__ void rmsnorm_##T(float* x, const float* res, const int* rowIdx, const float* w, T* out,   \

@@ -104,7 +104,7 @@ export class CudaBackend implements Backend {
       throw new Error(`cuda backend: head layout ${spec.numHeads}/${spec.numKvHeads}x${spec.headDim} unsupported`);
     }
     this.#unload();
-    const w = await loadCudaWeights(this.dev, spec, weights, precision.weight as Half, onProgress);
+    const w = await loadCudaWeights(this.dev, spec, weights, precision.weight as Half, onProgress, this.kernels);
     const t = ropeTables(spec.rope, spec.headDim, spec.maxPositions);
     const cos = this.dev.alloc(t.cos.byteLength, "rope.cos"), sin = this.dev.alloc(t.sin.byteLength, "rope.sin");
     this.dev.upload(cos.ptr, t.cos);

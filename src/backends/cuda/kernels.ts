@@ -21,6 +21,7 @@ const p = (name: string): ParamSpec => ({ name, type: "ptr" });
 const o = (name: string): ParamSpec => ({ name, type: "optptr" });
 const i = (name: string): ParamSpec => ({ name, type: "i32" });
 const f = (name: string): ParamSpec => ({ name, type: "f32" });
+const u = (name: string): ParamSpec => ({ name, type: "u32" });
 
 /** Parameter lists, keyed by the kernel's base name (the function is `${base}_${suffix}`, suffix bf16/f16/f32). */
 export const KERNELS = {
@@ -30,6 +31,7 @@ export const KERNELS = {
     params: [p("x"), o("res"), o("rowIdx"), p("w"), p("out"), i("h"), f("eps")],
   },
   silu_mul: { module: "elementwise", params: [p("gu"), p("out"), i("rows"), i("f")] },
+  synth_fill: { module: "elementwise", params: [p("dst"), i("n"), u("seed"), u("stream"), f("amp"), f("base")] },
   argmax: { module: "elementwise", params: [p("logits"), p("ids"), i("vocab")] },
   rope_kv: {
     module: "elementwise",

@@ -7,6 +7,9 @@ import { EMBED, expectedTensors, FINAL_NORM, layerNames, LM_HEAD } from "../../m
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Half } from "./ops.ts";
+import type { Kernels } from "./kernels.ts";
+import type { SyntheticFill } from "../../model/synthetic.ts";
+import { tensorStream } from "../../model/synthetic.ts";
 
 export interface CudaLayer {
   /** [h] f32 */ readonly inputNorm: DevPtr;
@@ -37,7 +40,11 @@ export async function loadCudaWeights(
   src: TensorSource,
   act: Half,
   onProgress?: ProgressFn,
+  kernels?: Kernels,
 ): Promise<CudaWeights> {
+  // Synthetic models (src/model/synthetic.ts) are generated on the GPU: no host-side random numbers for 16 GB.
+  const synth = (src as { synthetic?: SyntheticFill }).synthetic;
+  const fill = synth && kernels ? synth : null;
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
   for (const e of expected) src.info(e.name);
@@ -71,8 +78,30 @@ export async function loadCudaWeights(
     tick(name);
     return out;
   };
+  /** Fills the named 16-bit matrices one after another into one buffer on the GPU (synthetic models). */
+  const generated = (names: string[], label: string) => {
+    const elems = names.map((n) => shapes.get(n)!.reduce((a, b) => a * b, 1));
+    const buf = alloc(elems.reduce((a, b) => a + b, 0) * 2, label);
+    let off = 0;
+    names.forEach((n, k) => {
+      const { amp, offset } = fill!.amplitude(n);
+      const args = {
+        dst: buf.at(off),
+        n: elems[k]!,
+        seed: fill!.seed >>> 0,
+        stream: tensorStream(n),
+        amp,
+        base: offset,
+      };
+      kernels!.launch("synth_fill", act, [Math.min(65535, Math.ceil(elems[k]! / 256))], [256], args);
+      off += elems[k]! * 2;
+      tick(n);
+    });
+    return Promise.resolve(buf.ptr);
+  };
   /** Uploads the named tensors one after another into one buffer. */
   const fused = async (names: string[], conv: (n: string) => Promise<ArrayBufferView>, label: string) => {
+    if (fill && conv === half) return await generated(names, label);
     const parts: ArrayBufferView[] = [];
     for (const n of names) parts.push(await conv(n));
     const buf = alloc(parts.reduce((a, b) => a + b.byteLength, 0), label);
