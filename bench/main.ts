@@ -1,11 +1,13 @@
-// `deno task bench --suite generation|serving [options]`: results go to OUT/SUITE.{json,md,svg}.
+// `deno task bench --suite generation|serving|kernels [options]`: results go to OUT/SUITE.{json,md,svg}.
 import { parseArgs } from "node:util";
 import { loadModel, MODEL_FLAG_OPTIONS } from "../src/cli/common.ts";
 import { generationBenchmark } from "./generation.ts";
 import { servingBenchmark } from "./serving.ts";
+import { kernelsBenchmark } from "./kernels.ts";
+import { UserError } from "../src/core/errors.ts";
 import { writeReport } from "./report.ts";
 
-const HELP = `Usage: deno task bench --suite generation|serving [options]
+const HELP = `Usage: deno task bench --suite generation|serving|kernels [options]
 
   --model M            model folder, Hub id, synthetic:NAME (default: the demo model)
   --backend B          auto, cuda, webgpu, reference
@@ -18,7 +20,11 @@ serving:
   --requests N         requests to send (default 1000)
   --concurrency N      requests in flight (default 256)
   --rate R             requests per second, Poisson arrivals (default: as fast as concurrency allows)
-  --length-scale F     scale the ShareGPT-like mean lengths (input ~220, output ~200) (default 1)`;
+  --length-scale F     scale the ShareGPT-like mean lengths (input ~220, output ~200) (default 1)
+kernels (--backend webgpu or cuda; the reference backend has no kernels to time):
+  --model synthetic:N  shapes to time (default synthetic:llama3-8b; synthetic:tiny on a software adapter)
+  --prefill T          prefill rows for GEMM, rope, silu_mul, prefill attention (default 2048; 512 on software)
+  --reps N             most calls per timed batch (default 2000; CUDA graphs hold at most 100)`;
 
 const { values: f } = parseArgs({
   args: Deno.args,
@@ -33,6 +39,8 @@ const { values: f } = parseArgs({
     concurrency: { type: "string", default: "256" },
     rate: { type: "string" },
     "length-scale": { type: "string", default: "1" },
+    prefill: { type: "string" },
+    reps: { type: "string", default: "2000" },
   },
 });
 if (f.help) {
@@ -67,8 +75,21 @@ if (f.suite === "generation") {
     lengthScale: positive(f["length-scale"], "length-scale"),
     quiet: f.quiet,
   });
+} else if (f.suite === "kernels") {
+  try {
+    report = await kernelsBenchmark(f.backend, {
+      model: f.model,
+      maxReps: Math.ceil(positive(f.reps, "reps")),
+      prefill: f.prefill === undefined ? undefined : Math.ceil(positive(f.prefill, "prefill")),
+      quiet: f.quiet,
+    });
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    console.error(e.message);
+    Deno.exit(2);
+  }
 } else {
-  console.error(`unknown suite "${f.suite}" (generation, serving)`);
+  console.error(`unknown suite "${f.suite}" (generation, serving, kernels)`);
   Deno.exit(2);
 }
 console.log(await writeReport(f.out, report));

@@ -1,5 +1,7 @@
 // The benchmark entry point writes its three outputs (JSON, markdown, SVG) for each suite.
 import assert from "node:assert/strict";
+import { probeWebGpu } from "../src/backends/webgpu/device.ts";
+import { gpuTestRegistrar } from "../src/backends/webgpu/testing.ts";
 
 const MAIN = new URL("../bench/main.ts", import.meta.url).pathname;
 
@@ -56,4 +58,39 @@ Deno.test("bench/main.ts --suite generation reports static batches", async () =>
   const rows = await assertOutputs(out, "generation", "output tok/s") as Record<string, number>[];
   assert.deepEqual(rows.map((x) => x.batch), [1, 4]);
   assert.ok(rows.every((x) => x["output tok/s"]! > 0 && x.output === 4));
+});
+
+Deno.test("bench/main.ts --suite kernels refuses the reference backend (it has no kernels to time)", async () => {
+  const r = await bench(["--suite=kernels", "--backend=reference", `--out=${await Deno.makeTempDir()}`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /reference backend has no GPU kernels/);
+});
+
+const gpuTest = gpuTestRegistrar(await probeWebGpu());
+
+gpuTest("bench/main.ts --suite kernels times every kernel on WebGPU against the same-run roofline", async () => {
+  const out = await Deno.makeTempDir();
+  const r = await bench([
+    "--suite=kernels",
+    "--backend=webgpu",
+    "--model=synthetic:tiny",
+    "--prefill=64",
+    "--reps=4",
+    `--out=${out}`,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const rows = await assertOutputs(out, "kernels", "% roofline") as Record<string, number | string>[];
+  const kernels = new Set(rows.map((x) => x.kernel));
+  for (const k of ["embedding", "rmsnorm+residual", "qkv GEMV", "lm_head GEMV", "gate_up GEMM", "rope+KV write"]) {
+    assert.ok(kernels.has(k), `row for ${k}`);
+  }
+  for (const k of ["decode attention", "prefill attention", "silu_mul", "sampling (argmax)"]) {
+    assert.ok(kernels.has(k), `row for ${k}`);
+  }
+  for (const row of rows) {
+    const us = row["us/call"] as number, pct = row["% roofline"] as number;
+    assert.ok(us > 0 && Number.isFinite(us), `${row.kernel} ${row.shape}: time ${us}`);
+    assert.ok(Number.isFinite(pct) && pct > 0, `${row.kernel} ${row.shape}: % roofline ${pct}`);
+    assert.ok(row.bound === "memory" || row.bound === "compute");
+  }
 });
