@@ -122,7 +122,7 @@ gpuTest(
 gpuTest("WebGpuBackend.load() behaviour: f16 weights fall back to f32 storage without shader-f16", async () => {
   await compare(QWEN3, { weight: "f16", kv: "f32", compute: "f32" }, { allowF16: false }, 1e-4);
   await using gpu = await createWebGpuBackend({ allowF16: false });
-  assert.deepEqual(gpu.supports.kv, ["f32"]);
+  assert.deepEqual(gpu.supports.kv, ["f32", "int8", "int4"]);
   const { spec, weights } = randomModel(QWEN3, SEED);
   await assert.rejects(gpu.load(spec, weights, { weight: "f16", kv: "f16", compute: "f32" }), /shader-f16/);
 });

@@ -1,4 +1,5 @@
 // #include "common.wgsl"
+// #include "kv_load.wgsl"
 // Paged attention for decode: one query token per item (a sequence whose step adds one token), over that
 // sequence's cached keys through its block table. Long contexts are split into partitions of p.partLen keys
 // (split-K, grid z); each workgroup writes its partial (max, sum, acc) and attn_reduce combines them. When the
@@ -8,6 +9,7 @@
 // rows of keys g, g + G, ... (G = 128 / (HEAD_DIM / 4) key groups), so V is read with vec4 loads and no thread
 // walks the whole chunk. Group partials and the softmax sum are reduced once, at the end.
 // GQA: head h reads kv head h / (numHeads / kvHeads). HEAD_DIM % 4 == 0, HEAD_DIM <= 256 (checked on the host).
+// Cache loads go through k4 / v4 of kv_load.wgsl (dense KT) or kv_load_q.wgsl (int8/int4, dequantized on load).
 
 struct Params {
   nItems: u32, numHeads: u32, kvHeads: u32, headDim: u32,
@@ -21,8 +23,8 @@ const G: u32 = WG / D4;  // key groups of the V phase
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;         // [T, qStride]: query head h at h * headDim
-@group(0) @binding(2) var<storage, read> kc: array<vec4<KT>>;     // [numBlocks, kvHeads, blockSize, headDim / 4]
-@group(0) @binding(3) var<storage, read> vc: array<vec4<KT>>;     // [numBlocks, kvHeads, blockSize, headDim / 4]
+@group(0) @binding(2) var<storage, read> kc: array<KV>;           // K cache, layout of the kv_load include
+@group(0) @binding(3) var<storage, read> vc: array<KV>;           // V cache, same layout
 @group(0) @binding(4) var<storage, read> bt: array<i32>;          // [B, maxBlocks] block tables
 @group(0) @binding(5) var<storage, read> items: array<vec2<u32>>; // [nItems] (token, sequence)
 @group(0) @binding(6) var<storage, read> pos: array<i32>;         // [T] positions
@@ -89,7 +91,7 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
       let row = (blk * p.kvHeads + kvh) * p.blockSize + j % p.blockSize;
       rows[lid] = row;
       var dv = vec4<f32>(0.0);
-      for (var i = 0u; i < D4; i++) { dv += qs[i] * vec4<f32>(kc[row * D4 + i]); }
+      for (var i = 0u; i < D4; i++) { dv += qs[i] * k4(row, i); }
       s = dv.x + dv.y + dv.z + dv.w;
     }
     let mNew = max(m, reduce(s, lid, true));
@@ -103,7 +105,7 @@ fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     workgroupBarrier();  // publish sc and rows
     let n = min(WG, inf.w - j0);
     if (g < G) {
-      for (var jj = g; jj < n; jj += G) { acc += sc[jj] * vec4<f32>(vc[rows[jj] * D4 + c]); }
+      for (var jj = g; jj < n; jj += G) { acc += sc[jj] * v4(rows[jj], c); }
     }
     workgroupBarrier();  // sc and rows are rewritten by the next chunk
   }

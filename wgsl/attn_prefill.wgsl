@@ -1,10 +1,12 @@
 // #include "common.wgsl"
+// #include "kv_load.wgsl"
 // Causal paged attention for prefill chunks (flash-attention style online softmax). A workgroup takes a tile of up
 // to 16 consecutive query tokens of one sequence and one query head; 4 lanes per query each own HEAD_DIM / 4 dims
 // of q and of the output in registers. Keys [kStart, kEnd) of the tile, which include every earlier chunk already
 // in the cache, stream through workgroup memory KV_TILE rows at a time via the block table; each query masks keys
 // after its own position (and before its sliding window). GQA: head h reads kv head h / (numHeads / kvHeads).
-// HEAD_DIM and KV_TILE are compile-time constants (HEAD_DIM % 4 == 0).
+// HEAD_DIM and KV_TILE are compile-time constants (HEAD_DIM % 4 == 0). Cache loads go through k4 / v4 of
+// kv_load.wgsl (dense KT) or kv_load_q.wgsl (int8/int4, dequantized on load), 4 values at a time.
 
 struct Params {
   nTiles: u32, numHeads: u32, kvHeads: u32, blockSize: u32,
@@ -17,8 +19,8 @@ const DL: u32 = HEAD_DIM / LANES;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;         // [T, qStride]: query head h at h * HEAD_DIM
-@group(0) @binding(2) var<storage, read> kc: array<KT>;           // [numBlocks, kvHeads, blockSize, HEAD_DIM]
-@group(0) @binding(3) var<storage, read> vc: array<KT>;           // [numBlocks, kvHeads, blockSize, HEAD_DIM]
+@group(0) @binding(2) var<storage, read> kc: array<KV>;           // K cache, layout of the kv_load include
+@group(0) @binding(3) var<storage, read> vc: array<KV>;           // V cache, same layout
 @group(0) @binding(4) var<storage, read> bt: array<i32>;          // [B, maxBlocks] block tables
 @group(0) @binding(5) var<storage, read> tiles: array<vec4<u32>>; // [nTiles, 2]: (seq, t0, count, 0), (kStart, kEnd, 0, 0)
 @group(0) @binding(6) var<storage, read> pos: array<i32>;         // [T] positions
@@ -58,16 +60,25 @@ fn attn_prefill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   var m = NEG_BIG;
   var l = 0.0;
   for (var j0 = kStart; j0 < kEnd; j0 += KV_TILE) {
-    for (var e = lid; e < KV_TILE * HEAD_DIM; e += 64u) {
-      let j = j0 + e / HEAD_DIM;
-      var kv = vec2<f32>(0.0);
+    for (var e4 = lid; e4 < KV_TILE * HEAD_DIM / 4u; e4 += 64u) {
+      let j = j0 + e4 / (HEAD_DIM / 4u);
+      var kq = vec4<f32>(0.0);
+      var vq = vec4<f32>(0.0);
       if (j < kEnd) {
         let blk = u32(bt[seq * p.maxBlocks + j / p.blockSize]);
-        let o = ((blk * p.kvHeads + kvh) * p.blockSize + j % p.blockSize) * HEAD_DIM + e % HEAD_DIM;
-        kv = vec2<f32>(f32(kc[o]), f32(vc[o]));
+        let row = (blk * p.kvHeads + kvh) * p.blockSize + j % p.blockSize;
+        kq = k4(row, e4 % (HEAD_DIM / 4u));
+        vq = v4(row, e4 % (HEAD_DIM / 4u));
       }
-      ks[e] = kv.x;
-      vs[e] = kv.y;
+      let e = 4u * e4;
+      ks[e] = kq.x;
+      ks[e + 1u] = kq.y;
+      ks[e + 2u] = kq.z;
+      ks[e + 3u] = kq.w;
+      vs[e] = vq.x;
+      vs[e + 1u] = vq.y;
+      vs[e + 2u] = vq.z;
+      vs[e + 3u] = vq.w;
     }
     workgroupBarrier();
     for (var jj = 0u; jj < KV_TILE; jj++) {

@@ -3,6 +3,8 @@
 // over the fused qkv projection. Query heads are normed and rotated in place; key heads are normed, rotated, kept
 // in place and written to the K cache at the token's slot; value heads are copied to the V cache.
 // RoPE is half-split (rotate_half) with a host-built (cos, sin) table, so every scaling type is one code path.
+// KV_WRITE (host const) is 0 for the int8/int4 cache: kv_write_q.wgsl then quantizes the K and V heads of qkv into
+// the cache (kc / vc here are unused stand-ins).
 
 struct Params { T: u32, numHeads: u32, kvHeads: u32, headDim: u32, blockSize: u32, qkNorm: u32, eps: f32, _pad: u32 }
 
@@ -52,7 +54,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     inv = 1.0 / sqrt(red[0] / f32(d) + p.eps);
   }
   if (isV) {
-    if (slot >= 0) {
+    if (KV_WRITE != 0u && slot >= 0) {
       for (var i = lid.x; i < d; i += WG) { vc[cache_index(slot, head - nq - nk, i)] = KT(qkv[base + i]); }
     }
     return;
@@ -75,7 +77,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let rb = b * cs.x + a * cs.y;
     qkv[base + i] = ra;
     qkv[base + half + i] = rb;
-    if (head >= nq && slot >= 0) {
+    if (KV_WRITE != 0u && head >= nq && slot >= 0) {
       kc[cache_index(slot, head - nq, i)] = KT(ra);
       kc[cache_index(slot, head - nq, half + i)] = KT(rb);
     }

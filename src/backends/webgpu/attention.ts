@@ -1,9 +1,26 @@
 // Attention-side kernels: the fused q/k-norm + RoPE + paged KV write (wgsl/rope_kv.wgsl), and paged attention
 // (wgsl/attn_decode.wgsl for single-token queries with split-K, wgsl/attn_prefill.wgsl for prefill chunks).
 // planAttention() decides on the host which tokens take which kernel and how long contexts are split.
+// With an int8/int4 cache (KvStore "int8" | "int4") rope_kv leaves the cache alone and wgsl/kv_write_q.wgsl
+// quantizes the new K and V heads into it (layout: wgsl/kv_quant.wgsl); attention dequantizes in its load path.
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
 import { BYTES } from "./kernels.ts";
-import type { Kernel, StorageType } from "./shaders.ts";
+import type { Kernel, ShaderDefs, StorageType } from "./shaders.ts";
+
+/** How the KV cache stores values: dense KT (f32 / f16) or packed int8 / int4 with per-token f16 (scale, zero). */
+export type KvStore = StorageType | "int8" | "int4";
+
+/** Bits of a quantized cache, 0 for a dense one. */
+export function kvBits(kt: KvStore): 0 | 4 | 8 {
+  return kt === "int8" ? 8 : kt === "int4" ? 4 : 0;
+}
+
+/** Shader variant of the cache loads (wgsl/kv_load.wgsl or kv_load_q.wgsl) for `kt`. */
+function kvDefs(kt: KvStore, consts: Readonly<Record<string, number>>): ShaderDefs {
+  const bits = kvBits(kt);
+  if (!bits) return { kt: kt as StorageType, consts };
+  return { consts: { ...consts, KV_BITS: bits }, files: { "kv_load.wgsl": "kv_load_q.wgsl" } };
+}
 
 export interface KvDims {
   readonly numHeads: number;
@@ -13,15 +30,21 @@ export interface KvDims {
   readonly numBlocks: number;
 }
 
-function checkKvDims(d: KvDims, what: string): void {
+function checkKvDims(d: KvDims, what: string, kt: KvStore = "f32"): void {
   for (const k of ["numHeads", "kvHeads", "headDim", "blockSize", "numBlocks"] as const) dim(d[k], `${what} ${k}`);
   if (d.numHeads % d.kvHeads) throw new RangeError(`${what}: numHeads ${d.numHeads} % kvHeads ${d.kvHeads} != 0`);
   if (d.headDim % 4 || d.headDim > 256) throw new RangeError(`${what}: headDim ${d.headDim} must be 4k <= 256`);
+  if (kt === "int4" && d.headDim % 8) throw new RangeError(`${what}: an int4 cache needs headDim % 8 == 0`);
 }
 
-/** Bytes of one layer's K (or V) cache: [numBlocks, kvHeads, blockSize, headDim] KT. */
-export function kvLayerBytes(d: KvDims, kt: StorageType): number {
-  return d.numBlocks * d.kvHeads * d.blockSize * d.headDim * BYTES[kt];
+/**
+ * Bytes of one layer's K (or V) cache: dense [numBlocks, kvHeads, blockSize, headDim] KT; int8/int4 [numBlocks,
+ * kvHeads] regions of [blockSize, headDim * bits / 32] u32 packed q then [blockSize] u32 f16 (scale, zero) pairs.
+ */
+export function kvLayerBytes(d: KvDims, kt: KvStore): number {
+  const bits = kvBits(kt);
+  const perToken = bits ? (d.headDim * bits) / 8 + 4 : d.headDim * BYTES[kt as StorageType];
+  return d.numBlocks * d.kvHeads * d.blockSize * perToken;
 }
 
 export interface RopeKvParams extends KvDims {
@@ -38,14 +61,27 @@ export class RopeKvOp {
     private readonly ctx: GpuContext,
     private readonly slot: ParamSlot,
     private readonly k: Kernel,
-    private readonly kt: StorageType,
+    private readonly kt: KvStore,
+    /** int8/int4 cache: the quantize-on-write kernel and its uniform. */
+    private readonly q: { k: Kernel; slot: ParamSlot } | null,
   ) {}
-  static async create(ctx: GpuContext, name: string, kt: StorageType): Promise<RopeKvOp> {
-    const k = await ctx.pipelines.get("rope_kv.wgsl", "rope_kv", { kt });
-    return new RopeKvOp(ctx, ctx.slot(name, k), k, kt);
+  /** headDim is needed (compile-time) only for an int8/int4 cache. */
+  static async create(ctx: GpuContext, name: string, kt: KvStore, headDim = 0): Promise<RopeKvOp> {
+    const bits = kvBits(kt);
+    const defs = bits ? { consts: { KV_WRITE: 0 } } : { kt: kt as StorageType, consts: { KV_WRITE: 1 } };
+    const k = await ctx.pipelines.get("rope_kv.wgsl", "rope_kv", defs);
+    let q = null;
+    if (bits) {
+      dim(headDim, "rope_kv headDim");
+      const qk = await ctx.pipelines.get("kv_write_q.wgsl", "kv_write_q", {
+        consts: { HEAD_DIM: headDim, KV_BITS: bits },
+      });
+      q = { k: qk, slot: ctx.slot(`${name}.quant`, qk) };
+    }
+    return new RopeKvOp(ctx, ctx.slot(name, k), k, kt, q);
   }
   prepare(p: RopeKvParams): void {
-    checkKvDims(p, "rope_kv");
+    checkKvDims(p, "rope_kv", this.kt);
     dim(p.T, "rope_kv T");
     dim(p.ropeRows, "rope_kv ropeRows");
     const { T, numHeads, kvHeads, headDim, blockSize, eps } = p;
@@ -59,11 +95,12 @@ export class RopeKvOp {
       eps,
       _pad: 0,
     });
+    this.q?.slot.write(this.ctx.device, { T, numHeads, kvHeads, blockSize });
     this.#p = p;
   }
   /**
    * qkv [T, (numHeads + 2 kvHeads) headDim] f32 (q and k rotated in place), pos/slots [T] i32,
-   * rope [ropeRows, headDim/2] vec2 f32, qNorm/kNorm [headDim] f32, kc/vc [numBlocks, kvHeads, blockSize, headDim] KT
+   * rope [ropeRows, headDim/2] vec2 f32, qNorm/kNorm [headDim] f32, kc/vc one layer's K / V cache (kvLayerBytes)
    */
   encode(
     pass: GPUComputePassEncoder,
@@ -89,8 +126,17 @@ export class RopeKvOp {
     need(b.vc, kvLayerBytes(p, this.kt), "rope_kv vc");
     if (p.qkNorm && !(b.qNorm && b.kNorm)) throw new Error("rope_kv: qkNorm set but no q/k norm weights given");
     const d = this.ctx.dummy;
-    const bufs = { p: this.slot.buffer, ...b, qNorm: b.qNorm ?? d, kNorm: b.kNorm ?? d };
+    const q = this.q;
+    // A quantized cache is not written by rope_kv (KV_WRITE 0): it binds a stand-in there (read-write, so not the
+    // read-only dummy of the same dispatch).
+    const standin = q ? this.ctx.pool.scratch("kv_standin", 16) : null;
+    const caches = standin ? { kc: standin, vc: standin } : { kc: b.kc, vc: b.vc };
+    const bufs = { p: this.slot.buffer, ...b, ...caches, qNorm: b.qNorm ?? d, kNorm: b.kNorm ?? d };
     this.ctx.dispatch(pass, this.k, bufs, [heads, p.T]);
+    if (q) {
+      const qb = { p: q.slot.buffer, qkv: b.qkv, slots: b.slots, kc: b.kc, vc: b.vc };
+      this.ctx.dispatch(pass, q.k, qb, [2 * p.kvHeads, p.T]);
+    }
   }
 }
 
@@ -179,15 +225,19 @@ export class AttentionOp {
   #plan: AttentionPlan | null = null;
   private constructor(
     private readonly ctx: GpuContext,
-    private readonly kt: StorageType,
+    private readonly kt: KvStore,
     private readonly k: { decode: Kernel; reduce: Kernel; prefill: Kernel },
     private readonly s: { decode: ParamSlot; prefill: ParamSlot },
   ) {}
-  static async create(ctx: GpuContext, name: string, kt: StorageType, headDim: number): Promise<AttentionOp> {
-    const decode = await ctx.pipelines.get("attn_decode.wgsl", "attn_decode", { kt, consts: { HEAD_DIM: headDim } });
-    const reduce = await ctx.pipelines.get("attn_decode.wgsl", "attn_reduce", { kt, consts: { HEAD_DIM: headDim } });
-    const consts = { HEAD_DIM: headDim, KV_TILE: prefillKvTile(headDim) };
-    const prefill = await ctx.pipelines.get("attn_prefill.wgsl", "attn_prefill", { kt, consts });
+  static async create(ctx: GpuContext, name: string, kt: KvStore, headDim: number): Promise<AttentionOp> {
+    const dd = kvDefs(kt, { HEAD_DIM: headDim });
+    const decode = await ctx.pipelines.get("attn_decode.wgsl", "attn_decode", dd);
+    const reduce = await ctx.pipelines.get("attn_decode.wgsl", "attn_reduce", dd);
+    const prefill = await ctx.pipelines.get(
+      "attn_prefill.wgsl",
+      "attn_prefill",
+      kvDefs(kt, { HEAD_DIM: headDim, KV_TILE: prefillKvTile(headDim) }),
+    );
     const slots = { decode: ctx.slot(`${name}.decode`, decode), prefill: ctx.slot(`${name}.prefill`, prefill) };
     return new AttentionOp(ctx, kt, { decode, reduce, prefill }, slots);
   }
@@ -198,7 +248,7 @@ export class AttentionOp {
   }
 
   prepare(a: AttentionParams, plan: AttentionPlan): void {
-    checkKvDims(a, "attention");
+    checkKvDims(a, "attention", this.kt);
     dim(a.maxBlocks, "attention maxBlocks");
     if (a.qStride < a.numHeads * a.headDim) throw new RangeError("attention: qStride is shorter than the q heads");
     if (!(a.scale > 0)) throw new RangeError(`attention: scale must be > 0: ${a.scale}`);
@@ -216,7 +266,7 @@ export class AttentionOp {
   }
 
   /**
-   * qkv [T, qStride] f32, kc/vc [numBlocks, kvHeads, blockSize, headDim] KT, bt [B, maxBlocks] i32,
+   * qkv [T, qStride] f32, kc/vc one layer's K / V cache (kvLayerBytes), bt [B, maxBlocks] i32,
    * items [nItems, 2] u32, tiles [nTiles, 8] u32, pos [T] i32, out [T, numHeads, headDim] f32, part (partialBytes)
    */
   encode(

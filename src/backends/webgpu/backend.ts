@@ -3,9 +3,14 @@
 // Design
 // - Weights are packed once at load (weights.ts): fused qkv [(nh + 2 nkv) d, h] and gate|up [2F, h] matrices in
 //   WT = f16 when 16-bit weights are asked for and shader-f16 exists (else f32 holding the f16-rounded values);
-//   norms and biases in f32 buffers. All arithmetic accumulates in f32.
+//   norms and biases in f32 buffers. All arithmetic accumulates in f32. int8/int4 precisions (and AWQ/GPTQ
+//   checkpoints) hold the linear layers as packed QuantMatrix buffers dequantized in the GEMV/GEMM load path
+//   (qlinear.ts); embedding, LM head and norms then keep the checkpoint's values unrounded.
 // - KV cache: one buffer per layer for K and one for V, [numBlocks, kvHeads, blockSize, headDim] KT (f32 or f16),
-//   so a block is contiguous (copyBlocks is a buffer copy) and each buffer stays under maxStorageBufferBindingSize.
+//   or for int8/int4 [numBlocks, kvHeads] regions of packed q then per-token f16 (scale, zero) pairs
+//   (wgsl/kv_quant.wgsl; quantized on write exactly as quant/reference.ts kvRoundTrip, dequantized in attention's
+//   loads), so a block is contiguous (copyBlocks is a buffer copy) and each buffer stays under
+//   maxStorageBufferBindingSize; kvBytesPerBlock is the reference's kvHeadBytes count, i.e. the real bytes.
 // - A step (forward.ts) is one command buffer with one compute pass over all layers, per layer:
 //   rmsnorm(+residual) → qkv GEMV/GEMM → rope_kv (q/k norm, RoPE, KV write) → attention (decode split-K and/or
 //   prefill tiles) → o GEMV/GEMM → rmsnorm(+residual) → gate|up → silu_mul → down. Then the final norm and LM head
@@ -36,13 +41,13 @@ import type {
   TensorSource,
 } from "../../core/types.ts";
 import { ropeTables } from "../../model/rope.ts";
-import { kvLayerBytes } from "./attention.ts";
+import { kvLayerBytes, type KvStore } from "./attention.ts";
 import { GpuContext } from "./context.ts";
 import { type GpuDevice, type GpuDeviceOptions, openGpuDevice } from "./device.ts";
 import { createModelOps, type ModelOps, runStep } from "./forward.ts";
-import type { StorageType } from "./shaders.ts";
-import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked } from "./kv.ts";
-import { loadGpuWeights } from "./weights.ts";
+import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
+import { loadGpuWeights, quantBitsOf } from "./weights.ts";
+import { isQuant } from "./qlinear.ts";
 import type { GpuWeights } from "./weights.ts";
 
 const HARDWARE_BUDGET = 8 * 2 ** 30;
@@ -60,7 +65,7 @@ interface Loaded {
   readonly precision: Precision;
   readonly w: GpuWeights;
   readonly ops: ModelOps;
-  readonly kt: StorageType;
+  readonly kt: KvStore;
   /** [maxPositions, headDim / 2] vec2<f32> (cos, sin) */
   readonly rope: GPUBuffer;
 }
@@ -73,7 +78,7 @@ export class WebGpuBackend implements Backend {
   readonly #ctx: GpuContext;
   readonly #opts: WebGpuOptions;
   #m: Loaded | null = null;
-  /** Per layer K and V caches, [numBlocks, kvHeads, blockSize, headDim] KT. */
+  /** Per layer K and V caches (attention.ts kvLayerBytes: dense KT, or int8/int4 regions per (block, head)). */
   #kc: GPUBuffer[] = [];
   #vc: GPUBuffer[] = [];
   #numBlocks = 0;
@@ -88,7 +93,11 @@ export class WebGpuBackend implements Backend {
     this.#opts = opts;
     this.#ctx = new GpuContext(gpu.device, gpu.hasF16, gpu.hasTimestamps);
     this.device = `${gpu.description} (WebGPU${gpu.hasF16 ? ", shader-f16" : ""})`;
-    this.supports = { weight: ["f32", "f16", "bf16"], kv: gpu.hasF16 ? ["f32", "f16"] : ["f32"] };
+    this.supports = {
+      weight: ["f32", "f16", "bf16", "int8", "int4"],
+      // The int8/int4 cache needs no shader-f16 (pack2x16float is core WGSL), so every adapter offers it.
+      kv: gpu.hasF16 ? ["f32", "f16", "int8", "int4"] : ["f32", "int8", "int4"],
+    };
   }
 
   /** The GPU context (kernel tests and benchmarks). */
@@ -122,7 +131,6 @@ export class WebGpuBackend implements Backend {
       const why = precision.kv === "f16" ? " (the adapter lacks shader-f16)" : "";
       throw new Error(`webgpu backend: KV precision ${precision.kv} is not supported${why}`);
     }
-    if (spec.quantization) throw new Error("webgpu backend: quantized checkpoints are not supported yet");
     if (spec.headDim % 4 || spec.headDim > 256 || spec.hiddenSize % 4 || spec.intermediateSize % 4) {
       throw new Error(
         `webgpu backend: head_dim (${spec.headDim}) must be a multiple of 4 up to 256, and hidden ` +
@@ -133,10 +141,14 @@ export class WebGpuBackend implements Backend {
     if (ropeBytes > this.#gpu.limits.maxStorageBufferBindingSize) {
       throw new Error(`webgpu backend: the RoPE table for ${spec.maxPositions} positions exceeds one binding`);
     }
-    const kt: StorageType = precision.kv === "f16" ? "f16" : "f32";
+    if (precision.kv === "int4" && spec.headDim % 8) {
+      throw new Error(`webgpu backend: an int4 KV cache needs head_dim (${spec.headDim}) % 8 == 0`);
+    }
+    const kt = kvStoreOf(precision.kv);
     if (this.#m) this.#unload();
-    const w = await loadGpuWeights(this.#ctx, spec, weights, precision.weight, onProgress);
-    const ops = await createModelOps(this.#ctx, spec, w.wt, kt);
+    quantBitsOf(spec, precision.weight); // a mismatched quantized checkpoint fails before anything is read
+    const w = await loadGpuWeights(this.#ctx, spec, weights, precision, onProgress);
+    const ops = await createModelOps(this.#ctx, spec, w, kt);
     const { cos, sin } = ropeTables(spec.rope, spec.headDim, spec.maxPositions);
     const table = new Float32Array(cos.length * 2); // interleaved (cos, sin)
     for (let i = 0; i < cos.length; i++) {
@@ -179,7 +191,8 @@ export class WebGpuBackend implements Backend {
       blockSize: this.#blockSize,
       numBlocks: 1,
     }, m.kt);
-    // WebGPU forbids a copy within one buffer, so blocks go through a staging buffer: [n, block] KT.
+    // WebGPU forbids a copy within one buffer, so blocks go through a staging buffer: [n, block bytes]. Every
+    // layout keeps a block contiguous (int8/int4: its kvHeads regions, values and scales together).
     const tmp = this.#ctx.pool.scratch("copy_blocks", src.length * blockBytes);
     const dev = this.#ctx.device;
     dev.pushErrorScope("validation");
@@ -234,7 +247,8 @@ export class WebGpuBackend implements Backend {
   /** Frees the loaded model's weights, RoPE table and KV before another load(). */
   #unload(): void {
     const m = this.#m!;
-    const bufs = [m.rope, m.w.embed, m.w.lmHead, m.w.finalNorm, ...m.w.layers.flatMap((l) => Object.values(l))];
+    const layerBufs = m.w.layers.flatMap((l) => Object.values(l)).flatMap((b) => b && isQuant(b) ? [b.w, b.sb] : [b]);
+    const bufs = [m.rope, m.w.embed, m.w.lmHead, m.w.finalNorm, ...layerBufs];
     for (const b of new Set(bufs)) if (b) this.#ctx.pool.destroy(b);
     this.#releaseKv();
     this.#m = null;

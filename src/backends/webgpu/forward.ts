@@ -3,11 +3,12 @@
 // where sampling.ts allows, copy ids and host-bound logits rows into one staging buffer, and map it once.
 import type { ModelSpec, StepInputs, StepResult } from "../../core/types.ts";
 import { sampleToken } from "../../sampling/sampler.ts";
-import { AttentionOp, RopeKvOp } from "./attention.ts";
+import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
 import { MAP_READ, USAGE } from "./buffers.ts";
 import type { GpuContext } from "./context.ts";
 import { EmbedOp, LinearOp, RmsNormOp, SampleOp, SiluMulOp } from "./kernels.ts";
 import { planStep, type StepPlan, validateStep } from "./plan.ts";
+import { type AnyLinearOp, encodeLinear, isQuant, type Matrix, QuantLinearOp } from "./qlinear.ts";
 import { packSampleConfig } from "./sampling.ts";
 import type { StorageType } from "./shaders.ts";
 import type { GpuWeights } from "./weights.ts";
@@ -17,31 +18,39 @@ export interface ModelOps {
   readonly embed: EmbedOp;
   readonly normFirst: RmsNormOp;
   readonly norm: RmsNormOp;
-  readonly qkv: LinearOp;
+  /** Linear layers: QuantLinearOp where the model's matrices are int8/int4 (qlinear.ts). */
+  readonly qkv: AnyLinearOp;
   readonly rope: RopeKvOp;
   readonly attn: AttentionOp;
-  readonly o: LinearOp;
-  readonly gu: LinearOp;
+  readonly o: AnyLinearOp;
+  readonly gu: AnyLinearOp;
   readonly silu: SiluMulOp;
-  readonly down: LinearOp;
+  readonly down: AnyLinearOp;
   /** Per LM-head chunk (usually one). */
   readonly final: RmsNormOp[];
   readonly lm: LinearOp[];
   readonly sample: SampleOp[];
 }
 
-export async function createModelOps(ctx: GpuContext, spec: ModelSpec, wt: StorageType, kt: StorageType) {
+/** The op for a linear layer whose matrix (every layer's, alike) is `m`. */
+function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | undefined): Promise<AnyLinearOp> {
+  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group);
+  return LinearOp.create(ctx, name, wt);
+}
+
+export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWeights, kt: KvStore) {
+  const wt = w.wt, L = w.layers[0];
   const ops: ModelOps = {
     embed: await EmbedOp.create(ctx, "embed", wt),
     normFirst: await RmsNormOp.create(ctx, "norm.first"),
     norm: await RmsNormOp.create(ctx, "norm"),
-    qkv: await LinearOp.create(ctx, "linear.qkv", wt),
-    rope: await RopeKvOp.create(ctx, "rope_kv", kt),
+    qkv: await linearOp(ctx, "linear.qkv", wt, L?.qkv),
+    rope: await RopeKvOp.create(ctx, "rope_kv", kt, spec.headDim),
     attn: await AttentionOp.create(ctx, "attn", kt, spec.headDim),
-    o: await LinearOp.create(ctx, "linear.o", wt),
-    gu: await LinearOp.create(ctx, "linear.gate_up", wt),
+    o: await linearOp(ctx, "linear.o", wt, L?.o),
+    gu: await linearOp(ctx, "linear.gate_up", wt, L?.gu),
     silu: await SiluMulOp.create(ctx, "silu_mul"),
-    down: await LinearOp.create(ctx, "linear.down", wt),
+    down: await linearOp(ctx, "linear.down", wt, L?.down),
     final: [],
     lm: [],
     sample: [],
@@ -65,7 +74,7 @@ export interface ModelState {
   readonly ops: ModelOps;
   /** [maxPositions, headDim / 2] vec2<f32> (cos, sin) */
   readonly rope: GPUBuffer;
-  /** Per layer: [numBlocks, kvHeads, blockSize, headDim] KT */
+  /** Per layer K / V caches (attention.ts kvLayerBytes) */
   readonly kc: readonly GPUBuffer[];
   readonly vc: readonly GPUBuffer[];
   readonly numBlocks: number;
@@ -157,14 +166,14 @@ export async function runStep(m: ModelState, step: StepInputs): Promise<StepResu
     const kc = m.kc[l]!, vc = m.vc[l]!;
     if (l === 0) ops.normFirst.encode(pass, { x, w: L.inputNorm, y: xn });
     else ops.norm.encode(pass, { x, r: y, w: L.inputNorm, y: xn });
-    ops.qkv.encode(pass, { x: xn, w: L.qkv, bias: L.qkvBias, y: qkv });
+    encodeLinear(ops.qkv, pass, { x: xn, w: L.qkv, bias: L.qkvBias, y: qkv });
     ops.rope.encode(pass, { qkv, pos, slots, rope: m.rope, qNorm: L.qNorm, kNorm: L.kNorm, kc, vc });
     ops.attn.encode(pass, { qkv, kc, vc, bt, items, tiles, pos, out: attnOut, part });
-    ops.o.encode(pass, { x: attnOut, w: L.o, bias: L.oBias, y });
+    encodeLinear(ops.o, pass, { x: attnOut, w: L.o, bias: L.oBias, y });
     ops.norm.encode(pass, { x, r: y, w: L.postNorm, y: xn });
-    ops.gu.encode(pass, { x: xn, w: L.gu, bias: L.guBias, y: gu });
+    encodeLinear(ops.gu, pass, { x: xn, w: L.gu, bias: L.guBias, y: gu });
     ops.silu.encode(pass, { gu, act });
-    ops.down.encode(pass, { x: act, w: L.down, bias: L.downBias, y });
+    encodeLinear(ops.down, pass, { x: act, w: L.down, bias: L.downBias, y });
   }
   const staging = encodeHead(m, plan, enc, pass, { x, y }, prof ? 16 : 0);
   if (prof) {

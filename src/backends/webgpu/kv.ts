@@ -1,25 +1,31 @@
 // KV cache sizing rules of the WebGPU backend, shared by the in-thread backend and its worker proxy (which must
 // refuse a bad allocateKv / copyBlocks synchronously, before anything reaches the worker).
 import type { KvDType, ModelSpec } from "../../core/types.ts";
-import { kvLayerBytes } from "./attention.ts";
-import type { StorageType } from "./shaders.ts";
+import { kvHeadBytes } from "../../quant/reference.ts";
+import { kvLayerBytes, type KvStore } from "./attention.ts";
 
-const KV_BYTES: Record<KvDType, number> = { f32: 4, f16: 2, bf16: 2, int8: 1, int4: 0.5 };
-
-/** Bytes of one block over all layers, K and V. */
-export function kvBytesPerBlockFor(spec: ModelSpec, blockSize: number, kv: KvDType): number {
-  return Math.ceil(2 * spec.numLayers * blockSize * spec.numKvHeads * spec.headDim * KV_BYTES[kv]);
+/** How this backend stores a KV precision (bf16 is not offered; f16 needs shader-f16, checked at load). */
+export function kvStoreOf(kv: KvDType): KvStore {
+  return kv === "f16" || kv === "int8" || kv === "int4" ? kv : "f32";
 }
 
 /**
- * Bytes of one layer's K (or V) buffer, [numBlocks, kvHeads, blockSize, headDim] KT; throws when the sizes are
+ * Bytes of one block over all layers, K and V: the reference's kvHeadBytes per token and head (int8/int4 count
+ * their f16 (scale, zero) pair), which is exactly what kvLayerBytes allocates.
+ */
+export function kvBytesPerBlockFor(spec: ModelSpec, blockSize: number, kv: KvDType): number {
+  return 2 * spec.numLayers * blockSize * spec.numKvHeads * kvHeadBytes(spec.headDim, kv);
+}
+
+/**
+ * Bytes of one layer's K (or V) buffer (attention.ts kvLayerBytes); throws when the sizes are
  * invalid or the buffer would exceed one storage binding (`bindingLimit`, maxStorageBufferBindingSize).
  */
 export function kvLayerBytesChecked(
   spec: ModelSpec,
   numBlocks: number,
   blockSize: number,
-  kt: StorageType,
+  kt: KvStore,
   bindingLimit: number,
 ): number {
   if (!Number.isInteger(numBlocks) || numBlocks < 1 || !Number.isInteger(blockSize) || blockSize < 1) {

@@ -21,6 +21,8 @@ export interface ShaderDefs {
   readonly kt?: StorageType;
   /** `const NAME: u32 = value;` lines. */
   readonly consts?: Readonly<Record<string, number>>;
+  /** Include substitutions: `// #include "a.wgsl"` pulls in files["a.wgsl"] instead (e.g. the quantized KV loads). */
+  readonly files?: Readonly<Record<string, string>>;
 }
 
 function readWgsl(name: string): Promise<string> {
@@ -32,12 +34,12 @@ function readWgsl(name: string): Promise<string> {
   return t;
 }
 
-async function expand(name: string, seen: Set<string>, out: string[]): Promise<void> {
+async function expand(name: string, seen: Set<string>, out: string[], files: ShaderDefs["files"]): Promise<void> {
   if (seen.has(name)) return;
   seen.add(name);
   for (const line of (await readWgsl(name)).split("\n")) {
     const m = INCLUDE.exec(line);
-    if (m) await expand(m[1]!, seen, out);
+    if (m) await expand(files?.[m[1]!] ?? m[1]!, seen, out, files);
     else out.push(line);
   }
 }
@@ -53,7 +55,7 @@ export async function composeWgsl(name: string, defs: ShaderDefs = {}): Promise<
     head.push(`const ${k}: u32 = ${v}u;`);
   }
   const body: string[] = [];
-  await expand(name, new Set(), body);
+  await expand(name, new Set(), body, defs.files);
   return [...head, ...body].join("\n");
 }
 
@@ -115,7 +117,8 @@ export class PipelineCache {
   }
 
   get(file: string, entry: string, defs: ShaderDefs = {}): Promise<Kernel> {
-    const key = `${file}:${entry}:${defs.wt ?? "f32"}:${defs.kt ?? "f32"}:${JSON.stringify(defs.consts ?? {})}`;
+    const key = `${file}:${entry}:${defs.wt ?? "f32"}:${defs.kt ?? "f32"}:${JSON.stringify(defs.consts ?? {})}` +
+      (defs.files ? `:${JSON.stringify(defs.files)}` : "");
     let k = this.#kernels.get(key);
     if (!k) {
       k = this.#compile(key, file, entry, defs);

@@ -6,9 +6,27 @@
 //     norms and biases always stored f32 (they are tiny and feed f32 math), f16-rounded in 16-bit precisions.
 // bf16 checkpoints become f16 on the host: every bf16 value inside f16's range is exact in f16; a weight beyond
 // f16's range (|w| > 65504) is refused with its tensor name rather than silently turned into infinity.
-import type { ModelSpec, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
+// int8 / int4 weights (W8A16 / W4A16): the linear layers (qkv, o, gate|up, down) become QuantMatrix buffers
+// (qlinear.ts): RTN-quantized at load (quant/reference.ts quantizeRtn, group precision.group, default 128) from a
+// float checkpoint, or read from an AWQ / GPTQ one, then packed by packFor({ kind: "webgpu" }) with f32 (scale, bias)
+// pairs and stacked by rows as the float path stacks them. Embedding, LM head, norms and biases are not quantized
+// and not rounded (as in the reference backend): f32 storage, or f16 where the checkpoint itself is 16-bit (exact).
+import type { ModelSpec, Precision, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
 import { f32ToF16, roundTo } from "../../model/dtype.ts";
-import { EMBED, expectedTensors, FINAL_NORM, layerNames, LM_HEAD } from "../../model/weights.ts";
+import {
+  EMBED,
+  expectedTensors,
+  FINAL_NORM,
+  layerNames,
+  linearWeightNames,
+  LM_HEAD,
+  quantizedTensorNames,
+} from "../../model/weights.ts";
+import { readQuantizedLinear } from "../../quant/checkpoint.ts";
+import { packFor, type RowsPacked } from "../../quant/pack.ts";
+import { quantizeRtn } from "../../quant/reference.ts";
+import type { QuantBits } from "../../quant/types.ts";
+import { type Matrix, uploadQuantMatrix } from "./qlinear.ts";
 import type { GpuContext } from "./context.ts";
 import type { StorageType } from "./shaders.ts";
 import { BYTES } from "./kernels.ts";
@@ -16,16 +34,17 @@ import { fillSyntheticF16, syntheticFill } from "./synthetic.ts";
 
 export interface GpuLayer {
   /** [hidden] f32 */ readonly inputNorm: GPUBuffer;
-  /** [(numHeads + 2 kvHeads) headDim, hidden] WT: q rows, then k rows, then v rows */ readonly qkv: GPUBuffer;
+  /** [(numHeads + 2 kvHeads) headDim, hidden] WT or QuantMatrix: q rows, then k rows, then v rows */
+  readonly qkv: Matrix;
   /** [(numHeads + 2 kvHeads) headDim] f32 (Qwen2) */ readonly qkvBias: GPUBuffer | null;
   /** [headDim] f32 (Qwen3) */ readonly qNorm: GPUBuffer | null;
   /** [headDim] f32 (Qwen3) */ readonly kNorm: GPUBuffer | null;
-  /** [hidden, numHeads headDim] WT */ readonly o: GPUBuffer;
+  /** [hidden, numHeads headDim] WT or QuantMatrix */ readonly o: Matrix;
   /** [hidden] f32 */ readonly oBias: GPUBuffer | null;
   /** [hidden] f32 */ readonly postNorm: GPUBuffer;
-  /** [2 ffn, hidden] WT: gate rows, then up rows */ readonly gu: GPUBuffer;
+  /** [2 ffn, hidden] WT or QuantMatrix: gate rows, then up rows */ readonly gu: Matrix;
   /** [2 ffn] f32 */ readonly guBias: GPUBuffer | null;
-  /** [hidden, ffn] WT */ readonly down: GPUBuffer;
+  /** [hidden, ffn] WT or QuantMatrix */ readonly down: Matrix;
   /** [hidden] f32 */ readonly downBias: GPUBuffer | null;
 }
 
@@ -37,9 +56,27 @@ export interface GpuWeights {
   /** [vocab, hidden] WT (the embedding buffer itself when tied) */ readonly lmHead: GPUBuffer;
 }
 
-/** Storage type of matrices for a requested weight precision. */
-export function weightStorage(weight: WeightDType, hasF16: boolean): StorageType {
+/**
+ * Storage type of dense matrices for a requested weight precision. With int8/int4 weights the dense ones (embedding,
+ * LM head) keep the checkpoint's values: f16 only where the checkpoint is 16-bit (pass its dtype).
+ */
+export function weightStorage(
+  weight: WeightDType,
+  hasF16: boolean,
+  checkpoint: ModelSpec["checkpointDType"] = "f16",
+): StorageType {
+  if (weight === "int8" || weight === "int4") return checkpoint !== "f32" && hasF16 ? "f16" : "f32";
   return weight !== "f32" && hasF16 ? "f16" : "f32";
+}
+
+/** Bits of the quantized linears for this precision and checkpoint, or null for dense ones. */
+export function quantBitsOf(spec: ModelSpec, weight: WeightDType): QuantBits | null {
+  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
+  const quant = spec.quantization;
+  if (quant && bits !== null && quant.bits !== bits) {
+    throw new Error(`weight precision ${weight} does not match the ${quant.bits}-bit ${quant.method} checkpoint`);
+  }
+  return quant ? quant.bits : bits;
 }
 
 /** f32 values → f16 bits, refusing values beyond f16's range. */
@@ -57,17 +94,21 @@ export async function loadGpuWeights(
   ctx: GpuContext,
   spec: ModelSpec,
   src: TensorSource,
-  weight: WeightDType,
+  precision: Pick<Precision, "weight" | "group">,
   onProgress?: ProgressFn,
 ): Promise<GpuWeights> {
-  if (weight !== "f32" && weight !== "f16" && weight !== "bf16") {
-    throw new Error(`webgpu backend: weight precision ${weight} is not supported (f32, f16, bf16)`);
-  }
-  const wt = weightStorage(weight, ctx.hasF16);
+  const weight = precision.weight;
+  const bits = quantBitsOf(spec, weight);
+  const quant = spec.quantization;
+  const wt = weightStorage(weight, ctx.hasF16, spec.checkpointDType);
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
-  for (const e of expected) src.info(e.name); // fail on a missing tensor before any big read
-  const total = expected.reduce((a, e) => a + src.info(e.name).byteLength, 0);
+  const linears = linearWeightNames(spec);
+  // The tensors actually read: a quantized checkpoint holds qweight / qzeros / scales instead of each linear weight.
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
+  for (const e of expected) for (const n of stored(e.name)) src.info(n); // fail on a missing tensor first
+  const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
+  const total = expected.reduce((a, e) => a + bytesOf(e.name), 0);
   let done = 0;
   const read = async (name: string): Promise<Float32Array> => {
     const data = await src.f32(name, shapes.get(name));
@@ -75,9 +116,30 @@ export async function loadGpuWeights(
     onProgress?.(done, total, name);
     return data;
   };
+  /** One linear quantized (RTN) or read from the quantized checkpoint, packed for this backend. */
+  const packed = async (name: string, qb: QuantBits): Promise<RowsPacked> => {
+    const [N, K] = shapes.get(name)! as [number, number];
+    let ql;
+    if (quant) {
+      ql = await readQuantizedLinear(src, quant, name, N, K);
+      done += bytesOf(name);
+      onProgress?.(done, total, name);
+    } else ql = quantizeRtn(await read(name), N, K, qb, precision.group ?? 128);
+    const p = packFor({ kind: "webgpu" }, ql);
+    if (p.layout !== "rows-k") throw new Error("webgpu: unexpected packed layout");
+    // An act-order permutation that sorts nothing (g_idx already k / G) is no permutation.
+    return p.perm && p.perm.every((v, i) => v === i) ? { ...p, perm: null } : p;
+  };
+  /** A linear layer's matrix: quantized when the precision or checkpoint says so, else dense WT. */
+  const linear = async (label: string, names: string[]): Promise<Matrix> => {
+    if (bits === null) return await matrix(label, names);
+    const parts: RowsPacked[] = [];
+    for (const n of names) parts.push(await packed(n, bits));
+    return uploadQuantMatrix(ctx, label, parts);
+  };
   const binding = ctx.limits.maxStorageBufferBindingSize;
   // Synthetic models (src/model/synthetic.ts) are generated on the GPU when matrices are f16.
-  const fill = wt === "f16" ? syntheticFill(src) : null;
+  const fill = wt === "f16" && !quant ? syntheticFill(src) : null;
   /** One WT matrix buffer made of the named tensors stacked by rows. */
   const matrix = async (label: string, names: string[]): Promise<GPUBuffer> => {
     const elems = names.reduce((a, n) => a + shapes.get(n)!.reduce((x, y) => x * y, 1), 0);
@@ -98,7 +160,7 @@ export async function loadGpuWeights(
       }
       const f = await read(n);
       // 16-bit precision without shader-f16: f32 storage of the f16-rounded values (same numbers as f16 storage).
-      const data = wt === "f16" ? toF16Bits(f, n) : weight === "f32" ? f : roundTo(f, "f16");
+      const data = wt === "f16" ? toF16Bits(f, n) : weight === "f16" || weight === "bf16" ? roundTo(f, "f16") : f;
       ctx.pool.write(buf, data, off);
       off += data.byteLength;
     }
@@ -113,7 +175,7 @@ export async function loadGpuWeights(
       off += p.length;
     }
     // 16-bit precision rounds norms and biases too (as model.half() would), but keeps them in f32 buffers.
-    return ctx.pool.upload(names[0]!, weight === "f32" ? all : roundTo(all, "f16"));
+    return ctx.pool.upload(names[0]!, weight === "f16" || weight === "bf16" ? roundTo(all, "f16") : all);
   };
   const opt = (names: string[], on: boolean) => (on ? vector(names) : Promise.resolve(null));
 
@@ -123,16 +185,16 @@ export async function loadGpuWeights(
     const n = layerNames(i);
     layers.push({
       inputNorm: await vector([n.inputNorm]),
-      qkv: await matrix(`layer${i}.qkv`, [n.q, n.k, n.v]),
+      qkv: await linear(`layer${i}.qkv`, [n.q, n.k, n.v]),
       qkvBias: await opt([n.qBias, n.kBias, n.vBias], spec.attentionBias),
       qNorm: await opt([n.qNorm], spec.qkNorm),
       kNorm: await opt([n.kNorm], spec.qkNorm),
-      o: await matrix(`layer${i}.o`, [n.o]),
+      o: await linear(`layer${i}.o`, [n.o]),
       oBias: await opt([n.oBias], spec.outputBias),
       postNorm: await vector([n.postNorm]),
-      gu: await matrix(`layer${i}.gate_up`, [n.gate, n.up]),
+      gu: await linear(`layer${i}.gate_up`, [n.gate, n.up]),
       guBias: await opt([n.gateBias, n.upBias], spec.mlpBias),
-      down: await matrix(`layer${i}.down`, [n.down]),
+      down: await linear(`layer${i}.down`, [n.down]),
       downBias: await opt([n.downBias], spec.mlpBias),
     });
   }

@@ -18,7 +18,7 @@ import type {
 } from "../../core/types.ts";
 import { expectedTensors } from "../../model/weights.ts";
 import type { WebGpuOptions } from "./backend.ts";
-import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked } from "./kv.ts";
+import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
 
 interface Limits {
   readonly maxStorageBufferBindingSize: number;
@@ -104,7 +104,7 @@ export class WorkerBackend implements Backend {
 
   allocateKv(numBlocks: number, blockSize: number): void {
     if (!this.#spec) throw new Error("webgpu backend: load() before allocateKv()");
-    const kt = this.#kv === "f16" ? "f16" : "f32";
+    const kt = kvStoreOf(this.#kv);
     const bytes = kvLayerBytesChecked(this.#spec, numBlocks, blockSize, kt, this.#limits.maxStorageBufferBindingSize);
     this.#post({ op: "allocateKv", numBlocks, blockSize });
     this.#numBlocks = numBlocks;

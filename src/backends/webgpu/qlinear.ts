@@ -1,0 +1,148 @@
+// Quantized linear layers (W8A16 / W4A16): int8/int4 weights in the "rows-k" layout of src/quant/pack.ts, always
+// with f32 (scale, bias) pairs, so the kernel's one-FMA dequantization q * s + b equals the reference's exact
+// (q - z) * s bit for bit (q * s and the sum are both exact in f32: at most 9 + 11 significant bits). Activations
+// and accumulation stay f32. wgsl/gemv_q.wgsl serves decode (M <= GEMV_MAX_ROWS), wgsl/gemm_q.wgsl prefill.
+import type { QuantBits } from "../../quant/types.ts";
+import type { RowsPacked } from "../../quant/pack.ts";
+import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
+import { GEMV_MAX_ROWS, type LinearOp, type LinearParams } from "./kernels.ts";
+import type { Kernel } from "./shaders.ts";
+
+/** Output rows per GEMV workgroup (32 lanes each), as in kernels.ts. */
+const GEMV_ROWS = 8;
+
+/** One quantized matrix on the GPU (several packed linears with the same K, bits and group stacked by rows). */
+export interface QuantMatrix {
+  readonly layout: "rows-k";
+  readonly bits: QuantBits;
+  /** Output rows (sum over the stacked linears). */
+  readonly N: number;
+  readonly K: number;
+  readonly group: number;
+  /** u32 words per row: ceil(K / (32 / bits)). */
+  readonly Kw: number;
+  /** Groups per row: ceil(K / group). */
+  readonly nG: number;
+  /** [N, Kw] u32: q of row n, value i of word w at bits [bits*i, bits*i + bits) is q[n, (32/bits) w + i] */
+  readonly w: GPUBuffer;
+  /** [N, nG, 2] f32: (scale, bias = -zero * scale) per row and group */
+  readonly sb: GPUBuffer;
+}
+
+export type Matrix = GPUBuffer | QuantMatrix;
+
+export function isQuant(w: Matrix): w is QuantMatrix {
+  return (w as Partial<QuantMatrix>).layout === "rows-k";
+}
+
+/** Bytes a QuantMatrix of these sizes holds. */
+export function quantMatrixBytes(bits: QuantBits, N: number, K: number, group: number): number {
+  return N * Math.ceil(K / (32 / bits)) * 4 + N * Math.ceil(K / group) * 8;
+}
+
+/** Uploads packed linears (same K, bits, group; f32 pairs; no act-order permutation) stacked by rows. */
+export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonly RowsPacked[]): QuantMatrix {
+  const first = parts[0];
+  if (!first) throw new Error(`${label}: no linears to stack`);
+  const { bits, inDim: K, groupSize: group } = first;
+  for (const p of parts) {
+    if (p.bits !== bits || p.inDim !== K || p.groupSize !== group) {
+      throw new Error(`${label}: stacked linears differ in bits, K or group`);
+    }
+    if (p.perm) throw new Error(`${label}: act-order (g_idx) weights are not supported by the WebGPU backend`);
+    if (p.scaleDType !== "f32") throw new Error(`${label}: the WebGPU backend packs (scale, bias) in f32`);
+  }
+  const N = parts.reduce((a, p) => a + p.outDim, 0);
+  const Kw = Math.ceil(K / (32 / bits)), nG = Math.ceil(K / group);
+  const binding = ctx.limits.maxStorageBufferBindingSize;
+  for (const bytes of [N * Kw * 4, N * nG * 8]) {
+    if (bytes > binding) throw new RangeError(`webgpu: ${label} needs ${bytes} bytes; one binding holds ${binding}`);
+  }
+  const w = ctx.pool.create(`${label}.qweight`, N * Kw * 4);
+  const sb = ctx.pool.create(`${label}.scale_bias`, N * nG * 8);
+  let wo = 0, so = 0;
+  for (const p of parts) {
+    ctx.pool.write(w, p.qweight, wo);
+    ctx.pool.write(sb, p.scaleBias, so);
+    wo += p.qweight.byteLength;
+    so += p.scaleBias.byteLength;
+  }
+  return { layout: "rows-k", bits, N, K, group, Kw, nG, w, sb };
+}
+
+/** y = x · W^T (+ bias) with W a QuantMatrix of `bits` and `group`, fixed at creation (one model's layers). */
+export class QuantLinearOp {
+  #p: LinearParams | null = null;
+  private constructor(
+    private readonly ctx: GpuContext,
+    private readonly slot: ParamSlot,
+    private readonly gemv: Kernel,
+    private readonly gemm: Kernel,
+    readonly bits: QuantBits,
+    readonly group: number,
+  ) {}
+
+  static async create(ctx: GpuContext, name: string, bits: QuantBits, group: number): Promise<QuantLinearOp> {
+    if (bits !== 4 && bits !== 8) throw new RangeError(`quant linear: bits must be 4 or 8, got ${bits}`);
+    dim(group, "quant linear group");
+    const gemv = await ctx.pipelines.get("gemv_q.wgsl", "gemv_q", { consts: { ROWS: GEMV_ROWS, BITS: bits } });
+    const gemm = await ctx.pipelines.get("gemm_q.wgsl", "gemm_q", { consts: { BITS: bits } });
+    return new QuantLinearOp(ctx, ctx.slot(name, gemm), gemv, gemm, bits, group);
+  }
+
+  prepare(p: LinearParams): void {
+    dim(p.M, "quant linear M");
+    dim(p.N, "quant linear N");
+    dim(p.K, "quant linear K");
+    if (p.K % 4) throw new RangeError(`quant linear: K=${p.K} must be a multiple of 4 (vectorised loads)`);
+    const vpw = 32 / this.bits, Kw = Math.ceil(p.K / vpw), nG = Math.ceil(p.K / this.group);
+    if (nG > 1 && this.group % vpw) {
+      throw new RangeError(`quant linear: group ${this.group} must be a multiple of ${vpw} for int${this.bits}`);
+    }
+    const gw = nG === 1 ? Kw : this.group / vpw;
+    this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, Kw, gw, nG, _pad: 0 });
+    this.#p = p;
+  }
+
+  /** x [M, K] f32, w QuantMatrix [N, K], bias [N] f32, y [M, N] f32 */
+  encode(pass: GPUComputePassEncoder, b: { x: GPUBuffer; w: QuantMatrix; bias?: GPUBuffer | null; y: GPUBuffer }) {
+    const p = this.#p;
+    if (!p) throw new Error("QuantLinearOp: encode() before prepare()");
+    const { M, N, K, bias } = p;
+    const w = b.w;
+    if (w.bits !== this.bits || w.group !== this.group || w.N !== N || w.K !== K) {
+      throw new Error(
+        `quant linear: matrix int${w.bits} g${w.group} [${w.N}, ${w.K}] does not match the prepared ` +
+          `int${this.bits} g${this.group} [${N}, ${K}]`,
+      );
+    }
+    need(b.x, M * K * 4, "quant linear x");
+    need(w.w, N * w.Kw * 4, "quant linear qweight");
+    need(w.sb, N * w.nG * 8, "quant linear scale_bias");
+    need(b.y, M * N * 4, "quant linear y");
+    if (bias !== !!b.bias) {
+      throw new Error(`quant linear: prepared bias=${bias} but bias buffer ${b.bias ? "given" : "absent"}`);
+    }
+    if (b.bias) need(b.bias, N * 4, "quant linear bias");
+    const bufs = { p: this.slot.buffer, x: b.x, w: w.w, sb: w.sb, bias: b.bias ?? this.ctx.dummy, y: b.y };
+    if (M <= GEMV_MAX_ROWS) this.ctx.dispatch(pass, this.gemv, bufs, this.ctx.grid2d(Math.ceil(N / GEMV_ROWS)));
+    else this.ctx.dispatch(pass, this.gemm, bufs, [Math.ceil(N / 64), Math.ceil(M / 64)]);
+  }
+}
+
+export type AnyLinearOp = LinearOp | QuantLinearOp;
+
+/** Encodes a linear layer whichever kind of matrix the model holds (forward.ts). */
+export function encodeLinear(
+  op: AnyLinearOp,
+  pass: GPUComputePassEncoder,
+  b: { x: GPUBuffer; w: Matrix; bias?: GPUBuffer | null; y: GPUBuffer },
+): void {
+  if (op instanceof QuantLinearOp) {
+    if (!isQuant(b.w)) throw new Error("quant linear op given a dense matrix");
+    op.encode(pass, { ...b, w: b.w });
+  } else {
+    if (isQuant(b.w)) throw new Error("dense linear op given a quantized matrix");
+    op.encode(pass, { ...b, w: b.w });
+  }
+}
