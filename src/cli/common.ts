@@ -8,7 +8,14 @@ import { resolveModelPath } from "../model/resolve.ts";
 import { buildDemoModel, DEMO_MODEL_ID } from "../model/demo.ts";
 import { buildSyntheticModel, isSynthetic } from "../model/synthetic.ts";
 import type { TextTokenizer } from "../tokenizer/mod.ts";
-import { createByteTokenizer, loadTokenizer } from "../tokenizer/mod.ts";
+import { BYTE_IM_END_ID, BYTE_OFFSET, createByteTokenizer, loadTokenizer } from "../tokenizer/mod.ts";
+
+/** The demo model leans towards printable ASCII, newlines and <|im_end|>, so its noise is readable. */
+const DEMO_PREFERRED_IDS: ReadonlySet<number> = new Set([
+  BYTE_OFFSET + 0x0a,
+  ...Array.from({ length: 0x7f - 0x20 }, (_, i) => BYTE_OFFSET + 0x20 + i),
+  BYTE_IM_END_ID,
+]);
 
 export interface LoadedModel {
   /** The id /v1/models reports. */
@@ -97,6 +104,7 @@ export async function loadModel(flags: {
         tokenizer.vocabSize,
         [...tokenizer.stopTokenIds],
         tokenizer.bosTokenId ?? 0,
+        DEMO_PREFERRED_IDS,
       );
       const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
       await backend.load(spec, weights, precision);
