@@ -25,25 +25,6 @@ async function assertOutputs(dir: string, suite: string, column: string): Promis
   return json.rows;
 }
 
-Deno.test("bench/main.ts --suite serving drives the live server and writes JSON, markdown and SVG", async () => {
-  const out = await Deno.makeTempDir();
-  const r = await bench([
-    "--suite=serving",
-    "--model=synthetic:tiny",
-    "--backend=reference",
-    "--requests=24",
-    "--concurrency=8",
-    "--length-scale=0.1",
-    `--out=${out}`,
-  ]);
-  assert.equal(r.code, 0, r.err);
-  const [row] = await assertOutputs(out, "serving", "output tok/s") as Record<string, number>[];
-  assert.equal(row!.requests, 24);
-  assert.equal(row!.failed, 0);
-  assert.ok(row!["output tok/s"]! > 0);
-  assert.ok(row!["TTFT p50 ms"]! > 0 && row!["TTFT p99 ms"]! >= row!["TTFT p50 ms"]!);
-});
-
 Deno.test("bench/main.ts --suite generation reports static batches", async () => {
   const out = await Deno.makeTempDir();
   const r = await bench([
@@ -66,7 +47,34 @@ Deno.test("bench/main.ts --suite kernels refuses the reference backend (it has n
   assert.match(r.err, /reference backend has no GPU kernels/);
 });
 
+async function servingSuite(backend: string): Promise<void> {
+  const out = await Deno.makeTempDir();
+  const r = await bench([
+    "--suite=serving",
+    "--model=synthetic:tiny",
+    `--backend=${backend}`,
+    "--requests=24",
+    "--concurrency=8",
+    "--length-scale=0.1",
+    `--out=${out}`,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  const [row] = await assertOutputs(out, "serving", "output tok/s") as Record<string, number>[];
+  assert.equal(row!.requests, 24);
+  assert.equal(row!.failed, 0);
+  assert.ok(row!["output tok/s"]! > 0);
+  assert.ok(row!["TTFT p50 ms"]! > 0 && row!["TTFT p99 ms"]! >= row!["TTFT p50 ms"]!);
+}
+
+Deno.test("bench/main.ts --suite serving drives the live server on the reference backend", () =>
+  servingSuite("reference"));
+
 const gpuTest = gpuTestRegistrar(await probeWebGpu());
+
+gpuTest(
+  "bench/main.ts --suite serving --model synthetic:tiny --backend webgpu writes JSON, markdown and SVG",
+  () => servingSuite("webgpu"),
+);
 
 gpuTest("bench/main.ts --suite kernels times every kernel on WebGPU against the same-run roofline", async () => {
   const out = await Deno.makeTempDir();

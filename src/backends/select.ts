@@ -58,6 +58,7 @@ const FACTORIES: Record<BackendName, Factory> = {
     // On a worker thread: Deno 2.9's WebGPU waits for the GPU by blocking the calling thread, which would freeze the
     // server's event loop for every step.
     create: async (opts) => {
+      ensureRuntimeDir();
       const mod = await import("./webgpu/probe.ts");
       return await mod.createWebGpuWorkerBackend({ memoryBytes: opts.webgpuMemoryBytes });
     },
@@ -94,30 +95,41 @@ export async function probeAll(): Promise<BackendProbe[]> {
 }
 
 /** Creates the named backend, or with "auto" the first that starts of cuda, webgpu, reference. */
+/**
+ * Creates the named backend, or with "auto" the first that starts of cuda, webgpu (hardware adapters only),
+ * reference. WebGPU is not probed on this thread first: its backend runs in a worker, and a second WebGPU instance
+ * on the main thread made process exit crash in Deno 2.9; starting the worker is the probe.
+ */
 export async function createBackend(choice: string, opts: BackendOptions = {}): Promise<Backend> {
-  if (choice !== "auto") {
-    if (!(choice in FACTORIES)) {
-      throw new UserError(`unknown backend "${choice}" (choose auto, ${BACKEND_NAMES.join(", ")})`);
-    }
-    const name = choice as BackendName;
-    const p = await probeBackend(name);
-    if (!p.available) throw new BackendUnavailableError(`backend ${name} cannot start: ${p.detail}`);
-    return await FACTORIES[name].create(opts);
+  if (choice !== "auto" && !(choice in FACTORIES)) {
+    throw new UserError(`unknown backend "${choice}" (choose auto, ${BACKEND_NAMES.join(", ")})`);
   }
+  const names = choice === "auto" ? BACKEND_NAMES : [choice as BackendName];
   const reasons: string[] = [];
-  for (const n of BACKEND_NAMES) {
-    const p = await probeBackend(n);
-    if (!p.available || p.software) {
-      reasons.push(
-        `${n}: ${p.software ? `software adapter (${p.detail}); ask for it with --backend webgpu` : p.detail}`,
-      );
-      continue;
+  for (const n of names) {
+    if (n !== "webgpu") {
+      const p = await probeBackend(n);
+      if (!p.available) {
+        reasons.push(`${n}: ${p.detail}`);
+        continue;
+      }
     }
+    let backend: Backend;
     try {
-      return await FACTORIES[n].create(opts);
+      backend = await FACTORIES[n].create(opts);
     } catch (e) {
       reasons.push(`${n}: ${(e as Error).message}`);
+      continue;
     }
+    if (choice === "auto" && (backend as { software?: boolean }).software) {
+      reasons.push(`${n}: software adapter (${backend.device}); ask for it with --backend webgpu`);
+      await backend[Symbol.asyncDispose]();
+      continue;
+    }
+    return backend;
+  }
+  if (choice !== "auto") {
+    throw new BackendUnavailableError(`backend ${choice} cannot start: ${reasons.join("; ").slice(choice.length + 2)}`);
   }
   throw new BackendUnavailableError(`no backend could start:\n  ${reasons.join("\n  ")}`);
 }

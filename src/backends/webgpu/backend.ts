@@ -74,6 +74,8 @@ export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
   readonly supports: BackendSupport;
   readonly device: string;
+  /** The adapter is a software rasterizer (lavapipe / llvmpipe): "auto" backend selection passes it over. */
+  readonly software: boolean;
   readonly #gpu: GpuDevice;
   readonly #ctx: GpuContext;
   readonly #opts: WebGpuOptions;
@@ -93,6 +95,7 @@ export class WebGpuBackend implements Backend {
     this.#opts = opts;
     this.#ctx = new GpuContext(gpu.device, gpu.hasF16, gpu.hasTimestamps);
     this.device = `${gpu.description} (WebGPU${gpu.hasF16 ? ", shader-f16" : ""})`;
+    this.software = gpu.adapter.info.isFallbackAdapter;
     this.supports = {
       weight: ["f32", "f16", "bf16", "int8", "int4"],
       // The int8/int4 cache needs no shader-f16 (pack2x16float is core WGSL), so every adapter offers it.

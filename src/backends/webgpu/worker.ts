@@ -61,7 +61,10 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: Transf
     backend = await createWebGpuBackend(req.opts);
     const lim = backend.context.limits;
     const limits = { maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize, maxBufferSize: lim.maxBufferSize };
-    return { result: { device: backend.device, supports: backend.supports, limits }, transfer: [] };
+    return {
+      result: { device: backend.device, software: backend.software, supports: backend.supports, limits },
+      transfer: [],
+    };
   }
   const b = backend;
   if (!b) throw new Error("webgpu worker: not initialised");

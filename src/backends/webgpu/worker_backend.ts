@@ -25,6 +25,9 @@ interface Limits {
   readonly maxBufferSize: number;
 }
 
+/** Time the worker gets to finish WebGPU teardown after dispose (see [Symbol.asyncDispose]). */
+const TEARDOWN_MS = 150;
+
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: ProgressFn };
 
 function toError(e: { name: string; message: string }): Error {
@@ -40,6 +43,7 @@ export class WorkerBackend implements Backend {
   #nextId = 1;
   #supports: BackendSupport = { weight: [], kv: [] };
   #device = "";
+  #software = false;
   #limits: Limits = { maxStorageBufferBindingSize: 0, maxBufferSize: 0 };
   #memory: MemoryInfo = { freeBytes: 0, totalBytes: 0 };
   #spec: ModelSpec | null = null;
@@ -62,8 +66,14 @@ export class WorkerBackend implements Backend {
   static async create(opts: WebGpuOptions = {}): Promise<WorkerBackend> {
     const b = new WorkerBackend();
     try {
-      const r = await b.#call({ op: "init", opts }) as { device: string; supports: BackendSupport; limits: Limits };
+      const r = await b.#call({ op: "init", opts }) as {
+        device: string;
+        software: boolean;
+        supports: BackendSupport;
+        limits: Limits;
+      };
       b.#device = r.device;
+      b.#software = r.software;
       b.#supports = r.supports;
       b.#limits = r.limits;
       return b;
@@ -75,6 +85,11 @@ export class WorkerBackend implements Backend {
 
   get supports(): BackendSupport {
     return this.#supports;
+  }
+
+  /** The adapter is a software rasterizer (see WebGpuBackend.software). */
+  get software(): boolean {
+    return this.#software;
   }
 
   get device(): string {
@@ -131,7 +146,11 @@ export class WorkerBackend implements Backend {
     try {
       await this.#call({ op: "dispose" });
     } finally {
+      // The worker's WebGPU instance tears down on its own thread, after the device is destroyed and again when the
+      // worker ends; exiting the process in the middle of either crashed Deno 2.9 (SIGSEGV at exit, often).
+      await new Promise((r) => setTimeout(r, TEARDOWN_MS));
       this.#worker.terminate();
+      await new Promise((r) => setTimeout(r, TEARDOWN_MS));
     }
   }
 
