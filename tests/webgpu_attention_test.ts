@@ -2,27 +2,20 @@
 // ops.pagedAttention() on fresh random caches, queries and scattered block tables.
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
-import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { AttentionOp, planAttention } from "../src/backends/webgpu/attention.ts";
 import type { StorageType } from "../src/backends/webgpu/shaders.ts";
 import {
-  gpuTestRegistrar,
-  openTestContext,
+  gpuTestSetup,
   randn,
   readF32,
   relError,
   rng,
   runPass,
-  testSeed,
   toPagedLayout,
   uploadAs,
 } from "../src/backends/webgpu/testing.ts";
 
-const probe = await probeWebGpu();
-const gpuTest = gpuTestRegistrar(probe);
-const ctx = probe.ok ? await openTestContext() : null;
-const SEED = testSeed();
-const seedNote = `(WEBGPU_TEST_SEED=${SEED})`;
+const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const kvTypes: StorageType[] = ctx?.hasF16 ? ["f32", "f16"] : ["f32"];
 
 interface Case {

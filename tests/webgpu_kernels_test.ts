@@ -2,7 +2,6 @@
 // Error measure: max |gpu - ref| / max |ref| over the output. Seeds: $WEBGPU_TEST_SEED or random, shown on failure.
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
-import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { EmbedOp, LinearOp, RmsNormOp, SiluMulOp } from "../src/backends/webgpu/kernels.ts";
 import { RopeKvOp } from "../src/backends/webgpu/attention.ts";
 import { composeWgsl, type StorageType } from "../src/backends/webgpu/shaders.ts";
@@ -11,23 +10,17 @@ import { f16ToF32, roundTo } from "../src/model/dtype.ts";
 import { readBuffer } from "../src/backends/webgpu/buffers.ts";
 import { ropeTables } from "../src/model/rope.ts";
 import {
-  gpuTestRegistrar,
-  openTestContext,
+  gpuTestSetup,
   randn,
   readF32,
   relError,
   rng,
   runPass,
-  testSeed,
   toPagedLayout,
   uploadAs,
 } from "../src/backends/webgpu/testing.ts";
 
-const probe = await probeWebGpu();
-const gpuTest = gpuTestRegistrar(probe);
-const ctx = probe.ok ? await openTestContext() : null;
-const SEED = testSeed();
-const seedNote = `(WEBGPU_TEST_SEED=${SEED})`;
+const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const types: StorageType[] = ctx?.hasF16 ? ["f32", "f16"] : ["f32"];
 
 Deno.test("composeWgsl() behaviour: expands includes once and prepends the variant header", async () => {

@@ -2,7 +2,6 @@
 // data, and the backend against ReferenceBackend at the same Precision. Seeds: $WEBGPU_TEST_SEED or random.
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
-import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { QuantLinearOp, uploadQuantMatrix } from "../src/backends/webgpu/qlinear.ts";
 import { AttentionOp, kvLayerBytes, planAttention, RopeKvOp } from "../src/backends/webgpu/attention.ts";
 import { readBuffer } from "../src/backends/webgpu/buffers.ts";
@@ -18,22 +17,9 @@ import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/sampler.ts";
 import type { Precision, SamplingParams, StepInputs } from "../src/core/types.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
-import {
-  gpuTestRegistrar,
-  openTestContext,
-  randn,
-  readF32,
-  relError,
-  rng,
-  runPass,
-  testSeed,
-} from "../src/backends/webgpu/testing.ts";
+import { gpuTestSetup, randn, readF32, relError, rng, runPass } from "../src/backends/webgpu/testing.ts";
 
-const probe = await probeWebGpu();
-const gpuTest = gpuTestRegistrar(probe);
-const ctx = probe.ok ? await openTestContext() : null;
-const SEED = testSeed();
-const seedNote = `(WEBGPU_TEST_SEED=${SEED})`;
+const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 
 function packWebGpu(ql: ReturnType<typeof quantizeRtn>): RowsPacked {
   const p = packFor({ kind: "webgpu" }, ql);

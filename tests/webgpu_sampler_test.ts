@@ -1,26 +1,13 @@
 // GPU token selection (wgsl/sample.wgsl) against the host sampler (src/sampling/sampler.ts), and the routing
 // between the two (needsHostSampling).
 import assert from "node:assert/strict";
-import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { SampleOp } from "../src/backends/webgpu/kernels.ts";
 import { needsHostSampling, packSampleConfig } from "../src/backends/webgpu/sampling.ts";
 import { argmax, defaultSamplingParams, samplingDistribution, uniform } from "../src/sampling/sampler.ts";
 import type { SamplingParams } from "../src/core/types.ts";
-import {
-  gpuTestRegistrar,
-  openTestContext,
-  randn,
-  readI32,
-  rng,
-  runPass,
-  testSeed,
-} from "../src/backends/webgpu/testing.ts";
+import { gpuTestSetup, randn, readI32, rng, runPass } from "../src/backends/webgpu/testing.ts";
 
-const probe = await probeWebGpu();
-const gpuTest = gpuTestRegistrar(probe);
-const ctx = probe.ok ? await openTestContext() : null;
-const SEED = testSeed();
-const seedNote = `(WEBGPU_TEST_SEED=${SEED})`;
+const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const V = 1000; // not a multiple of the 256-thread workgroup
 
 /** Runs the sampler over `rows` logits rows with explicit (temperature, topK, topP, u) per row. */

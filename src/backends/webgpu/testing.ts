@@ -1,6 +1,6 @@
 // Test support for the WebGPU tests (tests/webgpu_*_test.ts): adapter gating, seeded random data, uploads and
 // read-backs. Not used by the backend itself.
-import { openGpuDevice } from "./device.ts";
+import { openGpuDevice, probeWebGpu } from "./device.ts";
 import { GpuContext } from "./context.ts";
 import { readBuffer } from "./buffers.ts";
 import type { StorageType } from "./shaders.ts";
@@ -45,6 +45,25 @@ export function testSeed(): number {
     env = Deno.env.get("WEBGPU_TEST_SEED");
   } catch { /* no env permission */ }
   return env ? Number(env) >>> 0 : crypto.getRandomValues(new Uint32Array(1))[0]!;
+}
+
+/** What a WebGPU kernel test file starts with: the adapter probe, the test registrar, a context, and a fresh seed. */
+export async function gpuTestSetup(): Promise<{
+  probe: Probe;
+  gpuTest: (name: string, fn: () => Promise<void>) => void;
+  ctx: GpuContext | null;
+  SEED: number;
+  seedNote: string;
+}> {
+  const probe = await probeWebGpu();
+  const SEED = testSeed();
+  return {
+    probe,
+    gpuTest: gpuTestRegistrar(probe),
+    ctx: probe.ok ? await openTestContext() : null,
+    SEED,
+    seedNote: `(WEBGPU_TEST_SEED=${SEED})`,
+  };
 }
 
 /** Seeded generator of floats in [0, 1) (mulberry32). */
