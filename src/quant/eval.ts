@@ -3,21 +3,12 @@
 import type { Backend } from "../core/types.ts";
 import { sequenceLogits } from "../engine/sequential.ts";
 import { defaultSamplingParams } from "../sampling/params.ts";
+import { argmax, logSumExp } from "../sampling/select.ts";
 
 /** log softmax of one row, in f64. */
-export function logSoftmax(row: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i]!);
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from({ length: row.length }, (_, i) => row[i]! - lse);
-}
-
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
+export function logSoftmax(row: Float32Array | Float64Array): Float64Array {
+  const lse = logSumExp(row);
+  return Float64Array.from(row, (v) => v - lse);
 }
 
 /** KL(p || q) = sum p (log p - log q) from log-probabilities. */
