@@ -1,5 +1,5 @@
 // Shared CLI pieces: model + backend loading with a progress bar, id lists, precision flags.
-import type { Backend, KvDType, ModelSpec, Precision, WeightDType } from "../core/types.ts";
+import type { Backend, KvDType, ModelSpec, Precision, TensorSource, WeightDType } from "../core/types.ts";
 import { UserError } from "../core/errors.ts";
 import { ProgressBar } from "../core/progress.ts";
 import { createBackend } from "../backends/select.ts";
@@ -87,6 +87,31 @@ function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDty
   };
 }
 
+/** --model (a folder, a Hub id, synthetic:NAME) or the built-in demo: its spec, weights and tokenizer. */
+async function openModel(model: string | undefined): Promise<{
+  id: string;
+  spec: ModelSpec;
+  weights: TensorSource;
+  tokenizer: TextTokenizer | null;
+  isDemo: boolean;
+  verb: string;
+}> {
+  if (!model) {
+    const tokenizer = createByteTokenizer();
+    const stops = [...tokenizer.stopTokenIds];
+    const { spec, weights } = buildDemoModel(tokenizer.vocabSize, stops, tokenizer.bosTokenId ?? 0, DEMO_PREFERRED_IDS);
+    return { id: DEMO_MODEL_ID, spec, weights, tokenizer, isDemo: true, verb: "building" };
+  }
+  if (isSynthetic(model)) {
+    const { spec, weights } = buildSyntheticModel(model);
+    return { id: model, spec, weights, tokenizer: null, isDemo: false, verb: "building" };
+  }
+  const dir = await resolveModelPath(model);
+  const ckpt = await openCheckpoint(dir);
+  const tokenizer = await loadTokenizer(dir);
+  return { id: model, spec: ckpt.spec, weights: ckpt.weights, tokenizer, isDemo: false, verb: "loading" };
+}
+
 /** Resolves --model (or the demo model), starts the backend and loads the weights with a progress bar. */
 export async function loadModel(flags: {
   model?: string;
@@ -98,44 +123,19 @@ export async function loadModel(flags: {
 }): Promise<LoadedModel> {
   const backend = await createBackend(flags.backend);
   try {
-    if (!flags.model) {
-      const tokenizer = createByteTokenizer();
-      const { spec, weights } = buildDemoModel(
-        tokenizer.vocabSize,
-        [...tokenizer.stopTokenIds],
-        tokenizer.bosTokenId ?? 0,
-        DEMO_PREFERRED_IDS,
-      );
-      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
-      await backend.load(spec, weights, precision);
-      return { id: DEMO_MODEL_ID, spec, backend, tokenizer, precision, isDemo: true };
-    }
-    if (isSynthetic(flags.model)) {
-      const { spec, weights } = buildSyntheticModel(flags.model);
-      const precision = choosePrecision(backend, spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
-      let bar: ProgressBar | null = null;
-      await backend.load(spec, weights, precision, (done, total, label) => {
-        bar ??= new ProgressBar(`building ${flags.model} on ${backend.name}`, total, "bytes", flags.quiet);
-        bar.update(done, label);
-      });
-      (bar as ProgressBar | null)?.done();
-      return { id: flags.model, spec, backend, tokenizer: null, precision, isDemo: false };
-    }
-    const dir = await resolveModelPath(flags.model);
-    const ckpt = await openCheckpoint(dir);
-    const precision = choosePrecision(backend, ckpt.spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
-    const tokenizer = await loadTokenizer(dir);
+    const m = await openModel(flags.model);
+    const precision = choosePrecision(backend, m.spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
     let bar: ProgressBar | null = null;
     try {
-      await backend.load(ckpt.spec, ckpt.weights, precision, (done, total, label) => {
-        bar ??= new ProgressBar(`loading ${flags.model} on ${backend.name}`, total, "bytes", flags.quiet);
+      await backend.load(m.spec, m.weights, precision, (done, total, label) => {
+        bar ??= new ProgressBar(`${m.verb} ${m.id} on ${backend.name}`, total, "bytes", flags.quiet || m.isDemo);
         bar.update(done, label);
       });
     } finally {
-      ckpt.weights.close();
+      m.weights.close();
     }
     (bar as ProgressBar | null)?.done();
-    return { id: flags.model, spec: ckpt.spec, backend, tokenizer, precision, isDemo: false };
+    return { id: m.id, spec: m.spec, backend, tokenizer: m.tokenizer, precision, isDemo: m.isDemo };
   } catch (e) {
     await backend[Symbol.asyncDispose]();
     throw e;
