@@ -13,6 +13,7 @@ import { loadReferenceWeights, type ReferenceLayer, type ReferenceWeights } from
 import { awqTensors } from "./awq.ts";
 import { gptqTensors } from "./gptq.ts";
 import { quantizeRtn } from "./reference.ts";
+import { quantizeGptq } from "./gptq_solve.ts";
 import { collectActivations } from "./calib.ts";
 import { applyAwqScales, type AwqLayerReport } from "./awq_apply.ts";
 import { f16Tensor, type OutTensor } from "./tensors.ts";
@@ -23,8 +24,8 @@ export interface QuantizeOptions {
   readonly out: string;
   readonly bits: QuantBits;
   readonly groupSize: number;
-  readonly method: "rtn" | "awq";
-  /** calibration token ids (required for awq) */
+  readonly method: "rtn" | "awq" | "gptq";
+  /** calibration token ids (required for awq and gptq) */
   readonly calibIds?: readonly number[];
   readonly quiet?: boolean;
 }
@@ -86,6 +87,14 @@ function padLayer(L: ReferenceLayer, h: number, f: number, fp: number): Referenc
   return { ...L, gate: rows(L.gate), up: rows(L.up), down, gateBias: vec(L.gateBias), upBias: vec(L.upBias) };
 }
 
+/** [T, f] rows → [T, fp] with zero columns appended. */
+function padColumns(x: Float32Array, T: number, f: number, fp: number): Float32Array {
+  if (fp === f) return x;
+  const o = new Float32Array(T * fp);
+  for (let t = 0; t < T; t++) o.set(x.subarray(t * f, (t + 1) * f), t * fp);
+  return o;
+}
+
 function padVec(b: Float32Array, n: number): Float32Array {
   const o = new Float32Array(n);
   o.set(b);
@@ -96,8 +105,8 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
   const ckpt = await openCheckpoint(o.model);
   const spec0 = ckpt.spec;
   if (spec0.quantization) throw new UserError(`${o.model} is already quantized (${spec0.quantization.method})`);
-  if (o.method === "awq" && (!o.calibIds || o.calibIds.length < 2)) {
-    throw new UserError("--method awq needs calibration data (--calib FILE)");
+  if (o.method !== "rtn" && (!o.calibIds || o.calibIds.length < 2)) {
+    throw new UserError(`--method ${o.method} needs calibration data (--calib FILE)`);
   }
   const fp = plan(spec0, o.bits, o.groupSize);
   let w: ReferenceWeights;
@@ -108,10 +117,8 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
   }
   const { hiddenSize: h, intermediateSize: f } = spec0;
   let awq: AwqLayerReport[] | null = null;
-  if (o.method === "awq") {
-    const acts = collectActivations(spec0, w, o.calibIds!);
-    awq = applyAwqScales(spec0, w, acts.layers, o.bits, o.groupSize, acts.tokens);
-  }
+  const acts = o.method === "rtn" ? null : collectActivations(spec0, w, o.calibIds!);
+  if (o.method === "awq") awq = applyAwqScales(spec0, w, acts!.layers, o.bits, o.groupSize, acts!.tokens);
   const layers = w.layers.map((L) => padLayer(L, h, f, fp));
   const spec: ModelSpec = { ...spec0, intermediateSize: fp };
   const format = o.bits === 4 ? "awq" : "gptq";
@@ -136,9 +143,25 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
       [n.up, L.up, fp, h],
       [n.down, L.down, h, fp],
     ];
-    for (const [name, data, N, K] of lin) {
+    const A = acts?.layers[i];
+    // GPTQ's calibration inputs per linear: [T, K] (the FFN input zero-padded to fp like the weights).
+    const inputs = A && o.method === "gptq"
+      ? [
+        A.attnIn,
+        A.attnIn,
+        A.attnIn,
+        A.oIn,
+        A.mlpIn,
+        A.mlpIn,
+        padColumns(A.downIn, acts!.tokens, spec0.intermediateSize, fp),
+      ]
+      : null;
+    for (const [idx, [name, data, N, K]] of lin.entries()) {
       const base = name.slice(0, -".weight".length);
-      const ql = quantizeRtn(data, N, K, o.bits, o.groupSize, { minZero: format === "gptq" ? 1 : 0 });
+      const minZero = format === "gptq" ? 1 : 0;
+      const ql = inputs
+        ? quantizeGptq(data, N, K, o.bits, o.groupSize, inputs[idx]!, acts!.tokens, { minZero })
+        : quantizeRtn(data, N, K, o.bits, o.groupSize, { minZero });
       tensors.push(...(format === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
       bar.update(++done, base);
     }

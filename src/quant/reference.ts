@@ -30,31 +30,40 @@ export function quantizeRtn(
 ): QuantizedLinear {
   if (w.length !== N * K) throw new Error(`quantizeRtn: ${w.length} values for [${N}, ${K}]`);
   if (!Number.isInteger(group) || group <= 0) throw new Error(`quantizeRtn: bad group size ${group}`);
+  const bad = w.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new Error(`quantizeRtn: non-finite weight at row ${Math.floor(bad / K)}, column ${bad % K}`);
   const qm = qMax(bits), minZero = opts.minZero ?? 0;
   const nG = Math.ceil(K / group);
   const q = new Uint8Array(N * K), scales = new Float32Array(N * nG), zeros = new Uint16Array(N * nG);
   for (let n = 0; n < N; n++) {
     for (let g = 0; g < nG; g++) {
       const k0 = n * K + g * group, k1 = n * K + Math.min(K, (g + 1) * group);
-      let lo = 0, hi = 0;
-      for (let i = k0; i < k1; i++) {
-        const x = w[i]!;
-        if (!Number.isFinite(x)) throw new Error(`quantizeRtn: non-finite weight at row ${n}, column ${i - n * K}`);
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
-      }
-      let s = f16Up(Math.max((hi - lo) / qm, MIN_SCALE));
-      let z = Math.round(-lo / s);
-      if (z < minZero) {
-        s = f16Up(Math.max(hi / (qm - minZero), MIN_SCALE));
-        z = minZero;
-      }
+      const { s, z } = groupParams(w.subarray(k0, k1), bits, minZero);
       for (let i = k0; i < k1; i++) q[i] = Math.min(qm, Math.max(0, Math.round(w[i]! / s) + z));
       scales[n * nG + g] = s;
       zeros[n * nG + g] = z;
     }
   }
   return { outDim: N, inDim: K, bits, groupSize: group, q, scales, zeros, gIdx: null };
+}
+
+/** Scale and zero of one group of values by the rule above (also GPTQ's, on its updated weights). */
+export function groupParams(x: ArrayLike<number>, bits: QuantBits, minZero = 0): { s: number; z: number } {
+  const qm = qMax(bits);
+  let lo = 0, hi = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (!Number.isFinite(v)) throw new Error(`quantize: non-finite weight at offset ${i} of a group`);
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  let s = f16Up(Math.max((hi - lo) / qm, MIN_SCALE));
+  let z = Math.round(-lo / s);
+  if (z < minZero) {
+    s = f16Up(Math.max(hi / (qm - minZero), MIN_SCALE));
+    z = minZero;
+  }
+  return { s, z };
 }
 
 /** W[N, K] f32 = (q - z) * s, exact (see types.ts). */
