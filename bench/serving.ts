@@ -3,7 +3,8 @@
 import { ProgressBar } from "../src/core/progress.ts";
 import { startServer } from "../src/server/server.ts";
 import { percentile, type Report } from "./report.ts";
-import { shareGptLike, type WorkItem } from "./workload.ts";
+import { shareGptLike } from "./workload.ts";
+import type { ClientJob, ClientMessage, Timing } from "./serving_client.ts";
 
 export interface ServingOptions {
   readonly url?: string;
@@ -19,51 +20,24 @@ export interface ServingOptions {
   readonly quiet: boolean;
 }
 
-interface Timing {
-  readonly ttft: number;
-  readonly itl: number[];
-  readonly e2e: number;
-  readonly outputTokens: number;
-  readonly inputTokens: number;
-}
-
-async function runOne(url: string, model: string, w: WorkItem): Promise<Timing> {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model,
-      prompt: w.promptIds,
-      max_tokens: w.outputLen,
-      temperature: 0,
-      ignore_eos: true,
-      stream: true,
-      stream_options: { include_usage: true },
-      return_token_ids: true,
-    }),
+/** Runs the load generator in a Worker (its own event loop) and resolves with its timings. */
+function runInWorker(job: ClientJob, onDone: (n: number) => void): Promise<{ timings: Timing[]; failed: number }> {
+  const w = new Worker(new URL("./serving_client.ts", import.meta.url), { type: "module" });
+  return new Promise((resolve, reject) => {
+    w.onerror = (e) => {
+      e.preventDefault();
+      w.terminate();
+      reject(new Error(`load generator: ${e.message}`));
+    };
+    w.onmessage = (e: MessageEvent<ClientMessage>) => {
+      const m = e.data;
+      if ("done" in m) return onDone(m.done);
+      for (const err of m.errors) console.error(`request failed: ${err}`);
+      w.terminate();
+      resolve(m);
+    };
+    w.postMessage(job);
   });
-  if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  const arrivals: number[] = [];
-  let outputTokens = 0, buf = "";
-  const dec = new TextDecoder();
-  for await (const chunk of res.body) {
-    const now = performance.now();
-    buf += dec.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf("\n\n")) >= 0) {
-      const ev = buf.slice(0, nl).replace(/^data: /, "");
-      buf = buf.slice(nl + 2);
-      if (ev === "[DONE]" || ev.trim() === "") continue;
-      const j = JSON.parse(ev) as { choices?: { token_ids?: number[] }[]; usage?: { completion_tokens: number } };
-      const n = j.choices?.[0]?.token_ids?.length ?? 0;
-      for (let i = 0; i < n; i++) arrivals.push(now);
-      if (j.usage) outputTokens = j.usage.completion_tokens;
-    }
-  }
-  const end = performance.now();
-  const itl = arrivals.slice(1).map((t, i) => t - arrivals[i]!);
-  return { ttft: (arrivals[0] ?? end) - t0, itl, e2e: end - t0, outputTokens, inputTokens: w.promptIds.length };
 }
 
 export async function servingBenchmark(o: ServingOptions): Promise<Report> {
@@ -83,28 +57,11 @@ export async function servingBenchmark(o: ServingOptions): Promise<Report> {
     const vocab = server?.model.spec.vocabSize ?? 32000;
     const work = shareGptLike(o.requests, { vocab, maxLen, scale: o.lengthScale });
     const bar = new ProgressBar(`serving ${o.requests} requests`, o.requests, "items", o.quiet);
-    const timings: Timing[] = [];
-    let next = 0, failed = 0;
     const start = performance.now();
-    let arrival = start;
-    const worker = async () => {
-      while (next < work.length) {
-        const w = work[next++]!;
-        if (Number.isFinite(o.rate)) {
-          arrival += (-Math.log(1 - Math.random()) / o.rate) * 1000;
-          const wait = arrival - performance.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        }
-        try {
-          timings.push(await runOne(url, model, w));
-        } catch (e) {
-          failed++;
-          console.error(`request failed: ${(e as Error).message}`);
-        }
-        bar.update(timings.length + failed);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(o.concurrency, work.length) }, worker));
+    const { timings, failed } = await runInWorker(
+      { url, model, work, concurrency: o.concurrency, rate: Number.isFinite(o.rate) ? o.rate : null },
+      (done) => bar.update(done),
+    );
     bar.done();
     const seconds = (performance.now() - start) / 1000;
     const out = timings.reduce((a, t) => a + t.outputTokens, 0);
