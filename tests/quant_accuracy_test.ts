@@ -4,7 +4,8 @@
 // Bounds, from measurement (numbers in the messages) with margin. stories260K is extremely sensitive: f16 weights
 // alone (KL 5e-5) already flip 1 of these 105 top-1s, and int8 RTN weights (0.6% relative weight error) give a
 // mean KL of ~0.017. So int8 weights + int8 KV reach 97.1% top-1 here (3 flips), NOT the 98% originally targeted; the test
-// pins 95%. int8 KV alone keeps >= 98%.
+// pins 95%. int8 KV alone keeps >= 98% here. The second test measures on 2048 sampled positions, where even f16
+// weights only reach 98.0%: see there.
 import assert from "node:assert/strict";
 import type { Precision } from "../src/core/types.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
@@ -12,6 +13,8 @@ import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { quantizeModel } from "../src/quant/quantize.ts";
 import { type AccuracyReport, compareLogits, windowedLogits } from "../src/quant/eval.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
+import { generateSequence } from "../src/engine/sequential.ts";
+import { defaultSamplingParams } from "../src/sampling/params.ts";
 
 async function logitsOf(dir: string, p: Precision, seqs: number[][]): Promise<Float32Array[]> {
   const ck = await openCheckpoint(dir);
@@ -63,5 +66,45 @@ Deno.test("quantizeModel() int4 g32 / int8 g64 with int8 / int4 KV: top-1 agreem
   }
   console.log(lines.join("\n"));
   await Deno.remove(q4, { recursive: true });
+  await Deno.remove(q8, { recursive: true });
+});
+
+Deno.test("quantizeModel() int8 on 2048 positions of the model's own samples: f16 alone already sits at the 98% line", async () => {
+  // 105 positions give 1% steps, so this reruns the comparison on 8 x 256 tokens sampled (temperature 1, fixed seeds)
+  // from the f32 model. Measured: f16 weights (no quantization) 98.0% / KL 6.5e-5; f32 + int8 KV 97.1% / 2.0e-3;
+  // int8 g32 RTN + int8 KV ~89% / ~2e-2; GPTQ g32 + int8 KV ~91% / 1.5e-2. Layer 0 alone (int8) costs KL 1.6e-2:
+  // with width 64 and head_dim 8 this model amplifies weight noise far more than a 7B model would, so the 98% bar
+  // is not reachable for int8 here (even f16 rounding only just reaches it).
+  const f32: Precision = { weight: "f32", kv: "f32", compute: "f32" };
+  const ck = await openCheckpoint(STORIES_DIR);
+  await using gen = new ReferenceBackend();
+  await gen.load(ck.spec, ck.weights, f32);
+  ck.weights.close();
+  const seqs: number[][] = [];
+  for (let s = 0; s < 8; s++) {
+    const params = { ...defaultSamplingParams(), temperature: 1, seed: 1000 + s };
+    const r = await generateSequence(gen, [1], params, { maxTokens: 255, maxPositions: 512, seed: 1000 + s });
+    seqs.push([1, ...r.ids]);
+  }
+  const ref: Float32Array[] = [];
+  for (const s of seqs) ref.push(await windowedLogits(gen, s, 512, 512));
+  const q8 = await Deno.makeTempDir();
+  await quantizeModel({ model: STORIES_DIR, out: q8, bits: 8, groupSize: 32, method: "rtn", quiet: true });
+  const runs: [string, string, Precision, number, number][] = [
+    ["f16 weights, f32 KV", STORIES_DIR, { ...f32, weight: "f16" }, 0.97, 3e-4],
+    ["f32 weights + int8 KV", STORIES_DIR, { ...f32, kv: "int8" }, 0.95, 5e-3],
+    ["int8 g32 weights + int8 KV", q8, { weight: "int8", kv: "int8", compute: "f32" }, 0.85, 4e-2],
+  ];
+  const lines: string[] = [];
+  for (const [name, dir, p, minTop1, maxKl] of runs) {
+    const r = pooled(seqs, await logitsOf(dir, p, seqs), ref);
+    const line = `${name}: top-1 ${(r.top1Agreement! * 100).toFixed(1)}%, mean KL ${
+      r.meanKl!.toExponential(2)
+    } (${r.n})`;
+    lines.push(line);
+    assert.ok(r.top1Agreement! >= minTop1, line);
+    assert.ok(r.meanKl! <= maxKl, line);
+  }
+  console.log(lines.join("\n"));
   await Deno.remove(q8, { recursive: true });
 });
