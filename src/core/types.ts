@@ -197,4 +197,23 @@ export interface Backend extends AsyncDisposable {
   forward(step: StepInputs): Promise<StepResult>;
   /** Copy-on-write: copy the KV of block src[i] into block dst[i], every layer. */
   copyBlocks(src: Int32Array, dst: Int32Array): void;
+  /** Multi-step decode (vLLM-style), where the backend offers it: see MultiStepDecode and decodeSteps(). */
+  readonly multiStep?: MultiStepDecode;
+  /**
+   * Runs k decode steps of the same sequences in one call, the id sampled at step j fed back on the device as step
+   * j + 1's input token. `step` is step 0: one token per sequence (T = B), every sequence sampled, no allLogits, its
+   * blockTables covering contextLens[b] + k - 1 tokens (the KV of all k steps is reserved). Step j uses positions
+   * positions[b] + j, the slots those positions map to through the block tables, and sampling draw index
+   * outputIds.length + j. Returns [k, B] i32 ids, step-major; ids after a stop are computed anyway (the caller
+   * discards them).
+   */
+  decodeSteps?(step: StepInputs, k: number): Promise<Int32Array>;
+}
+
+/** What a backend's decodeSteps() supports. */
+export interface MultiStepDecode {
+  /** Most steps one decodeSteps() call takes. */
+  readonly maxSteps: number;
+  /** Whether a sequence with these settings is sampled on the device (no host-only feature such as logprobs). */
+  canSampleOnDevice(params: SamplingParams): boolean;
 }

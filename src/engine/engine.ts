@@ -1,11 +1,12 @@
 // The engine loop: step() = schedule → backend forward → postprocess (append, stop checks, free) → deliver.
 // The loop awaits between steps, so the HTTP server accepts requests and flushes tokens while the backend works.
-import type { Backend, ModelSpec, Precision, SamplingParams } from "../core/types.ts";
+import type { Backend, ModelSpec, Precision, SampledLogprobs, SamplingParams } from "../core/types.ts";
 import { UserError } from "../core/errors.ts";
 import { KvManager } from "../kv/kv_manager.ts";
 import { numBlocksFor } from "../kv/capacity.ts";
-import { buildStepInputs, Scheduler, Sequence } from "../scheduler/mod.ts";
+import { buildStepInputs, decodeRunStep, Scheduler, Sequence, type SeqUpdate } from "../scheduler/mod.ts";
 import type { TextTokenizer } from "../tokenizer/mod.ts";
+import { setImmediate } from "node:timers";
 import { EngineMetrics } from "./metrics.ts";
 import { RequestHandle } from "./request.ts";
 
@@ -23,6 +24,8 @@ export interface EngineConfig {
   readonly numBlocks?: number;
   /** Most tokens of one sequence (default: the model's context). */
   readonly maxModelLen?: number;
+  /** Most decode steps per multi-step run where the backend offers decodeSteps (default 8; 1 turns it off). */
+  readonly multiStep?: number;
 }
 
 export const DEFAULT_ENGINE_CONFIG: EngineConfig = Object.freeze({
@@ -150,20 +153,50 @@ export class Engine implements AsyncDisposable {
         this.#fail(e as Error);
         return;
       }
-      // Let the event loop run (HTTP I/O, new requests, aborts) between steps.
-      await new Promise((r) => setTimeout(r, 0));
+      // Let the event loop run (HTTP I/O, new requests, aborts) between steps. setImmediate, not setTimeout(0):
+      // nested zero timers are clamped to >= 1-4 ms (HTML timer rules), which at 256 streams capped the whole server.
+      await new Promise((r) => setImmediate(r));
     }
   }
 
-  /** One engine step. Returns the number of tokens computed (0 when idle). */
+  /** One engine step (or a multi-step decode run). Returns the number of tokens computed (0 when idle). */
   async step(): Promise<number> {
+    const run = await this.#decodeRun();
+    if (run >= 0) return run;
     const batch = this.scheduler.schedule();
     if (batch.seqs.length === 0) return 0;
     if (batch.copySrc.length > 0) this.backend.copyBlocks(batch.copySrc, batch.copyDst);
     const result = await this.backend.forward(buildStepInputs(batch, this.config.blockSize));
     this.metrics.steps++;
     const rowOf = new Map(batch.seqs.map((s, b) => [s.seq.id, b]));
-    for (const u of this.scheduler.postprocess(batch, result.tokens)) {
+    this.#deliver(this.scheduler.postprocess(batch, result.tokens), (id) => result.logprobs[rowOf.get(id)!] ?? null);
+    return batch.numTokens;
+  }
+
+  /**
+   * Multi-step decode (Backend.decodeSteps): when every running sequence decodes with device-side sampling and
+   * nobody waits, k steps run in one backend call; step j's ids are applied and delivered in order, so a sequence
+   * stopped at step j (EOS, length, stop string, abort) drops its later ids. Returns -1 when no run was possible.
+   */
+  async #decodeRun(): Promise<number> {
+    const b = this.backend, ms = b.multiStep, max = Math.min(this.config.multiStep ?? 8, ms?.maxSteps ?? 0);
+    if (!ms || !b.decodeSteps || max < 2) return -1;
+    const run = this.scheduler.scheduleDecodeRun(max, (s) => ms.canSampleOnDevice(s.params));
+    if (!run) return -1;
+    const { batch, steps } = run;
+    if (batch.copySrc.length > 0) b.copyBlocks(batch.copySrc, batch.copyDst);
+    const inputs = buildStepInputs(batch, this.config.blockSize, { lookahead: steps - 1 });
+    const ids = await b.decodeSteps(inputs, steps);
+    const B = batch.seqs.length;
+    for (let j = 0; j < steps; j++) {
+      this.metrics.steps++;
+      this.#deliver(this.scheduler.postprocess(decodeRunStep(batch, j), ids.subarray(j * B, (j + 1) * B)), () => null);
+    }
+    return steps * B;
+  }
+
+  #deliver(updates: SeqUpdate[], logprobsOf: (seqId: number) => SampledLogprobs | null): void {
+    for (const u of updates) {
       const h = this.#handles.get(u.seq.id);
       if (!h) continue; // aborted while the step was in flight
       const now = performance.now();
@@ -173,7 +206,7 @@ export class Engine implements AsyncDisposable {
       } else if (h.lastTokenAt !== null) this.metrics.interToken.observe((now - h.lastTokenAt) / 1000);
       h.lastTokenAt = now;
       this.metrics.generationTokens++;
-      const lp = result.logprobs[rowOf.get(u.seq.id)!] ?? null;
+      const lp = logprobsOf(u.seq.id);
       // The stop token itself is not part of the text (OpenAI semantics); its id is still reported.
       const stopString = h.push([u.token], [lp], u.finishReason !== null);
       if (stopString !== null && u.finishReason === null) {
@@ -184,7 +217,6 @@ export class Engine implements AsyncDisposable {
         this.#complete(h, u.seq, u.finishReason, stopString ?? reason);
       }
     }
-    return batch.numTokens;
   }
 
   #complete(h: RequestHandle, seq: Sequence, reason: "stop" | "length" | "abort", stop: string | number | null): void {

@@ -191,6 +191,52 @@ export class Scheduler {
   }
 
   /**
+   * Multi-step decode (vLLM-style; Backend.decodeSteps): when nobody waits and every running sequence is decoding
+   * (one pending token) and passes `eligible`, reserves the KV of k = min(maxSteps, tokens each may still emit)
+   * steps for all of them and returns step 0's batch with k. Returns null, changing nothing, when k < 2, when the
+   * batch exceeds the token budget, or when the pool is short of blocks (schedule() then runs one step and may
+   * preempt). Apply the results with postprocess(decodeRunStep(batch, j), ids of step j) for j = 0..k-1: a sequence
+   * that stops (EOS, stop id, length, abort) at step j is freed then and its later ids are skipped.
+   */
+  scheduleDecodeRun(
+    maxSteps: number,
+    eligible: (seq: Sequence) => boolean,
+  ): { batch: ScheduledBatch; steps: number } | null {
+    const run = this.#running;
+    if (this.#waiting.length > 0 || run.length === 0 || run.length > this.config.maxBatchedTokens) return null;
+    const { maxModelLen, blockSize } = this.config;
+    let k = Math.floor(maxSteps);
+    let need = 0;
+    for (const seq of run) {
+      if (seq.numTokens - seq.numComputedTokens !== 1 || !eligible(seq)) return null;
+      k = Math.min(k, seq.maxTokens - seq.outputIds.length, maxModelLen - seq.numTokens);
+    }
+    if (!(k >= 2)) return null;
+    for (const seq of run) {
+      const start = seq.numComputedTokens;
+      // New blocks for positions start .. start + k - 1, plus one for a possible copy-on-write of a shared block.
+      need += Math.max(0, this.kv.blocksFor(start + k) - seq.blockTable.length) + (start % blockSize ? 1 : 0);
+    }
+    if (need > this.kv.numFreeBlocks()) return null;
+    const seqs: ScheduledSeq[] = [];
+    const copies: CopyOp[] = [];
+    for (const seq of run) {
+      const res = this.kv.appendSlot(seq.id, seq.numComputedTokens + k);
+      if (res === null) throw new Error(`Scheduler.scheduleDecodeRun: sequence ${seq.id} could not reserve ${k} slots`);
+      if (res.copy !== null) copies.push(res.copy);
+      seqs.push({ seq, start: seq.numComputedTokens, numNewTokens: 1, sample: true });
+    }
+    const batch: ScheduledBatch = {
+      seqs,
+      numTokens: seqs.length,
+      copySrc: Int32Array.from(copies, (c) => c.src),
+      copyDst: Int32Array.from(copies, (c) => c.dst),
+      preempted: [],
+    };
+    return { batch, steps: k };
+  }
+
+  /**
    * Applies a finished step: advances computed counts, registers newly full blocks in the prefix cache, appends the
    * sampled tokens (`sampledTokens[b]` for row b; ignored where sample was false), applies stop conditions and frees
    * finished sequences. Sequences aborted while the step ran are skipped. Returns one update per sampled token.
@@ -261,4 +307,11 @@ export class Scheduler {
     seq.finishReason = reason;
     this.#live.delete(seq.id);
   }
+}
+
+/** Step j of a decode run from scheduleDecodeRun(): every row one position further, no copies. */
+export function decodeRunStep(batch: ScheduledBatch, j: number): ScheduledBatch {
+  if (j === 0) return batch;
+  const seqs = batch.seqs.map((s) => ({ ...s, start: s.start + j }));
+  return { seqs, numTokens: batch.numTokens, copySrc: new Int32Array(0), copyDst: new Int32Array(0), preempted: [] };
 }

@@ -6,6 +6,8 @@ import type { ScheduledBatch } from "./batch.ts";
 export interface BuildStepInputsOptions {
   /** Ask the backend for the logits of every new token. */
   readonly allLogits?: boolean;
+  /** Block tables cover this many more tokens per sequence (a multi-step decode run of 1 + lookahead steps). */
+  readonly lookahead?: number;
 }
 
 /**
@@ -18,12 +20,13 @@ export function buildStepInputs(
   options: BuildStepInputsOptions = {},
 ): StepInputs {
   const rows = batch.seqs;
+  const lookahead = options.lookahead ?? 0;
   const numSeqs = rows.length;
   let numTokens = 0;
   let maxBlocksPerSeq = 1;
   for (const r of rows) {
     numTokens += r.numNewTokens;
-    maxBlocksPerSeq = Math.max(maxBlocksPerSeq, Math.ceil((r.start + r.numNewTokens) / blockSize));
+    maxBlocksPerSeq = Math.max(maxBlocksPerSeq, Math.ceil((r.start + r.numNewTokens + lookahead) / blockSize));
   }
   const tokens = new Int32Array(numTokens);
   const positions = new Int32Array(numTokens);
@@ -39,7 +42,7 @@ export function buildStepInputs(
     const { seq, start, numNewTokens } = rows[b]!;
     const table = seq.blockTable;
     const ctx = start + numNewTokens;
-    const blocks = Math.ceil(ctx / blockSize);
+    const blocks = Math.ceil((ctx + lookahead) / blockSize);
     if (table.length < blocks) {
       throw new Error(`buildStepInputs: sequence ${seq.id} has ${table.length} blocks for a context of ${ctx}`);
     }

@@ -13,12 +13,14 @@
 //   maxStorageBufferBindingSize; kvBytesPerBlock is the reference's kvHeadBytes count, i.e. the real bytes.
 // - A step (forward.ts) is one command buffer with one compute pass over all layers, per layer:
 //   rmsnorm(+residual) → qkv GEMV/GEMM → rope_kv (q/k norm, RoPE, KV write) → attention (decode split-K and/or
-//   prefill tiles) → o GEMV/GEMM → rmsnorm(+residual) → gate|up → silu_mul → down. Then the final norm and LM head
+//   prefill tiles) → o GEMV/GEMM → rmsnorm(+residual) → gate|up → silu_mul → down; decode-sized steps over dense
+//   matrices take the fused 5-dispatch layer instead (layers.ts, fused.ts). Then the final norm and LM head
 //   run only on rows that need logits, the GPU sampler picks ids where sampling.ts allows, and ids plus any
 //   host-bound logits rows are copied into one staging buffer, read with one mapAsync.
 // - Waiting in Deno 2.9: mapAsync polls the device with a blocking wait on the calling thread, then sleeps 10 ms
 //   per poll round. So a step costs at least ~11 ms of wall time however small, and in-thread the event loop is
 //   blocked while the GPU works: serve through WorkerBackend (worker_backend.ts), which runs this on a worker.
+//   decodeSteps() (multistep.ts) amortises the wait: k decode steps submitted back to back, ids fed back on the GPU.
 // - Kernels are WGSL files (/wgsl), composed by a tiny loader, with bind group layouts and uniform layouts
 //   reflected by wgsl_reflect (shaders.ts). Pipelines compile once at load; bind groups are cached by buffer
 //   identity and reused across steps; uniforms are rewritten with writeBuffer only when values change; scratch
@@ -34,6 +36,7 @@ import type {
   KvDType,
   MemoryInfo,
   ModelSpec,
+  MultiStepDecode,
   Precision,
   ProgressFn,
   StepInputs,
@@ -44,7 +47,9 @@ import { ropeTables } from "../../model/rope.ts";
 import { kvLayerBytes, type KvStore } from "./attention.ts";
 import { GpuContext } from "./context.ts";
 import { type GpuDevice, type GpuDeviceOptions, openGpuDevice } from "./device.ts";
-import { createModelOps, type ModelOps, runStep } from "./forward.ts";
+import { createModelOps, type ModelOps, type ModelState, runStep } from "./forward.ts";
+import { runDecodeSteps } from "./multistep.ts";
+import { WEBGPU_MULTI_STEP } from "./sampling.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
 import { loadGpuWeights, quantBitsOf } from "./weights.ts";
 import { isQuant } from "./qlinear.ts";
@@ -58,6 +63,8 @@ export interface WebGpuOptions extends GpuDeviceOptions {
   readonly memoryBytes?: number;
   /** Fixed split-K partition of decode attention, in keys (tests); default: chosen per step. */
   readonly attentionPartition?: number;
+  /** Fused decode kernels (layers.ts; default true). false runs the 9-dispatch layer (tests compare the two). */
+  readonly fuse?: boolean;
 }
 
 interface Loaded {
@@ -225,11 +232,29 @@ export class WebGpuBackend implements Backend {
     return run;
   }
 
+  /** Multi-step decode (multistep.ts): k steps in one call, sampled ids fed back on the GPU. */
+  readonly multiStep: MultiStepDecode = WEBGPU_MULTI_STEP;
+
+  decodeSteps(step: StepInputs, k: number): Promise<Int32Array> {
+    const run = this.#tail.then(async () => {
+      const errors = await Promise.all(this.#pending.splice(0));
+      const err = errors.find((e) => e);
+      if (err) throw new Error(`webgpu copyBlocks failed: ${err.message}`);
+      return await runDecodeSteps(this.#state(), step, k);
+    });
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
   #forward(step: StepInputs): Promise<StepResult> {
+    return runStep(this.#state(), step);
+  }
+
+  #state(): ModelState {
     this.#live();
     const m = this.#m;
     if (!m) throw new Error("webgpu backend: no model loaded");
-    return runStep({
+    return {
       ctx: this.#ctx,
       spec: m.spec,
       w: m.w,
@@ -240,7 +265,8 @@ export class WebGpuBackend implements Backend {
       numBlocks: this.#numBlocks,
       blockSize: this.#blockSize,
       partition: this.#opts.attentionPartition ?? 0,
-    }, step);
+      fuse: this.#opts.fuse ?? true,
+    };
   }
 
   #live(): void {

@@ -6,6 +6,9 @@ import { type Kernel, type ParamLayout, PipelineCache } from "./shaders.ts";
 
 export type Grid = readonly [number, number?, number?];
 
+/** Timestamp queries of the profiler: a (start, end) pair per step of a multi-step decode call. */
+export const TIMESTAMP_QUERIES = 32;
+
 /** A uniform buffer for one call site (all layers share it within a step), written only when its values change. */
 export class ParamSlot {
   readonly buffer: GPUBuffer;
@@ -54,9 +57,11 @@ export class GpuContext {
   /** Dispatches recorded so far (the bench reads it per step). */
   dispatches = 0;
   /** Timing of the last forward step: host preparing + encoding, waiting for the read-back, and (when profiling)
-   * GPU time of its compute passes from timestamp queries (NaN otherwise). */
-  lastStep = { encodeMs: 0, waitMs: 0, gpuMs: NaN, dispatches: 0 };
-  /** Timestamp query set (2 entries) and its resolve buffer [2] u64 ns, when profiling. */
+   * GPU time of its compute passes from timestamp queries (NaN otherwise). After a multi-step decode call
+   * (multistep.ts) each figure is the mean per step over its `steps` steps. */
+  lastStep = { encodeMs: 0, waitMs: 0, gpuMs: NaN, dispatches: 0, steps: 1 };
+  /** Timestamp query set (TIMESTAMP_QUERIES entries: a start / end pair per step) and its resolve buffer
+   * [TIMESTAMP_QUERIES] u64 ns, when profiling. */
   readonly profiler: { readonly querySet: GPUQuerySet; readonly resolve: GPUBuffer } | null;
   readonly #slots = new Map<string, ParamSlot>();
   readonly #groups = new Map<string, GPUBindGroup>();
@@ -70,8 +75,8 @@ export class GpuContext {
     this.dummy = this.pool.create("dummy", 256);
     this.profiler = profile
       ? {
-        querySet: device.createQuerySet({ type: "timestamp", count: 2 }),
-        resolve: this.pool.create("timestamps", 256, USAGE.QUERY_RESOLVE | USAGE.COPY_SRC),
+        querySet: device.createQuerySet({ type: "timestamp", count: TIMESTAMP_QUERIES }),
+        resolve: this.pool.create("timestamps", TIMESTAMP_QUERIES * 8, USAGE.QUERY_RESOLVE | USAGE.COPY_SRC),
       }
       : null;
   }

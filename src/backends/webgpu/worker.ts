@@ -54,6 +54,7 @@ type Request =
   | { id: number; op: "allocateKv"; numBlocks: number; blockSize: number }
   | { id: number; op: "copyBlocks"; src: Int32Array; dst: Int32Array }
   | { id: number; op: "forward"; step: StepInputs }
+  | { id: number; op: "decodeSteps"; step: StepInputs; k: number }
   | { id: number; op: "dispose" };
 
 async function handle(req: Request): Promise<{ result: unknown; transfer: Transferable[] }> {
@@ -86,6 +87,10 @@ async function handle(req: Request): Promise<{ result: unknown; transfer: Transf
       const transfer: Transferable[] = [r.tokens.buffer as ArrayBuffer];
       if (r.logits) transfer.push(r.logits.buffer as ArrayBuffer);
       return { result: r, transfer };
+    }
+    case "decodeSteps": {
+      const ids = await b.decodeSteps(req.step, req.k);
+      return { result: ids, transfer: [ids.buffer as ArrayBuffer] };
     }
     case "dispose":
       await b[Symbol.asyncDispose]();

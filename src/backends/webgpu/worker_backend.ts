@@ -10,6 +10,7 @@ import type {
   KvDType,
   MemoryInfo,
   ModelSpec,
+  MultiStepDecode,
   Precision,
   ProgressFn,
   StepInputs,
@@ -19,6 +20,7 @@ import type {
 import { expectedTensors } from "../../model/weights.ts";
 import type { WebGpuOptions } from "./backend.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
+import { WEBGPU_MULTI_STEP } from "./sampling.ts";
 
 interface Limits {
   readonly maxStorageBufferBindingSize: number;
@@ -134,12 +136,25 @@ export class WorkerBackend implements Backend {
 
   async forward(step: StepInputs): Promise<StepResult> {
     const r = await this.#call({ op: "forward", step });
+    this.#throwDeferred();
+    return r as StepResult;
+  }
+
+  /** Multi-step decode, forwarded to the worker's WebGpuBackend.decodeSteps (multistep.ts). */
+  readonly multiStep: MultiStepDecode = WEBGPU_MULTI_STEP;
+
+  async decodeSteps(step: StepInputs, k: number): Promise<Int32Array> {
+    const r = await this.#call({ op: "decodeSteps", step, k });
+    this.#throwDeferred();
+    return r as Int32Array;
+  }
+
+  #throwDeferred(): void {
     if (this.#deferred) {
       const e = this.#deferred;
       this.#deferred = null;
       throw e;
     }
-    return r as StepResult;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

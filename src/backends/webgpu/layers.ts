@@ -1,0 +1,220 @@
+// The transformer layers of one step, encoded into the step's compute pass, and the ops (call sites) they use.
+// Two encodings of the same math:
+//   - unfused (prefill, quantized matrices): per layer rmsnorm(+residual) → qkv → rope_kv → attention → o →
+//     rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
+//   - fused (decode rows, dense f16/f32 matrices; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv →
+//     attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue → down GEMV with
+//     SiLU-mul on its input loads, adding into the residual stream: 5 dispatches (6 with split-K attention).
+// After either, x holds the residual stream; the unfused path leaves the last down output in y (not yet added).
+import type { ModelSpec, StepInputs } from "../../core/types.ts";
+import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
+import type { GpuContext } from "./context.ts";
+import { fusedLinearFits, FusedLinearOp } from "./fused.ts";
+import { EmbedOp, GEMV_MAX_ROWS, LinearOp, RmsNormOp, SampleOp, SiluMulOp } from "./kernels.ts";
+import type { StepPlan } from "./plan.ts";
+import { type AnyLinearOp, encodeLinear, isQuant, type Matrix, QuantLinearOp } from "./qlinear.ts";
+import type { StorageType } from "./shaders.ts";
+import type { GpuWeights } from "./weights.ts";
+
+/** The call sites of one model; each owns its uniform slot, shared by all layers within a step. */
+export interface ModelOps {
+  readonly embed: EmbedOp;
+  readonly normFirst: RmsNormOp;
+  readonly norm: RmsNormOp;
+  /** Linear layers: QuantLinearOp where the model's matrices are int8/int4 (qlinear.ts). */
+  readonly qkv: AnyLinearOp;
+  readonly rope: RopeKvOp;
+  readonly attn: AttentionOp;
+  readonly o: AnyLinearOp;
+  readonly gu: AnyLinearOp;
+  readonly silu: SiluMulOp;
+  readonly down: AnyLinearOp;
+  /** Fused decode GEMVs (fused.ts), null where the matrices are quantized or do not fit its loads. */
+  readonly fused: {
+    readonly qkv: FusedLinearOp;
+    readonly o: FusedLinearOp;
+    readonly gu: FusedLinearOp;
+    readonly down: FusedLinearOp;
+    /** LM head rows of decode steps (no prologue / epilogue: the wide-load GEMV). */
+    readonly lm: FusedLinearOp;
+  } | null;
+  /** Per LM-head chunk (usually one). */
+  readonly final: RmsNormOp[];
+  readonly lm: LinearOp[];
+  readonly sample: SampleOp[];
+}
+
+export interface ModelState {
+  readonly ctx: GpuContext;
+  readonly spec: ModelSpec;
+  readonly w: GpuWeights;
+  readonly ops: ModelOps;
+  /** [maxPositions, headDim / 2] vec2<f32> (cos, sin) */
+  readonly rope: GPUBuffer;
+  /** Per layer K / V caches (attention.ts kvLayerBytes) */
+  readonly kc: readonly GPUBuffer[];
+  readonly vc: readonly GPUBuffer[];
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  /** Fixed split-K partition (tests); 0 lets planAttention choose. */
+  readonly partition: number;
+  /** Use the fused decode encoding where it applies (default true; tests compare both). */
+  readonly fuse?: boolean;
+}
+
+/** The op for a linear layer whose matrix (every layer's, alike) is `m`. */
+function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | undefined): Promise<AnyLinearOp> {
+  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group);
+  return LinearOp.create(ctx, name, wt);
+}
+
+export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWeights, kt: KvStore) {
+  const wt = w.wt, L = w.layers[0];
+  const dense = !!L && [L.qkv, L.o, L.gu, L.down].every((m) => !isQuant(m));
+  const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
+  const canFuse = dense && [h, F, qd].every((k) => fusedLinearFits(k));
+  const ops: ModelOps = {
+    embed: await EmbedOp.create(ctx, "embed", wt),
+    normFirst: await RmsNormOp.create(ctx, "norm.first"),
+    norm: await RmsNormOp.create(ctx, "norm"),
+    qkv: await linearOp(ctx, "linear.qkv", wt, L?.qkv),
+    rope: await RopeKvOp.create(ctx, "rope_kv", kt, spec.headDim),
+    attn: await AttentionOp.create(ctx, "attn", kt, spec.headDim),
+    o: await linearOp(ctx, "linear.o", wt, L?.o),
+    gu: await linearOp(ctx, "linear.gate_up", wt, L?.gu),
+    silu: await SiluMulOp.create(ctx, "silu_mul"),
+    down: await linearOp(ctx, "linear.down", wt, L?.down),
+    fused: canFuse
+      ? {
+        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "norm", "store"),
+        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "add"),
+        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "norm", "store"),
+        down: await FusedLinearOp.create(ctx, "fused.down", wt, "silu", "add"),
+        lm: await FusedLinearOp.create(ctx, "fused.lm_head", wt, "none", "store"),
+      }
+      : null,
+    final: [],
+    lm: [],
+    sample: [],
+  };
+  await ensureChunkOps(ctx, ops, 1, wt);
+  return ops;
+}
+
+export async function ensureChunkOps(ctx: GpuContext, ops: ModelOps, n: number, wt: StorageType): Promise<void> {
+  for (let c = ops.final.length; c < n; c++) {
+    ops.final.push(await RmsNormOp.create(ctx, `norm.final.${c}`));
+    ops.lm.push(await LinearOp.create(ctx, `linear.lm_head.${c}`, wt));
+    ops.sample.push(await SampleOp.create(ctx, `sample.${c}`));
+  }
+}
+
+/** Whether this step takes the fused encoding: decode-sized (GEMV) rows over dense matrices. */
+export function fusedStep(m: ModelState, T: number): boolean {
+  return m.fuse !== false && m.ops.fused !== null && T <= GEMV_MAX_ROWS;
+}
+
+/** Step-level buffers the layers read and write. */
+export interface LayerBufs {
+  /** [T] i32 */ readonly tok: GPUBuffer;
+  /** [T] i32 */ readonly pos: GPUBuffer;
+  /** [T] i32 */ readonly slots: GPUBuffer;
+  /** [B, maxBlocks] i32 */ readonly bt: GPUBuffer;
+  /** [nItems, 2] u32 */ readonly items: GPUBuffer;
+  /** [nTiles, 8] u32 */ readonly tiles: GPUBuffer;
+}
+
+/**
+ * Prepares every op for this step and encodes embedding + all layers into `pass`. Returns the residual stream x
+ * [T, h] f32 and, for the unfused path, y [T, h] f32 holding the last layer's down output still to be added
+ * (null on the fused path, which has added it).
+ */
+export function encodeLayers(
+  m: ModelState,
+  step: StepInputs,
+  plan: StepPlan,
+  pass: GPUComputePassEncoder,
+  b: LayerBufs,
+): { x: GPUBuffer; y: GPUBuffer | null } {
+  const { ctx, spec, w, ops } = m;
+  const { T } = plan;
+  const h = spec.hiddenSize, d = spec.headDim, F = spec.intermediateSize, eps = spec.rmsEps;
+  const qkvDim = (spec.numHeads + 2 * spec.numKvHeads) * d, qd = spec.numHeads * d;
+  const pool = ctx.pool;
+  const fused = fusedStep(m, T) ? ops.fused : null;
+  const x = pool.scratch("x", T * h * 4); // [T, h] f32 residual stream
+  const xn = pool.scratch("xn", T * h * 4); // [T, h] f32 normed (unfused path)
+  const qkv = pool.scratch("qkv", T * qkvDim * 4); // [T, (nh + 2 nkv) d] f32
+  const attnOut = pool.scratch("attn", T * qd * 4); // [T, nh, d] f32
+  const y = pool.scratch("y", T * h * 4); // [T, h] f32 o_proj, then down_proj output (unfused path)
+  const gu = pool.scratch("gate_up", T * 2 * F * 4); // [T, 2F] f32
+  const act = pool.scratch("act", T * F * 4); // [T, F] f32 (unfused path)
+  const part = pool.scratch("attn_partials", AttentionOp.partialBytes(plan.attention, spec.numHeads, d));
+
+  ops.embed.prepare({ n: T, h, vocab: spec.vocabSize });
+  ops.rope.prepare({
+    T,
+    numHeads: spec.numHeads,
+    kvHeads: spec.numKvHeads,
+    headDim: d,
+    blockSize: m.blockSize,
+    numBlocks: m.numBlocks,
+    qkNorm: spec.qkNorm,
+    eps,
+    ropeRows: spec.maxPositions,
+  });
+  ops.attn.prepare({
+    numHeads: spec.numHeads,
+    kvHeads: spec.numKvHeads,
+    headDim: d,
+    blockSize: m.blockSize,
+    numBlocks: m.numBlocks,
+    maxBlocks: step.maxBlocksPerSeq,
+    qStride: qkvDim,
+    window: spec.slidingWindow,
+    scale: 1 / Math.sqrt(d),
+  }, plan.attention);
+  const attention = (l: number) => {
+    const L = w.layers[l]!, kc = m.kc[l]!, vc = m.vc[l]!;
+    ops.rope.encode(pass, { qkv, pos: b.pos, slots: b.slots, rope: m.rope, qNorm: L.qNorm, kNorm: L.kNorm, kc, vc });
+    ops.attn.encode(pass, { qkv, kc, vc, bt: b.bt, items: b.items, tiles: b.tiles, pos: b.pos, out: attnOut, part });
+  };
+  ops.embed.encode(pass, { ids: b.tok, table: w.embed, x });
+
+  if (fused) {
+    fused.qkv.prepare({ M: T, N: qkvDim, K: h, bias: spec.attentionBias, eps });
+    fused.o.prepare({ M: T, N: h, K: qd, bias: spec.outputBias, eps });
+    fused.gu.prepare({ M: T, N: 2 * F, K: h, bias: spec.mlpBias, eps });
+    fused.down.prepare({ M: T, N: h, K: F, bias: spec.mlpBias, eps });
+    for (let l = 0; l < spec.numLayers; l++) {
+      const L = w.layers[l]!;
+      fused.qkv.encode(pass, { x, w: L.qkv as GPUBuffer, norm: L.inputNorm, bias: L.qkvBias, y: qkv });
+      attention(l);
+      fused.o.encode(pass, { x: attnOut, w: L.o as GPUBuffer, bias: L.oBias, y: x });
+      fused.gu.encode(pass, { x, w: L.gu as GPUBuffer, norm: L.postNorm, bias: L.guBias, y: gu });
+      fused.down.encode(pass, { x: gu, w: L.down as GPUBuffer, bias: L.downBias, y: x });
+    }
+    return { x, y: null };
+  }
+
+  ops.normFirst.prepare({ n: T, h, eps, residual: false, gather: false, rows: T });
+  ops.norm.prepare({ n: T, h, eps, residual: true, gather: false, rows: T });
+  ops.qkv.prepare({ M: T, N: qkvDim, K: h, bias: spec.attentionBias });
+  ops.o.prepare({ M: T, N: h, K: qd, bias: spec.outputBias });
+  ops.gu.prepare({ M: T, N: 2 * F, K: h, bias: spec.mlpBias });
+  ops.silu.prepare({ T, F });
+  ops.down.prepare({ M: T, N: h, K: F, bias: spec.mlpBias });
+  for (let l = 0; l < spec.numLayers; l++) {
+    const L = w.layers[l]!;
+    if (l === 0) ops.normFirst.encode(pass, { x, w: L.inputNorm, y: xn });
+    else ops.norm.encode(pass, { x, r: y, w: L.inputNorm, y: xn });
+    encodeLinear(ops.qkv, pass, { x: xn, w: L.qkv, bias: L.qkvBias, y: qkv });
+    attention(l);
+    encodeLinear(ops.o, pass, { x: attnOut, w: L.o, bias: L.oBias, y });
+    ops.norm.encode(pass, { x, r: y, w: L.postNorm, y: xn });
+    encodeLinear(ops.gu, pass, { x: xn, w: L.gu, bias: L.guBias, y: gu });
+    ops.silu.encode(pass, { gu, act });
+    encodeLinear(ops.down, pass, { x: act, w: L.down, bias: L.downBias, y });
+  }
+  return { x, y };
+}

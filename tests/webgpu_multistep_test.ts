@@ -1,0 +1,165 @@
+// Multi-step decode (WebGpuBackend.decodeSteps and the engine's use of it) on stories260K: k steps in one call
+// equal k single steps token for token, stops inside a run drop the tail, and the KV manager stays consistent.
+import assert from "node:assert/strict";
+import { openCheckpoint } from "../src/model/checkpoint.ts";
+import { createWebGpuBackend, type WebGpuBackend } from "../src/backends/webgpu/backend.ts";
+import { probeWebGpu } from "../src/backends/webgpu/device.ts";
+import { gpuTestRegistrar, rng, testSeed } from "../src/backends/webgpu/testing.ts";
+import { Engine } from "../src/engine/engine.ts";
+import { defaultSamplingParams } from "../src/sampling/params.ts";
+import type { ModelSpec, SamplingParams, SequenceSamplingState, StepInputs } from "../src/core/types.ts";
+import { STORIES_DIR } from "./helpers/models.ts";
+
+const gpuTest = gpuTestRegistrar(await probeWebGpu());
+const SEED = testSeed();
+const greedy: SamplingParams = { ...defaultSamplingParams(), temperature: 0 };
+const sampled: SamplingParams = { ...defaultSamplingParams(), temperature: 0.9, topK: 40, topP: 0.95 };
+const BS = 16;
+
+async function stories(): Promise<{ b: WebGpuBackend; spec: ModelSpec }> {
+  const ckpt = await openCheckpoint(STORIES_DIR);
+  const b = await createWebGpuBackend();
+  await b.load(ckpt.spec, ckpt.weights, { weight: "f32", kv: "f32", compute: "f32" });
+  ckpt.weights.close();
+  return { b, spec: ckpt.spec };
+}
+
+/** One decode token per sequence b at position pos[b], sequence b owning blocks [4b, 4b + 4). */
+function decodeStep(tokens: number[], pos: number[], states: SequenceSamplingState[]): StepInputs {
+  const B = tokens.length;
+  return {
+    tokens: Int32Array.from(tokens),
+    positions: Int32Array.from(pos),
+    queryStarts: Int32Array.from({ length: B + 1 }, (_, i) => i),
+    contextLens: Int32Array.from(pos, (p) => p + 1),
+    blockTables: Int32Array.from({ length: B * 4 }, (_, i) => i),
+    maxBlocksPerSeq: 4,
+    blockSize: BS,
+    slots: Int32Array.from(pos, (p, b) => 4 * b * BS + p),
+    sample: new Array(B).fill(true),
+    sampling: states,
+  };
+}
+
+/** Prefills sequence b's prompt into its blocks (no sampling). */
+async function prefill(b: WebGpuBackend, prompts: number[][]): Promise<void> {
+  for (let s = 0; s < prompts.length; s++) {
+    const p = prompts[s]!, n = p.length;
+    const table = Int32Array.from({ length: 4 }, (_, i) => 4 * s + i);
+    await b.forward({
+      tokens: Int32Array.from(p),
+      positions: Int32Array.from({ length: n }, (_, i) => i),
+      queryStarts: Int32Array.of(0, n),
+      contextLens: Int32Array.of(n),
+      blockTables: table,
+      maxBlocksPerSeq: 4,
+      blockSize: BS,
+      slots: Int32Array.from({ length: n }, (_, i) => 4 * s * BS + i),
+      sample: [false],
+      sampling: [{ params: greedy, promptIds: p, outputIds: [], fallbackSeed: 0 }],
+    });
+  }
+}
+
+gpuTest(
+  "WebGpuBackend.decodeSteps() behaviour: k steps equal k single forward() steps (greedy and sampled)",
+  async () => {
+    const { b, spec } = await stories();
+    await using _ = b;
+    b.allocateKv(12, BS);
+    const rand = rng(SEED);
+    for (const params of [greedy, sampled]) {
+      // Three sequences with prompts of different lengths; the run crosses a block boundary (positions 13..22).
+      const prompts = [9, 13, 5].map((n) =>
+        Array.from({ length: n }, () => 1 + Math.floor(rand() * (spec.vocabSize - 1)))
+      );
+      const seeds = prompts.map(() => Math.floor(rand() * 2 ** 31));
+      const k = 10;
+      const single: number[][] = prompts.map(() => []);
+      await prefill(b, prompts);
+      for (let j = 0; j < k; j++) {
+        const tokens = prompts.map((p, s) => j === 0 ? p.at(-1)! : single[s]!.at(-1)!);
+        const states = prompts.map((p, s) => ({
+          params,
+          promptIds: p,
+          outputIds: single[s]!.slice(),
+          fallbackSeed: seeds[s]!,
+        }));
+        const r = await b.forward(decodeStep(tokens, prompts.map((p) => p.length - 1 + j), states));
+        r.tokens.forEach((t, s) => single[s]!.push(t));
+      }
+      await prefill(b, prompts); // the same KV again: the run recomputes every position it reads
+      const states = prompts.map((p, s) => ({ params, promptIds: p, outputIds: [], fallbackSeed: seeds[s]! }));
+      const ids = await b.decodeSteps(
+        decodeStep(prompts.map((p) => p.at(-1)!), prompts.map((p) => p.length - 1), states),
+        k,
+      );
+      const multi = prompts.map((_, s) => Array.from({ length: k }, (_, j) => ids[j * prompts.length + s]!));
+      assert.deepEqual(multi, single, `temperature ${params.temperature} (WEBGPU_TEST_SEED=${SEED})`);
+    }
+    const seeded = [{ params: { ...sampled, seed: 7 }, promptIds: [1], outputIds: [], fallbackSeed: 0 }];
+    await assert.rejects(() => b.decodeSteps(decodeStep([1], [0], seeded), 2), RangeError); // host-only sampling
+    const g1 = [{ params: greedy, promptIds: [1], outputIds: [], fallbackSeed: 0 }];
+    await assert.rejects(() => b.decodeSteps(decodeStep([1], [62], g1), 4), RangeError); // past the block table
+  },
+);
+
+/** Lengths k of the decodeSteps() calls the engines made. */
+const runs: number[] = [];
+
+/** An engine over stories260K on WebGPU; multiStep 1 turns multi-step decode off. */
+async function storiesEngine(multiStep: number): Promise<Engine> {
+  const { b, spec } = await stories();
+  const run = b.decodeSteps.bind(b);
+  b.decodeSteps = (step, k) => {
+    runs.push(k);
+    return run(step, k);
+  };
+  const config = {
+    blockSize: BS,
+    maxBatchedTokens: 256,
+    maxBatchSize: 8,
+    cacheFraction: 0.5,
+    enablePrefixCache: true,
+    numBlocks: 40,
+    multiStep,
+  };
+  return new Engine(b, spec, { weight: "f32", kv: "f32", compute: "f32" }, null, config);
+}
+
+async function generate(e: Engine, reqs: { prompt: number[]; maxTokens: number; stop?: number[] }[]) {
+  const hs = reqs.map((r) =>
+    e.submit({ promptIds: r.prompt, sampling: greedy, maxTokens: r.maxTokens, stopTokenIds: r.stop, ignoreEos: true })
+  );
+  return await Promise.all(hs.map(async (h) => {
+    const ids: number[] = [];
+    for await (const d of h) ids.push(...d.ids);
+    return { ids, reason: (await h.result).finishReason };
+  }));
+}
+
+gpuTest(
+  "Engine.step() behaviour with decodeSteps: same tokens as single steps, stops drop the tail, KV intact",
+  async () => {
+    const rand = rng(SEED + 1);
+    const prompts = [7, 20, 3].map((n) => Array.from({ length: n }, () => 1 + Math.floor(rand() * 500)));
+    // Reference: single steps. max_tokens 13 and 21 are not multiples of the run length (8).
+    await using single = await storiesEngine(1);
+    const ref = await generate(single, prompts.map((prompt, i) => ({ prompt, maxTokens: [13, 21, 9][i]! })));
+    await using multi = await storiesEngine(8);
+    const idle = multi.kv.numFreeBlocks();
+    const got = await generate(multi, prompts.map((prompt, i) => ({ prompt, maxTokens: [13, 21, 9][i]! })));
+    assert.deepEqual(got, ref, `(WEBGPU_TEST_SEED=${SEED})`);
+    // Runs happened only once all three sequences were decoding, up to 8 steps, capped by the tokens left.
+    assert.ok(runs.length > 0 && runs.every((k) => k >= 2 && k <= 8), `decodeSteps calls: ${runs}`);
+    assert.ok(runs.includes(8), `decodeSteps calls: ${runs}`);
+    // A stop id that the greedy continuation reaches at output 5 (inside the first run of 8): the request ends there.
+    const stopId = ref[1]!.ids[5]!;
+    const first = ref[1]!.ids.indexOf(stopId);
+    const [stopped] = await generate(multi, [{ prompt: prompts[1]!, maxTokens: 21, stop: [stopId] }]);
+    assert.deepEqual(stopped, { ids: ref[1]!.ids.slice(0, first + 1), reason: "stop" });
+    multi.kv.checkIntegrity();
+    assert.equal(multi.kv.numFreeBlocks(), idle, "every block is free again");
+    assert.equal(multi.scheduler.numRunning, 0);
+  },
+);
