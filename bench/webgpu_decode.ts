@@ -2,9 +2,13 @@
 // the GPU) against the copy-bandwidth roofline measured in the same run; single steps (forward) and multi-step runs
 // (decodeSteps, ids fed back on the GPU), fused and unfused layers, and the decode GEMVs alone.
 //   deno run -A bench/webgpu_decode.ts [--model synthetic:llama3-8b] [--contexts 128,2048] [--steps 32] [--k 8]
+//     [--gemv-shapes best.json]
 import { parseArgs } from "node:util";
 import { createWebGpuBackend, type WebGpuOptions } from "../src/backends/webgpu/backend.ts";
 import { copyBandwidth } from "../src/backends/webgpu/synthetic.ts";
+import { LOOK_AHEAD, lookAheadStats } from "../src/backends/webgpu/multistep.ts";
+import { ATTENTION_SPLIT } from "../src/backends/webgpu/attention.ts";
+import { checkGemvShape, DECODE_GEMV_SHAPES, type GemvRole, type GemvShape } from "../src/backends/webgpu/fused.ts";
 import { buildSyntheticModel } from "../src/model/synthetic.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import type { StepInputs } from "../src/core/types.ts";
@@ -20,9 +24,27 @@ const { values: f } = parseArgs({
     k: { type: "string", default: "8" },
     "copy-mib": { type: "string", default: "1024" },
     out: { type: "string", default: "bench/out" },
+    // JSON {role: GemvShape} (bench/webgpu_gemv.ts --best) replacing fused.ts DECODE_GEMV_SHAPES entries (tuning).
+    "gemv-shapes": { type: "string" },
+    // "workgroups,minPartition" of the decode attention's split-K (attention.ts ATTENTION_SPLIT).
+    "attn-split": { type: "string" },
   },
 });
 
+if (f["gemv-shapes"]) {
+  const over = JSON.parse(await Deno.readTextFile(f["gemv-shapes"])) as Partial<Record<GemvRole, GemvShape>>;
+  for (const [role, shape] of Object.entries(over)) {
+    checkGemvShape(shape);
+    DECODE_GEMV_SHAPES[role as GemvRole] = shape;
+  }
+  console.error(`decode GEMV shapes: ${JSON.stringify(DECODE_GEMV_SHAPES)}`);
+}
+if (f["attn-split"]) {
+  const [w, p] = f["attn-split"].split(",").map(Number);
+  if (!(w! > 0 && p! >= 128 && p! % 128 === 0)) throw new RangeError(`--attn-split ${f["attn-split"]}`);
+  ATTENTION_SPLIT.targetWorkgroups = w!;
+  ATTENTION_SPLIT.minPartition = p!;
+}
 // Matrices are stored f16 (the load precision below) and generated on the GPU, whatever the shape's own dtype.
 const { spec, weights } = buildSyntheticModel(f.model);
 // `fuse` is read at every step, so flipping it here compares the fused and the unfused layer on the same weights.
@@ -35,6 +57,10 @@ const gemvRows = await gemvBandwidths(ctx, spec, bw);
 const t0 = performance.now();
 await b.load(spec, weights, { weight: "f16", kv: "f16", compute: "f32" });
 const weightBytes = ctx.pool.bytes - gemvRows.poolBytes;
+// GPU time of one step's GEMVs run alone (rows: qkv, o, gate_up, down per layer, then the LM head): what the rest
+// of a step's GPU time (attention, rope, embedding, sampling, gaps between dispatches) is measured against.
+const gemvUs = gemvRows.rows.map((r) => Number(r["fused us"]));
+const gemvMs = (spec.numLayers * gemvUs.slice(0, 4).reduce((a, v) => a + v, 0) + gemvUs[4]!) / 1000;
 console.error(
   `loaded ${f.model} (${(weightBytes / 1e9).toFixed(2)} GB on the GPU) in ${
     ((performance.now() - t0) / 1000).toFixed(1)
@@ -52,8 +78,8 @@ const sampling = {
   outputIds: [],
   fallbackSeed: 0,
 };
-const step = (pos: number): StepInputs => ({
-  tokens: Int32Array.of(3),
+const step = (pos: number, token: number): StepInputs => ({
+  tokens: Int32Array.of(token),
   positions: Int32Array.of(pos),
   queryStarts: Int32Array.of(0, 1),
   contextLens: Int32Array.of(pos + 1),
@@ -72,15 +98,29 @@ const rows: Record<string, number | string>[] = [];
 for (const c of contexts) {
   const bytes = (spec.tieEmbeddings ? weightBytes : weightBytes - embedBytes) + c * kvBytesPerToken;
   const rooflineMs = (bytes / bw) * 1000;
-  for (const [mode, fuse, k] of [["single", false, 1], ["single", true, 1], ["multi", true, K]] as const) {
+  const modes = [["single", false, 1, 0], ["single", true, 1, 0], ["multi", true, K, 0], [
+    "multi",
+    true,
+    K,
+    2,
+  ]] as const;
+  for (const [mode, fuse, k, ahead] of modes) {
     opts.fuse = fuse;
-    const run = (pos: number) => k === 1 ? b.forward(step(pos)) : b.decodeSteps(step(pos), k);
+    LOOK_AHEAD.steps = ahead;
+    // A decode loop as the engine runs it: each call continues from the last sampled id, k positions on (so
+    // multi-step runs can use their look-ahead, multistep.ts).
+    let token = 3;
+    const run = async (pos: number) => {
+      const ids = k === 1 ? (await b.forward(step(pos, token))).tokens : await b.decodeSteps(step(pos, token), k);
+      token = ids[ids.length - 1]!;
+    };
     for (let p = 0; p < 2; p++) await run(c - 2 * k + p * k); // warm-up (the KV content is whatever is there)
     let gpuMs = 0, encodeMs = 0;
     const calls = Math.max(1, Math.round(n / k));
+    const used0 = lookAheadStats.used;
     const t1 = performance.now();
     for (let i = 0; i < calls; i++) {
-      await run(c + ((i * k) % 16));
+      await run(c + i * k);
       gpuMs += ctx.lastStep.gpuMs;
       encodeMs += ctx.lastStep.encodeMs;
     }
@@ -89,7 +129,7 @@ for (const c of contexts) {
     encodeMs /= calls;
     rows.push({
       context: c,
-      mode: `${mode}${k > 1 ? ` k=${k}` : ""} ${fuse ? "fused" : "unfused"}`,
+      mode: `${mode}${k > 1 ? ` k=${k}` : ""} ${fuse ? "fused" : "unfused"}${k > 1 ? ` look-ahead ${ahead}` : ""}`,
       "GB read/token": bytes / 1e9,
       "roofline ms": rooflineMs,
       "wall ms/step": wallMs,
@@ -99,6 +139,8 @@ for (const c of contexts) {
       "% roofline (GPU)": (100 * rooflineMs) / gpuMs,
       "dispatches/step": ctx.lastStep.dispatches,
       "encode ms/step": encodeMs,
+      "GPU - GEMVs ms": fuse ? gpuMs - gemvMs : "-",
+      "look-ahead used": k > 1 ? `${lookAheadStats.used - used0}/${calls}` : "-",
     });
   }
 }

@@ -1,9 +1,19 @@
 // Decode GEMVs of a model shape on their own (batch 1, f16 weights), as weight bytes streamed per second against the
 // copy bandwidth measured in the same run: the fused wide-load kernel (wgsl/gemv_fused.wgsl) with each layer's
-// prologue / epilogue, and the plain GEMV (wgsl/gemv.wgsl) it replaces. Used by bench/webgpu_decode.ts.
+// prologue / epilogue and its tuned workgroup shape (fused.ts DECODE_GEMV_SHAPES), and the plain GEMV
+// (wgsl/gemv.wgsl) it replaces. Used by bench/webgpu_decode.ts; run alone it sweeps workgroup shapes per matrix:
+//   deno run -A bench/webgpu_gemv.ts [--model synthetic:llama3-8b] [--best best.json]
 import type { ModelSpec } from "../src/core/types.ts";
 import type { GpuContext } from "../src/backends/webgpu/context.ts";
-import { type Epilogue, FusedLinearOp, type Prologue } from "../src/backends/webgpu/fused.ts";
+import {
+  DECODE_GEMV_SHAPES,
+  type Epilogue,
+  fitGemvShape,
+  FusedLinearOp,
+  type GemvRole,
+  type GemvShape,
+  type Prologue,
+} from "../src/backends/webgpu/fused.ts";
 import { LinearOp } from "../src/backends/webgpu/kernels.ts";
 
 /** Seconds per call of `encode`, from two rep counts (cancels Deno's ~10 ms wait granularity). */
@@ -25,28 +35,61 @@ async function secondsPerCall(ctx: GpuContext, reps: number, encode: (p: GPUComp
   return Math.max(1e-9, ((t2 - t1) - (t1 - t0)) / reps / 1000);
 }
 
+const shapeTag = (s: GemvShape) => `${s.wgs}/${s.lanes}/${s.r}/${s.u}`;
+
+type Matrix = [string, number, number, Prologue, Epilogue, GemvRole];
+
+/** The decode GEMVs of one layer and the LM head: name, N, K, prologue, epilogue, role. */
+function matrices(spec: ModelSpec): Matrix[] {
+  const h = spec.hiddenSize, F = spec.intermediateSize, d = spec.headDim;
+  const qkvN = (spec.numHeads + 2 * spec.numKvHeads) * d, qd = spec.numHeads * d;
+  return [
+    ["qkv (norm prologue)", qkvN, h, "norm", "store", "qkv"],
+    ["o (residual epilogue)", h, qd, "none", "add", "o"],
+    ["gate_up (norm prologue)", 2 * F, h, "norm", "store", "gu"],
+    ["down (silu prologue, residual)", h, F, "silu", "add", "down"],
+    ["lm_head", spec.vocabSize, h, "none", "store", "lm"],
+  ];
+}
+
+/** Weight GB/s of each matrix under each workgroup shape (fused kernel, M = 1), for tuning DECODE_GEMV_SHAPES. */
+export async function gemvSweep(ctx: GpuContext, spec: ModelSpec, copyBw: number, shapes: GemvShape[]) {
+  const rows: Record<string, number | string>[] = [];
+  for (const [name, N, K, pro, epi] of matrices(spec)) {
+    const w = ctx.pool.create("gemv.w", N * K * 2); // [N, K] f16 (zero-filled: timing only)
+    const x = ctx.pool.create("gemv.x", 2 * K * 4); // [1, 2K] f32
+    const y = ctx.pool.create("gemv.y", N * 4); // [1, N] f32
+    const nw = ctx.pool.create("gemv.nw", K * 4); // [K] f32
+    const reps = Math.max(20, Math.ceil(0.1 / (w.size / copyBw)));
+    const row: Record<string, number | string> = { gemv: name };
+    for (const shape of shapes) {
+      const tag = shapeTag(shape);
+      const op = await FusedLinearOp.create(ctx, `sweep.${name}.${tag}`, "f16", pro, epi, shape);
+      op.prepare({ M: 1, N, K, bias: false, eps: 1e-5 });
+      const norm = pro === "norm" ? { norm: nw } : {};
+      const sec = await secondsPerCall(ctx, reps, (p) => op.encode(p, { x, w, y, ...norm }));
+      row[tag] = Math.round((100 * w.size / sec) / copyBw);
+    }
+    rows.push(row);
+    for (const b of [w, x, y, nw]) ctx.pool.destroy(b);
+  }
+  return rows;
+}
+
 export async function gemvBandwidths(
   ctx: GpuContext,
   spec: ModelSpec,
   copyBw: number,
 ): Promise<{ rows: Record<string, number | string>[]; poolBytes: number }> {
-  const h = spec.hiddenSize, F = spec.intermediateSize, d = spec.headDim;
-  const qkvN = (spec.numHeads + 2 * spec.numKvHeads) * d, qd = spec.numHeads * d;
-  const shapes: [string, number, number, Prologue, Epilogue][] = [
-    ["qkv (norm prologue)", qkvN, h, "norm", "store"],
-    ["o (residual epilogue)", h, qd, "none", "add"],
-    ["gate_up (norm prologue)", 2 * F, h, "norm", "store"],
-    ["down (silu prologue, residual)", h, F, "silu", "add"],
-    ["lm_head", spec.vocabSize, h, "none", "store"],
-  ];
   const rows: Record<string, number | string>[] = [];
-  for (const [name, N, K, pro, epi] of shapes) {
+  for (const [name, N, K, pro, epi, role] of matrices(spec)) {
     const w = ctx.pool.create("gemv.w", N * K * 2); // [N, K] f16 (zero-filled: timing only)
     const x = ctx.pool.create("gemv.x", 2 * K * 4); // [1, 2K] f32
     const y = ctx.pool.create("gemv.y", N * 4); // [1, N] f32
     const nw = ctx.pool.create("gemv.nw", K * 4); // [K] f32
     const reps = Math.max(20, Math.ceil(0.15 / (w.size / copyBw)));
-    const fused = await FusedLinearOp.create(ctx, `bench.fused.${name}`, "f16", pro, epi);
+    const shape = fitGemvShape(DECODE_GEMV_SHAPES[role], K);
+    const fused = await FusedLinearOp.create(ctx, `bench.fused.${name}`, "f16", pro, epi, shape);
     fused.prepare({ M: 1, N, K, bias: false, eps: 1e-5 });
     const norm = pro === "norm" ? { norm: nw } : {};
     const sf = await secondsPerCall(ctx, reps, (p) => fused.encode(p, { x, w, y, ...norm }));
@@ -57,6 +100,7 @@ export async function gemvBandwidths(
       gemv: name,
       N,
       K,
+      shape: shapeTag(shape),
       "fused us": sf * 1e6,
       "fused GB/s": w.size / sf / 1e9,
       "fused % copy": (100 * w.size / sf) / copyBw,
@@ -66,4 +110,52 @@ export async function gemvBandwidths(
     for (const b of [w, x, y, nw]) ctx.pool.destroy(b);
   }
   return { rows, poolBytes: 0 };
+}
+
+if (import.meta.main) {
+  const { parseArgs } = await import("node:util");
+  const { createWebGpuBackend } = await import("../src/backends/webgpu/backend.ts");
+  const { copyBandwidth } = await import("../src/backends/webgpu/synthetic.ts");
+  const { buildSyntheticModel } = await import("../src/model/synthetic.ts");
+  const { markdown } = await import("./report.ts");
+  const { values: f } = parseArgs({
+    args: Deno.args,
+    options: { model: { type: "string", default: "synthetic:llama3-8b" }, best: { type: "string" } },
+  });
+  const { spec } = buildSyntheticModel(f.model);
+  await using b = await createWebGpuBackend({ memoryBytes: 2 ** 30 });
+  const bw = await copyBandwidth(b.context, 2 ** 30, 20);
+  // Fewer registers per thread (small U, R = 1) against more bytes in flight (larger U, R, lanes).
+  const shapes: GemvShape[] = [
+    { wgs: 256, lanes: 32, r: 1, u: 4 },
+    { wgs: 256, lanes: 32, r: 1, u: 2 },
+    { wgs: 256, lanes: 32, r: 1, u: 3 },
+    { wgs: 128, lanes: 32, r: 1, u: 3 },
+    { wgs: 256, lanes: 64, r: 1, u: 2 },
+    { wgs: 128, lanes: 64, r: 1, u: 1 },
+    { wgs: 128, lanes: 64, r: 1, u: 2 },
+    { wgs: 128, lanes: 64, r: 1, u: 3 },
+    { wgs: 128, lanes: 64, r: 2, u: 2 },
+    { wgs: 64, lanes: 64, r: 1, u: 2 },
+    { wgs: 128, lanes: 128, r: 1, u: 1 },
+    { wgs: 128, lanes: 128, r: 1, u: 2 },
+    { wgs: 256, lanes: 128, r: 1, u: 2 },
+    { wgs: 256, lanes: 32, r: 2, u: 2 },
+    { wgs: 256, lanes: 32, r: 4, u: 2 },
+  ];
+
+  const rows = await gemvSweep(b.context, spec, bw, shapes);
+  // Best shape per role, written for bench/webgpu_decode.ts --gemv-shapes (tuning runs).
+  const best: Record<string, GemvShape> = {};
+  for (const [i, [, , , , , role]] of matrices(spec).entries()) {
+    const row = rows[i]!;
+    let top = shapes[0]!;
+    for (const sh of shapes) if (Number(row[shapeTag(sh)]) > Number(row[shapeTag(top)])) top = sh;
+    best[role] = top;
+  }
+  if (f.best) await Deno.writeTextFile(f.best, JSON.stringify(best));
+  console.log(`${b.device}: copy ${(bw / 1e12).toFixed(3)} TB/s; % of copy by workgroup shape (wgs/lanes/r/u), M = 1`);
+  console.log(`best: ${JSON.stringify(best)}`);
+  const chart = { value: "", label: () => "", title: "" };
+  console.log(markdown({ suite: "gemv_sweep", meta: {}, columns: Object.keys(rows[0]!), rows, chart }));
 }

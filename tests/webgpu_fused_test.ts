@@ -3,7 +3,14 @@
 // Error measure: max |gpu - ref| / max |ref| over the output. Seeds: $WEBGPU_TEST_SEED or random, shown on failure.
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
-import { type Epilogue, FusedLinearOp, type Prologue } from "../src/backends/webgpu/fused.ts";
+import {
+  DECODE_GEMV_SHAPES,
+  DEFAULT_GEMV_SHAPE,
+  type Epilogue,
+  FusedLinearOp,
+  type GemvShape,
+  type Prologue,
+} from "../src/backends/webgpu/fused.ts";
 import type { StorageType } from "../src/backends/webgpu/shaders.ts";
 import { createWebGpuBackend } from "../src/backends/webgpu/backend.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
@@ -43,11 +50,11 @@ function reference(
 gpuTest(
   "FusedLinearOp.encode() behaviour: norm / silu prologues and add epilogue match the reference ops",
   async () => {
-    const g = ctx!, rand = rng(SEED + 40);
+    const rand = rng(SEED + 40);
     // K: hidden 172 (FFN-like, K % 8 != 0: the f16 x4 loads), heads x head_dim 3 x 8 = 24 and 2 x 128 = 256 (the
     // o_proj input), 1000 (several 4-deep load rounds plus a tail). N not a multiple of the 8 rows per workgroup.
     // M = 1 takes the one-row builds (MMAX 1), M > 1 the 8-row ones.
-    const cases: [number, number, number, Prologue, Epilogue, boolean][] = [
+    const cases: Case[] = [
       [1, 37, 172, "norm", "store", false],
       [3, 172, 24, "none", "add", true],
       [8, 45, 256, "norm", "store", true],
@@ -57,35 +64,92 @@ gpuTest(
       [1, 45, 256, "silu", "add", true],
       [1, 77, 128, "none", "store", false],
     ];
-    const eps = 1e-5;
     for (const wt of types) {
-      for (const [M, N, K, pro, epi, hasBias] of cases) {
-        const xw = pro === "silu" ? 2 * K : K;
-        const x = randn(rand, M * xw, 2), w = uploadAs(g, "w", randn(rand, N * K), wt);
-        const nw = randn(rand, K), bias = hasBias ? randn(rand, N) : null, y0 = randn(rand, M * N);
-        const y = g.pool.upload("y", y0);
-        const op = await FusedLinearOp.create(g, `t.fused.${wt}.${pro}.${epi}`, wt, pro, epi);
-        op.prepare({ M, N, K, bias: hasBias, eps });
-        await runPass(g, (pass) =>
-          op.encode(pass, {
-            x: g.pool.upload("x", x),
-            w: w.buf,
-            ...(pro === "norm" ? { norm: g.pool.upload("nw", nw) } : {}),
-            ...(bias ? { bias: g.pool.upload("bias", bias) } : {}),
-            y,
-          }));
-        const want = reference(pro, x, w.values, nw, bias, M, N, K, eps);
-        if (epi === "add") { for (let i = 0; i < want.length; i++) want[i]! += y0[i]!; }
-        // The reference uses the stored (for f16: rounded) weights, so what differs is f32 summation order over K
-        // <= 1000 terms (~K * 2^-24 relative, below 1e-4 worst case, ~1e-6 typical), the norm's inverse square root
-        // and exp() in SiLU (a few ulp). Bound 1e-5 of the output's scale for both storage types.
-        const err = relError(await readF32(g, y, M * N), want);
-        const what = `${wt} M=${M} N=${N} K=${K} ${pro}/${epi}${hasBias ? " +bias" : ""}`;
-        assert.ok(err < 1e-5, `${what}: error ${err} >= 1e-5 ${seedNote}`);
+      for (const c of cases) await checkCase(wt, DEFAULT_GEMV_SHAPE, c, rand);
+    }
+  },
+);
+
+type Case = [number, number, number, Prologue, Epilogue, boolean];
+
+/** Runs one (M, N, K, prologue, epilogue, bias) case of the fused GEMV built with `shape` against the reference. */
+async function checkCase(wt: StorageType, shape: GemvShape, c: Case, rand: () => number) {
+  const g = ctx!, [M, N, K, pro, epi, hasBias] = c, eps = 1e-5;
+  const xw = pro === "silu" ? 2 * K : K;
+  const x = randn(rand, M * xw, 2), w = uploadAs(g, "w", randn(rand, N * K), wt);
+  const nw = randn(rand, K), bias = hasBias ? randn(rand, N) : null, y0 = randn(rand, M * N);
+  const y = g.pool.upload("y", y0);
+  const tag = `${shape.wgs}.${shape.lanes}.${shape.r}.${shape.u}`;
+  const op = await FusedLinearOp.create(g, `t.fused.${wt}.${pro}.${epi}.${tag}`, wt, pro, epi, shape);
+  op.prepare({ M, N, K, bias: hasBias, eps });
+  await runPass(g, (pass) =>
+    op.encode(pass, {
+      x: g.pool.upload("x", x),
+      w: w.buf,
+      ...(pro === "norm" ? { norm: g.pool.upload("nw", nw) } : {}),
+      ...(bias ? { bias: g.pool.upload("bias", bias) } : {}),
+      y,
+    }));
+  const want = reference(pro, x, w.values, nw, bias, M, N, K, eps);
+  if (epi === "add") { for (let i = 0; i < want.length; i++) want[i]! += y0[i]!; }
+  // The reference uses the stored (for f16: rounded) weights, so what differs is f32 summation order over K
+  // <= 2056 terms (~K * 2^-24 relative, below 2e-4 worst case, ~1e-6 typical as the errors are random), the norm's
+  // inverse square root and exp() in SiLU (a few ulp). Bound 1e-5 of the output's scale for both storage types.
+  const err = relError(await readF32(g, y, M * N), want);
+  const what = `${wt} shape ${tag} M=${M} N=${N} K=${K} ${pro}/${epi}${hasBias ? " +bias" : ""}`;
+  assert.ok(err < 1e-5, `${what}: error ${err} >= 1e-5 ${seedNote}`);
+}
+
+gpuTest(
+  "FusedLinearOp.encode() behaviour: every workgroup shape (lanes, loads in flight) matches the reference",
+  async () => {
+    const rand = rng(SEED + 42);
+    // Shapes from 8 lanes x 1 load to a whole 256-thread workgroup on one row with 8 loads, and the tuned ones
+    // (fused.ts DECODE_GEMV_SHAPES). K: 2056 (f16: 257 chunks of 8, a prime: every shape ends in a partial round and
+    // a tail), 1000 (f16 x8, tail only for wide shapes), 172 (f16 x4 loads). N not a multiple of the rows per
+    // workgroup; M = 1 (scalar build) and 8 (MMAX 8, M = LANES for the 8-lane shape).
+    const shapes: GemvShape[] = [
+      { wgs: 64, lanes: 8, r: 1, u: 1 },
+      { wgs: 128, lanes: 16, r: 3, u: 2 },
+      { wgs: 256, lanes: 256, r: 1, u: 8 },
+      { wgs: 256, lanes: 32, r: 4, u: 2 },
+      ...new Set(Object.values(DECODE_GEMV_SHAPES)),
+    ];
+    const cases: Case[] = [
+      [1, 37, 2056, "norm", "store", true],
+      [8, 19, 1000, "silu", "add", false],
+      [1, 23, 172, "none", "add", false],
+      [3, 13, 2056, "norm", "store", false],
+    ];
+    // f16 (the decode path) under every shape, f32 (CH = 4 loads) under the first.
+    for (const [i, shape] of shapes.entries()) {
+      for (const wt of i === 0 ? types : types.slice(-1)) {
+        for (const c of cases) await checkCase(wt, shape, c, rand);
       }
     }
   },
 );
+
+gpuTest("FusedLinearOp.create() behaviour: refuses a workgroup shape the kernel cannot take", async () => {
+  const bads = [
+    { wgs: 256, lanes: 512, r: 1, u: 4 },
+    { wgs: 96, lanes: 32, r: 1, u: 4 },
+    { wgs: 256, lanes: 4, r: 1, u: 4 },
+    { wgs: 512, lanes: 32, r: 1, u: 4 },
+    { wgs: 256, lanes: 32, r: 3, u: 3 },
+    { wgs: 256, lanes: 32, r: 0, u: 4 },
+  ];
+  for (const bad of bads) {
+    await assert.rejects(
+      () => FusedLinearOp.create(ctx!, "t.fused.bad", "f32", "none", "store", bad as unknown as GemvShape),
+      RangeError,
+    );
+  }
+  for (const u of [0, 9, 2.5]) {
+    const bad = { wgs: 256, lanes: 32, r: 1, u } as unknown as GemvShape;
+    await assert.rejects(() => FusedLinearOp.create(ctx!, "t.fused.bad", "f32", "none", "store", bad), RangeError);
+  }
+});
 
 gpuTest("FusedLinearOp.prepare() behaviour: refuses more than 8 rows and K % 4 != 0", async () => {
   const op = await FusedLinearOp.create(ctx!, "t.fused.check", "f32", "norm", "store");

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/backends/webgpu/backend.ts";
+import { LOOK_AHEAD, lookAheadStats } from "../src/backends/webgpu/multistep.ts";
 import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { gpuTestRegistrar, rng, testSeed } from "../src/backends/webgpu/testing.ts";
 import { Engine } from "../src/engine/engine.ts";
@@ -101,6 +102,68 @@ gpuTest(
     await assert.rejects(() => b.decodeSteps(decodeStep([1], [0], seeded), 2), RangeError); // host-only sampling
     const g1 = [{ params: greedy, promptIds: [1], outputIds: [], fallbackSeed: 0 }];
     await assert.rejects(() => b.decodeSteps(decodeStep([1], [62], g1), 4), RangeError); // past the block table
+  },
+);
+
+gpuTest(
+  "WebGpuBackend.decodeSteps() behaviour: back-to-back runs use the look-ahead; after forward() or another k they do not; ids equal single steps",
+  async () => {
+    const { b, spec } = await stories();
+    await using _ = b;
+    b.allocateKv(12, BS);
+    const rand = rng(SEED + 2);
+    const steps0 = LOOK_AHEAD.steps;
+    LOOK_AHEAD.steps = 2;
+    const prompts = [6, 11].map((n) => Array.from({ length: n }, () => 1 + Math.floor(rand() * (spec.vocabSize - 1))));
+    const seeds = prompts.map(() => Math.floor(rand() * 2 ** 31));
+    const ks = [6, 6, 6, 4]; // runs 1-2: back to back; forward() before run 3; run 4 has another k
+    const total = ks.reduce((a, v) => a + v, 0);
+    const state = (s: number, out: number[]) => ({
+      params: sampled,
+      promptIds: prompts[s]!,
+      outputIds: out.slice(),
+      fallbackSeed: seeds[s]!,
+    });
+    const single: number[][] = prompts.map(() => []);
+    await prefill(b, prompts);
+    for (let j = 0; j < total; j++) {
+      const tokens = prompts.map((p, s) => j === 0 ? p.at(-1)! : single[s]!.at(-1)!);
+      const r = await b.forward(
+        decodeStep(tokens, prompts.map((p) => p.length - 1 + j), prompts.map((_, s) => state(s, single[s]!))),
+      );
+      r.tokens.forEach((t, s) => single[s]!.push(t));
+    }
+    await prefill(b, prompts);
+    const multi: number[][] = prompts.map(() => []);
+    const used: number[] = [];
+    let j = 0;
+    for (const [i, k] of ks.entries()) {
+      // forward() on sequence 2's blocks (a prefill that samples nothing) between runs 2 and 3.
+      if (i === 2) {
+        await b.forward({
+          tokens: Int32Array.of(1, 2, 3),
+          positions: Int32Array.of(0, 1, 2),
+          queryStarts: Int32Array.of(0, 3),
+          contextLens: Int32Array.of(3),
+          blockTables: Int32Array.of(8, 9, 10, 11),
+          maxBlocksPerSeq: 4,
+          blockSize: BS,
+          slots: Int32Array.of(8 * BS, 8 * BS + 1, 8 * BS + 2),
+          sample: [false],
+          sampling: [{ params: greedy, promptIds: [1, 2, 3], outputIds: [], fallbackSeed: 0 }],
+        });
+      }
+      const before = lookAheadStats.used;
+      const tokens = prompts.map((p, s) => j === 0 ? p.at(-1)! : multi[s]!.at(-1)!);
+      const step = decodeStep(tokens, prompts.map((p) => p.length - 1 + j), prompts.map((_, s) => state(s, multi[s]!)));
+      const ids = await b.decodeSteps(step, k);
+      for (let t = 0; t < k; t++) prompts.forEach((_, s) => multi[s]!.push(ids[t * prompts.length + s]!));
+      used.push(lookAheadStats.used - before);
+      j += k;
+    }
+    assert.deepEqual(multi, single, `(WEBGPU_TEST_SEED=${SEED})`);
+    LOOK_AHEAD.steps = steps0;
+    assert.deepEqual(used, [0, 1, 0, 0], "look-ahead used by run 2 only");
   },
 );
 

@@ -8,6 +8,7 @@ import { createWebGpuWorkerBackend, type WorkerBackend } from "../src/backends/w
 import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/sampler.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
+import type { StepInputs } from "../src/core/types.ts";
 
 const probe = await probeWebGpu();
 const gpuTest = gpuTestRegistrar(probe);
@@ -35,6 +36,62 @@ gpuTest("WorkerBackend.forward() behaviour: stories260K logits and greedy ids as
   const expected = ref.greedy_from_bos.slice(1, 17);
   const out = await generateSequence(backend, [1], greedy, { maxTokens: 16, maxPositions: 512 });
   assert.deepEqual(out.ids, expected);
+});
+
+gpuTest("WorkerBackend.decodeSteps() behaviour: runs in the worker equal single forward() steps", async () => {
+  await using backend = await loadStories();
+  backend.allocateKv(8, 16);
+  const ref = await readReferenceLogits();
+  const prompts = [ref.cases[0]!.tokens.slice(0, 7), ref.cases[1]!.tokens.slice(0, 12)];
+  const sampled = { ...defaultSamplingParams(), temperature: 0.8, topK: 50, topP: 0.9 };
+  // Sequence s owns blocks [4s, 4s + 4) of 16 positions.
+  const step = (tokens: number[], pos: number[], outs: number[][], sample = true): StepInputs => ({
+    tokens: Int32Array.from(tokens),
+    positions: Int32Array.from(pos),
+    queryStarts: Int32Array.from({ length: tokens.length + 1 }, (_, i) => i),
+    contextLens: Int32Array.from(pos, (p) => p + 1),
+    blockTables: Int32Array.from({ length: 8 }, (_, i) => i),
+    maxBlocksPerSeq: 4,
+    blockSize: 16,
+    slots: Int32Array.from(pos, (p, s) => 64 * s + p),
+    sample: tokens.map(() => sample),
+    sampling: outs.map((o, s) => ({
+      params: sampled,
+      promptIds: prompts[s]!,
+      outputIds: o.slice(),
+      fallbackSeed: 11 + s,
+    })),
+  });
+  const prefill = async () => {
+    for (const [s, p] of prompts.entries()) {
+      await backend.forward({
+        ...step(p, p.map((_, i) => i), [[]], false),
+        queryStarts: Int32Array.of(0, p.length),
+        contextLens: Int32Array.of(p.length),
+        blockTables: Int32Array.from({ length: 4 }, (_, i) => 4 * s + i),
+        slots: Int32Array.from(p, (_, i) => 64 * s + i),
+        sample: [false],
+        sampling: [{ params: greedy, promptIds: p, outputIds: [], fallbackSeed: 0 }],
+      });
+    }
+  };
+  const k = 5, runs = 2; // two back-to-back runs: the second starts from the first one's look-ahead
+  await prefill();
+  const single: number[][] = [[], []];
+  for (let j = 0; j < k * runs; j++) {
+    const tokens = prompts.map((p, s) => single[s]!.at(-1) ?? p.at(-1)!);
+    const r = await backend.forward(step(tokens, prompts.map((p) => p.length - 1 + j), single));
+    r.tokens.forEach((t, s) => single[s]!.push(t));
+  }
+  await prefill();
+  const multi: number[][] = [[], []];
+  for (let i = 0; i < runs; i++) {
+    const tokens = prompts.map((p, s) => multi[s]!.at(-1) ?? p.at(-1)!);
+    const ids = await backend.decodeSteps(step(tokens, prompts.map((p) => p.length - 1 + i * k), multi), k);
+    for (let j = 0; j < k; j++) multi.forEach((m, s) => m.push(ids[2 * j + s]!));
+  }
+  assert.deepEqual(multi, single);
+  await assert.rejects(() => backend.decodeSteps(step([1], [62], [[]]), 4), RangeError); // past the block table
 });
 
 gpuTest("WorkerBackend.allocateKv() behaviour: refuses bad sizes synchronously and updates memory()", async () => {

@@ -5,19 +5,27 @@
 // PRO (host const) picks the input:
 //   0: in = x[m, k]
 //   1: RMSNorm prologue: in = x[m, k] * nw[k], and the sum is scaled by inv_rms(m) = 1 / sqrt(mean_k x[m, k]^2 + eps).
-//      Each 32-lane row group sweeps all of x[m, :] for its dot product anyway, so the sum of squares rides along in
-//      the same loads (row group 0's copy is used); no separate norm pass, no xn buffer.
+//      Each row group sweeps all of x[m, :] for its dot product anyway, so the sum of squares rides along in the
+//      same loads (row group 0's copy is used); no separate norm pass, no xn buffer.
 //   2: SiLU-mul prologue over the fused gate|up rows: in = silu(x[m, k]) * x[m, K + k] (x is [M, 2K]).
 // EPI (host const): 0 stores y; 1 adds into y (the residual stream: o_proj and down_proj add in place).
 // Weights are read with 16-byte loads where the layout allows (gemv_wload*.wgsl: f16 x8 or f32 x4; f16 x4 when
-// K % 8 != 0): a workgroup of 256 threads handles ROWS = 8 rows, 32 lanes per row, each lane with 4 loads in
-// flight. Requires K % 4 == 0 (checked on the host).
+// K % 8 != 0). Shape of the work (host consts, tuned per matrix shape in fused.ts): a workgroup of WGS threads is
+// WGS / LANES row groups of LANES lanes; each row group owns R adjacent rows (ROWS = R * WGS / LANES rows per
+// workgroup), each lane keeps R * U loads in flight and reads each input chunk once for its R rows (the loop is
+// generated: src/backends/webgpu/gemv_gen.ts). Lane partials are summed by a tree in workgroup memory.
+// Requires K % 4 == 0 (checked on the host).
+// #include "gemv_fused_loop.wgsl"
 
 struct Params { M: u32, N: u32, K: u32, hasBias: u32, eps: f32, _a: u32, _b: u32, _c: u32 }
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
 
-const LANES: u32 = 32u;
 // MMAX (host const): token rows the accumulators hold, 1 (batch-1 decode: scalar accumulators) or 8.
+// WGS, LANES, R, U (host consts): workgroup size, lanes per row group (power of two dividing WGS), rows per row
+// group, loads per row in flight.
+const GROUPS: u32 = WGS / LANES;
+const ROWS: u32 = GROUPS * R;
+const RM: u32 = R * MMAX;  // accumulators per lane: [R, MMAX]
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [M, K/4]; PRO 2: [M, 2K/4] gate | up
@@ -26,10 +34,11 @@ const LANES: u32 = 32u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [N] (dummy when hasBias == 0)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;   // [M, N]
 
-var<workgroup> red: array<f32, ROWS * MMAX * LANES>;  // [ROWS, MMAX, LANES] lane partials of the dot products
-var<workgroup> redss: array<f32, MMAX * LANES>;       // [MMAX, LANES] lane partials of the sums of squares
+var<workgroup> red: array<f32, WGS * R * MMAX>;  // [R * MMAX, GROUPS, LANES] lane partials of the dot products
+var<workgroup> redss: array<f32, LANES * MMAX>;  // [MMAX, LANES] lane partials of the sums of squares (group 0's)
 
-const_assert ROWS * LANES == 256u;  // the workgroup size below
+const_assert WGS % LANES == 0u && (LANES & (LANES - 1u)) == 0u;
+const_assert U >= 1u && R >= 1u && R * U <= 8u;
 
 fn input4(m: u32, k4: u32, K4: u32) -> vec4<f32> {
   if (PRO == 2u) {
@@ -40,73 +49,47 @@ fn input4(m: u32, k4: u32, K4: u32) -> vec4<f32> {
   return x[m * K4 + k4];
 }
 
-// acc / ss: [MMAX] the lane's running dot products and sums of squares, per token row.
-fn part(acc: ptr<function, array<f32, MMAX>>, ss: ptr<function, array<f32, MMAX>>, k4: u32, wv: vec4<f32>, K4: u32) {
-  var scale = vec4<f32>(1.0);
-  if (PRO == 1u) { scale = nw[k4]; }
-  for (var m = 0u; m < MMAX; m++) {
-    if (m < p.M) {
-      let a = input4(m, k4, K4);
-      (*acc)[m] += dot(wv, a * scale);
-      if (PRO == 1u) { (*ss)[m] += dot(a, a); }
-    }
-  }
-}
-
-fn chunk(acc: ptr<function, array<f32, MMAX>>, ss: ptr<function, array<f32, MMAX>>, c: u32, wv: W8, K4: u32) {
-  if (CH == 8u) {
-    part(acc, ss, 2u * c, wv.lo, K4);
-    part(acc, ss, 2u * c + 1u, wv.hi, K4);
-  } else {
-    part(acc, ss, c, wv.lo, K4);
-  }
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WGS)
 fn gemv_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_id) lid: vec3<u32>) {
-  let r = lid.x / LANES;
+  let g = lid.x / LANES;
   let lane = lid.x % LANES;
-  let n = wg_index(wid, nwg) * ROWS + r;
+  let n0 = wg_index(wid, nwg) * ROWS + g * R;  // first of the group's R rows
   let K4 = p.K / 4u;
   let KC = p.K / CH;
-  var acc: array<f32, MMAX>;
-  var ss: array<f32, MMAX>;
-  if (n < p.N) {
-    let base = n * KC;
-    var c = lane;
-    while (c + 3u * LANES < KC) {
-      let w0 = wload(base + c);
-      let w1 = wload(base + c + LANES);
-      let w2 = wload(base + c + 2u * LANES);
-      let w3 = wload(base + c + 3u * LANES);
-      chunk(&acc, &ss, c, w0, K4);
-      chunk(&acc, &ss, c + LANES, w1, K4);
-      chunk(&acc, &ss, c + 2u * LANES, w2, K4);
-      chunk(&acc, &ss, c + 3u * LANES, w3, K4);
-      c += 4u * LANES;
-    }
-    while (c < KC) {
-      chunk(&acc, &ss, c, wload(base + c), K4);
-      c += LANES;
-    }
-  }
-  for (var m = 0u; m < MMAX; m++) {
-    red[(r * MMAX + m) * LANES + lane] = acc[m];
-    if (PRO == 1u && r == 0u) { redss[m * LANES + lane] = ss[m]; }
+  var acc: array<f32, RM>;  // [R, MMAX] this lane's partial dot products
+  var ss: array<f32, MMAX>;       // this lane's partial sums of squares (norm prologue)
+  if (n0 < p.N) { gemv_rounds(n0, lane, K4, KC, &acc, &ss); }
+  for (var i = 0u; i < R * MMAX; i++) { red[i * WGS + lid.x] = acc[i]; }
+  if (PRO == 1u && g == 0u) {
+    for (var m = 0u; m < MMAX; m++) { redss[m * LANES + lane] = ss[m]; }
   }
   workgroupBarrier();
-  if (n < p.N && lane < p.M) {
-    let o = (r * MMAX + lane) * LANES;
-    var s = 0.0;
-    for (var l = 0u; l < LANES; l++) { s += red[o + l]; }
-    if (PRO == 1u) {
-      var t = 0.0;
-      for (var l = 0u; l < LANES; l++) { t += redss[lane * LANES + l]; }
-      s *= 1.0 / sqrt(t / f32(p.K) + p.eps);
+  // Tree over the lanes of each group (all groups, rows and token rows at once); lane 0 ends with the sums.
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      for (var i = 0u; i < R * MMAX; i++) {
+        if (i % MMAX < p.M) { red[i * WGS + lid.x] += red[i * WGS + lid.x + s]; }
+      }
+      if (PRO == 1u && g == 0u) {
+        for (var m = 0u; m < MMAX; m++) {
+          if (m < p.M) { redss[m * LANES + lane] += redss[m * LANES + lane + s]; }
+        }
+      }
     }
-    if (p.hasBias != 0u) { s += bias[n]; }
-    let i = lane * p.N + n;
-    if (EPI == 1u) { y[i] += s; } else { y[i] = s; }
+    workgroupBarrier();
+  }
+  // Lane l of the group writes (row j, token row m) for i = j * MMAX + m = l, l + LANES, ... with m < M.
+  for (var i = lane; i < R * MMAX; i += LANES) {
+    let j = i / MMAX;
+    let m = i % MMAX;
+    let n = n0 + j;
+    if (m < p.M && n < p.N) {
+      var s = red[i * WGS + g * LANES];
+      if (PRO == 1u) { s *= 1.0 / sqrt(redss[m * LANES] / f32(p.K) + p.eps); }
+      if (p.hasBias != 0u) { s += bias[n]; }
+      let o = m * p.N + n;
+      if (EPI == 1u) { y[o] += s; } else { y[o] = s; }
+    }
   }
 }

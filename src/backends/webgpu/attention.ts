@@ -154,12 +154,20 @@ export interface AttentionPlan {
 }
 
 const PREFILL_TILE = 16;
-const MAX_SPLITS = 16;
+const MAX_SPLITS = 32;
+
+/**
+ * Split-K sizing of the decode kernel (bench/webgpu_decode.ts --attn-split overrides it): the workgroups aimed
+ * for, and the shortest partition (keys). A context of at most 256 keys is never split (no reduce dispatch).
+ * H100, context 2048, batch 1, 32 heads (17 splits instead of 9): GPU time per decode step 9.03 ms against 9.37 ms
+ * with the former 512 / 256 (bench/webgpu_decode.ts --attn-split 512,256, 2026-11-24).
+ */
+export const ATTENTION_SPLIT = { targetWorkgroups: 1024, minPartition: 128 };
 
 /**
  * Splits the queries: single-token sequences go to the decode kernel (split-K when the grid would otherwise be
- * small: about 512 workgroups are aimed for, up to 16 partitions of at least 256 keys, in multiples of 128); longer
- * ones to prefill tiles.
+ * small: ATTENTION_SPLIT.targetWorkgroups are aimed for, up to 32 partitions of at least minPartition keys, in
+ * multiples of 128); longer ones to prefill tiles.
  */
 export function planAttention(
   queryStarts: Int32Array,
@@ -193,8 +201,10 @@ export function planAttention(
   const nItems = items.length / 2;
   let partition = opts.partition ?? 0;
   if (!partition) {
-    const want = Math.min(MAX_SPLITS, Math.max(1, Math.floor(512 / Math.max(1, nItems * numHeads))));
-    partition = Math.max(256, Math.ceil(maxCtx / want / 128) * 128); // whole 128-key chunks of the kernel
+    const { targetWorkgroups, minPartition } = ATTENTION_SPLIT;
+    const want = Math.min(MAX_SPLITS, Math.max(1, Math.floor(targetWorkgroups / Math.max(1, nItems * numHeads))));
+    const least = maxCtx <= 256 ? 256 : minPartition;
+    partition = Math.max(least, Math.ceil(maxCtx / want / 128) * 128); // whole 128-key chunks of the kernel
   }
   dim(partition, "attention partition");
   return {

@@ -48,7 +48,7 @@ import { kvLayerBytes, type KvStore } from "./attention.ts";
 import { GpuContext } from "./context.ts";
 import { type GpuDevice, type GpuDeviceOptions, openGpuDevice } from "./device.ts";
 import { createModelOps, type ModelOps, type ModelState, runStep } from "./forward.ts";
-import { runDecodeSteps } from "./multistep.ts";
+import { dropLookAhead, runDecodeSteps } from "./multistep.ts";
 import { WEBGPU_MULTI_STEP } from "./sampling.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
 import { loadGpuWeights, quantBitsOf } from "./weights.ts";
@@ -155,6 +155,7 @@ export class WebGpuBackend implements Backend {
       throw new Error(`webgpu backend: an int4 KV cache needs head_dim (${spec.headDim}) % 8 == 0`);
     }
     const kt = kvStoreOf(precision.kv);
+    dropLookAhead(this.#ctx);
     if (this.#m) this.#unload();
     quantBitsOf(spec, precision.weight); // a mismatched quantized checkpoint fails before anything is read
     const w = await loadGpuWeights(this.#ctx, spec, weights, precision, onProgress);
@@ -177,6 +178,7 @@ export class WebGpuBackend implements Backend {
     this.#live();
     const m = this.#m;
     if (!m) throw new Error("webgpu backend: load() before allocateKv()");
+    dropLookAhead(this.#ctx);
     const s = m.spec;
     const bytes = kvLayerBytesChecked(s, numBlocks, blockSize, m.kt, this.#gpu.limits.maxStorageBufferBindingSize);
     this.#releaseKv();
@@ -192,6 +194,7 @@ export class WebGpuBackend implements Backend {
     this.#live();
     checkBlockCopies(src, dst, this.#numBlocks);
     if (src.length === 0) return;
+    dropLookAhead(this.#ctx); // a pending decode look-ahead predicted the blocks before this copy
     const m = this.#m!;
     const s = m.spec;
     const blockBytes = kvLayerBytes({
@@ -226,6 +229,7 @@ export class WebGpuBackend implements Backend {
       const errors = await Promise.all(this.#pending.splice(0));
       const err = errors.find((e) => e);
       if (err) throw new Error(`webgpu copyBlocks failed: ${err.message}`);
+      dropLookAhead(this.#ctx); // forward() rewrites the token buffer a decode look-ahead continues from
       return await this.#forward(step);
     });
     this.#tail = run.catch(() => {});

@@ -2,10 +2,8 @@
 // store or residual-add epilogue, so a decode layer takes 5 dispatches instead of 9 (layers.ts).
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
 import { BYTES, GEMV_MAX_ROWS } from "./kernels.ts";
+import { gemvLoop } from "./gemv_gen.ts";
 import type { Kernel, StorageType } from "./shaders.ts";
-
-/** Output rows per workgroup (32 lanes each). */
-const ROWS = 8;
 
 /** What the GEMV reads as its input: x itself, RMSNorm(x) (times the norm weight), or silu(gate) * up. */
 export type Prologue = "none" | "norm" | "silu";
@@ -14,6 +12,68 @@ export type Epilogue = "store" | "add";
 
 const PRO: Record<Prologue, number> = { none: 0, norm: 1, silu: 2 };
 const EPI: Record<Epilogue, number> = { store: 0, add: 1 };
+
+/**
+ * Shape of the GEMV's work: WGS threads per workgroup in row groups of LANES lanes, each group owning R adjacent
+ * rows (R * WGS / LANES rows per workgroup), each lane keeping U 16-byte loads per row in flight (R * U <= 8).
+ * R > 1 shares each input load and its prologue (norm scale, SiLU) between R rows. The 8-token-row builds
+ * (MMAX 8) take R = 1 (their accumulators would not fit otherwise).
+ */
+export interface GemvShape {
+  readonly wgs: 64 | 128 | 256;
+  readonly lanes: 8 | 16 | 32 | 64 | 128 | 256;
+  readonly r: 1 | 2 | 3 | 4;
+  readonly u: 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
+}
+
+/** The shape used where none is given (the original kernel's: 8 rows of 32 lanes, 4 loads each). */
+export const DEFAULT_GEMV_SHAPE: GemvShape = { wgs: 256, lanes: 32, r: 1, u: 4 };
+
+/** The decode GEMVs of a layer and the LM head. */
+export type GemvRole = "qkv" | "o" | "gu" | "down" | "lm";
+
+/**
+ * Shapes of the decode GEMVs, tuned with bench/webgpu_gemv.ts on the H100 (Llama-3-8B sizes: K = 4096 is 512
+ * chunks of 8 f16 per row, 14336 is 1792). Rows with few chunks shrink their lanes (fitGemvShape). Mutable so
+ * that bench/webgpu_decode.ts --gemv-shapes can try others before a model is loaded.
+ */
+export const DECODE_GEMV_SHAPES: Record<GemvRole, GemvShape> = {
+  // Best of 28 shapes swept over three H100 runs (2026-11-24; the spread between runs is a few points). Few
+  // registers per lane (R = 1, one or two loads in flight) with 64 lanes per row won: occupancy matters more than
+  // bytes in flight per lane. % of copy in the final run: qkv 53, o 74, gate_up 85, down 73, lm_head 107.
+  qkv: { wgs: 128, lanes: 64, r: 1, u: 2 },
+  o: { wgs: 128, lanes: 64, r: 1, u: 1 },
+  gu: { wgs: 256, lanes: 32, r: 2, u: 2 },
+  down: { wgs: 128, lanes: 64, r: 1, u: 1 },
+  lm: { wgs: 128, lanes: 64, r: 1, u: 2 },
+};
+
+/** `s` with its lanes halved (down to 8) while half of them would still cover a row of K inputs in one round. */
+export function fitGemvShape(s: GemvShape, K: number): GemvShape {
+  const chunks = Math.ceil(K / 8);
+  let lanes: number = s.lanes;
+  while (lanes > 8 && (lanes / 2) * s.u >= chunks) lanes /= 2;
+  return { ...s, lanes: lanes as GemvShape["lanes"] };
+}
+
+/** Checks a shape (throws RangeError): wgs and lanes powers of two, lanes >= 8 dividing wgs, R * U <= 8. */
+export function checkGemvShape(s: GemvShape): void {
+  const pow2 = (v: number) => Number.isInteger(v) && v > 0 && (v & (v - 1)) === 0;
+  const int = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  if (
+    !pow2(s.wgs) || s.wgs > 256 || !pow2(s.lanes) || s.lanes < 8 || s.wgs % s.lanes || !int(s.r, 1, 4) ||
+    !int(s.u, 1, 8) || s.r * s.u > 8
+  ) {
+    throw new RangeError(
+      `gemv shape ${JSON.stringify(s)}: wgs <= 256, lanes >= 8 powers of two, wgs % lanes == 0, R * U <= 8`,
+    );
+  }
+}
+
+/** Workgroup size rows of `s`: R rows per group of LANES lanes. */
+export function gemvRows(s: GemvShape): number {
+  return (s.wgs / s.lanes) * s.r;
+}
 
 export interface FusedLinearParams {
   /** Token rows (at most GEMV_MAX_ROWS). */
@@ -43,6 +103,7 @@ export class FusedLinearOp {
     private readonly wt: StorageType,
     readonly prologue: Prologue,
     readonly epilogue: Epilogue,
+    readonly shape: GemvShape,
   ) {}
 
   static async create(
@@ -51,12 +112,17 @@ export class FusedLinearOp {
     wt: StorageType,
     prologue: Prologue,
     epilogue: Epilogue,
+    shape: GemvShape = DEFAULT_GEMV_SHAPE,
   ): Promise<FusedLinearOp> {
-    const variant = (file: string, MMAX: number) =>
-      ctx.pipelines.get("gemv_fused.wgsl", "gemv_fused", {
-        consts: { ROWS, MMAX, PRO: PRO[prologue], EPI: EPI[epilogue] },
+    checkGemvShape(shape);
+    const variant = (file: string, MMAX: number) => {
+      const R = MMAX === 1 ? shape.r : 1, U = shape.u;
+      return ctx.pipelines.get("gemv_fused.wgsl", "gemv_fused", {
+        consts: { WGS: shape.wgs, LANES: shape.lanes, R, U, MMAX, PRO: PRO[prologue], EPI: EPI[epilogue] },
         files: { "gemv_wload.wgsl": file },
+        texts: { "gemv_fused_loop.wgsl": gemvLoop(R, U) },
       });
+    };
     const wide = wt === "f16" ? "gemv_wload_f16x8.wgsl" : "gemv_wload.wgsl";
     const narrow = wt === "f16" ? "gemv_wload_f16x4.wgsl" : wide;
     // Batch-1 decode gets its own build with one accumulator row (MMAX 1): no per-row loop, no indexed arrays.
@@ -66,7 +132,7 @@ export class FusedLinearOp {
       k8m1: await variant(wide, 1),
       k4m1: await variant(narrow, 1),
     };
-    return new FusedLinearOp(ctx, ctx.slot(name, k.k8), k, wt, prologue, epilogue);
+    return new FusedLinearOp(ctx, ctx.slot(name, k.k8), k, wt, prologue, epilogue, shape);
   }
 
   prepare(p: FusedLinearParams): void {
@@ -106,6 +172,11 @@ export class FusedLinearOp {
     const narrow = this.wt === "f16" && K % 8 !== 0;
     const k = M === 1 ? (narrow ? this.k.k4m1 : this.k.k8m1) : (narrow ? this.k.k4 : this.k.k8);
     const bufs = { p: this.slot.buffer, x: b.x, w: b.w, nw: b.norm ?? d, bias: b.bias ?? d, y: b.y };
-    this.ctx.dispatch(pass, k, bufs, this.ctx.grid2d(Math.ceil(N / ROWS)));
+    this.ctx.dispatch(
+      pass,
+      k,
+      bufs,
+      this.ctx.grid2d(Math.ceil(N / (M === 1 ? gemvRows(this.shape) : this.shape.wgs / this.shape.lanes))),
+    );
   }
 }

@@ -9,7 +9,7 @@
 import type { ModelSpec, StepInputs } from "../../core/types.ts";
 import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
 import type { GpuContext } from "./context.ts";
-import { fusedLinearFits, FusedLinearOp } from "./fused.ts";
+import { DECODE_GEMV_SHAPES, fitGemvShape, fusedLinearFits, FusedLinearOp, type GemvRole } from "./fused.ts";
 import { EmbedOp, GEMV_MAX_ROWS, LinearOp, RmsNormOp, SampleOp, SiluMulOp } from "./kernels.ts";
 import type { StepPlan } from "./plan.ts";
 import { type AnyLinearOp, encodeLinear, isQuant, type Matrix, QuantLinearOp } from "./qlinear.ts";
@@ -73,6 +73,7 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
   const dense = !!L && [L.qkv, L.o, L.gu, L.down].every((m) => !isQuant(m));
   const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
   const canFuse = dense && [h, F, qd].every((k) => fusedLinearFits(k));
+  const shape = (r: GemvRole, K: number) => fitGemvShape(DECODE_GEMV_SHAPES[r], K);
   const ops: ModelOps = {
     embed: await EmbedOp.create(ctx, "embed", wt),
     normFirst: await RmsNormOp.create(ctx, "norm.first"),
@@ -86,11 +87,11 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
     down: await linearOp(ctx, "linear.down", wt, L?.down),
     fused: canFuse
       ? {
-        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "norm", "store"),
-        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "add"),
-        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "norm", "store"),
-        down: await FusedLinearOp.create(ctx, "fused.down", wt, "silu", "add"),
-        lm: await FusedLinearOp.create(ctx, "fused.lm_head", wt, "none", "store"),
+        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "norm", "store", shape("qkv", h)),
+        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "add", shape("o", qd)),
+        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "norm", "store", shape("gu", h)),
+        down: await FusedLinearOp.create(ctx, "fused.down", wt, "silu", "add", shape("down", F)),
+        lm: await FusedLinearOp.create(ctx, "fused.lm_head", wt, "none", "store", shape("lm", h)),
       }
       : null,
     final: [],

@@ -23,6 +23,8 @@ export interface ShaderDefs {
   readonly consts?: Readonly<Record<string, number>>;
   /** Include substitutions: `// #include "a.wgsl"` pulls in files["a.wgsl"] instead (e.g. the quantized KV loads). */
   readonly files?: Readonly<Record<string, string>>;
+  /** Generated code: `// #include "name"` pulls in texts[name] itself (e.g. an unrolled loop, fused.ts). */
+  readonly texts?: Readonly<Record<string, string>>;
 }
 
 function readWgsl(name: string): Promise<string> {
@@ -34,12 +36,13 @@ function readWgsl(name: string): Promise<string> {
   return t;
 }
 
-async function expand(name: string, seen: Set<string>, out: string[], files: ShaderDefs["files"]): Promise<void> {
+async function expand(name: string, seen: Set<string>, out: string[], defs: ShaderDefs): Promise<void> {
   if (seen.has(name)) return;
   seen.add(name);
-  for (const line of (await readWgsl(name)).split("\n")) {
+  const text = defs.texts?.[name];
+  for (const line of (text ?? await readWgsl(name)).split("\n")) {
     const m = INCLUDE.exec(line);
-    if (m) await expand(files?.[m[1]!] ?? m[1]!, seen, out, files);
+    if (m) await expand(defs.files?.[m[1]!] ?? m[1]!, seen, out, defs);
     else out.push(line);
   }
 }
@@ -55,7 +58,7 @@ export async function composeWgsl(name: string, defs: ShaderDefs = {}): Promise<
     head.push(`const ${k}: u32 = ${v}u;`);
   }
   const body: string[] = [];
-  await expand(name, new Set(), body, defs.files);
+  await expand(name, new Set(), body, defs);
   return [...head, ...body].join("\n");
 }
 
@@ -118,7 +121,7 @@ export class PipelineCache {
 
   get(file: string, entry: string, defs: ShaderDefs = {}): Promise<Kernel> {
     const key = `${file}:${entry}:${defs.wt ?? "f32"}:${defs.kt ?? "f32"}:${JSON.stringify(defs.consts ?? {})}` +
-      (defs.files ? `:${JSON.stringify(defs.files)}` : "");
+      (defs.files ? `:${JSON.stringify(defs.files)}` : "") + (defs.texts ? `:${JSON.stringify(defs.texts)}` : "");
     let k = this.#kernels.get(key);
     if (!k) {
       k = this.#compile(key, file, entry, defs);
