@@ -1,12 +1,17 @@
 // CUDA backend timings on a synthetic Llama-3-8B-shape bf16 model: HBM copy bandwidth and this repo's GEMM rate
 // (the two ceilings, measured in the same run), batch-1 decode tok/s with graphs on and off vs the HBM roofline,
-// and a 2048-token prefill vs the GEMM rate.
-// Usage: deno run -A bench/cuda_decode.ts [--layers N] [--steps N] [--only-decode] (decode only, for profilers)
+// and a 2048-token prefill vs the GEMM rate. Decode runs with the fused decode kernels (kernels/decode.cu) and
+// without, reporting kernels per step and the GPU time of one graph replay.
+// Usage: deno run -A bench/cuda_decode.ts [--layers N] [--steps N] [--only-decode] [--fused | --unfused]
+// (--only-decode: decode only, for profilers)
 import type { StepInputs } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
 import { CudaOps } from "../src/backends/cuda/ops.ts";
+import { DecodeOps, decParts, type DecVariant } from "../src/backends/cuda/decode_ops.ts";
+import { cuda } from "../src/backends/cuda/ffi.ts";
+import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
 import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 
@@ -99,6 +104,66 @@ for (const act of onlyDecode ? [] : ["f32", "bf16"] as const) {
   }
 }
 
+// The fused decode GEMVs (f32 activations, bf16 weights) at the same shapes next to gemv1 (the unfused path), with
+// and without programmatic dependent launch (PDL lets launch i+1 start streaming weights while launch i drains, as
+// in the decode graph). Each of the 20 back-to-back launches reads its weights at a new offset of a 1 GiB buffer,
+// so no launch finds its weights in the 50 MB L2 (as in a real step, where 32 layers' weights stream past).
+const variants = [[true, 8], [true, 4]] as const;
+for (const [pdl, warps] of onlyDecode ? [] : variants) {
+  const d = new DecodeOps(b.kernels, "bf16", "f32", pdl, warps);
+  const ops = new CudaOps(b.kernels, "bf16", "bf16", "f32");
+  const K1 = 14336, parts = decParts(4096), WB = 1 << 30;
+  using w = dev.alloc(WB, "bench.w"), xg = dev.alloc(K1 * 4, "bench.xg");
+  using ss = dev.alloc(parts * 4, "bench.ss"), y = dev.alloc(128256 * 4, "bench.y"), x = dev.alloc(4096 * 4, "bench.x");
+  dev.memset(w.ptr, 0x3c, WB);
+  dev.memset(xg.ptr, 0x3c, K1 * 4);
+  dev.memset(ss.ptr, 0x3c, parts * 4);
+  let r = 0;
+  const W = (elems: number) => w.ptr + BigInt(((r++ * elems * 2) % (WB - elems * 2)) & ~255);
+  const inp = { bias: 0n, xg: xg.ptr, ss: ss.ptr, parts, eps: 1e-5, M: 1 };
+  const norm = { ...inp, rowIdx: 0n, y: y.ptr };
+  const res = { bias: 0n, xin: xg.ptr, x: x.ptr, gNext: xg.ptr, xg: y.ptr, ss: ss.ptr, M: 1 };
+  const gemv1 = (N: number, K: number) => ops.linear(xg.ptr, W(N * K), 0n, y.ptr, 1, N, K);
+  const cases: [string, number, () => void][] = [
+    ["qkv gemv1 (unfused)", 6144 * 4096, () => gemv1(6144, 4096)],
+    ["qkv norm 6144x4096", 6144 * 4096, () => d.gemvNorm({ ...norm, W: W(6144 * 4096), N: 6144, K: 4096 })],
+    ["qkv norm r2", 6144 * 4096, () => d.gemvNorm({ ...norm, W: W(6144 * 4096), N: 6144, K: 4096 }, "r2")],
+    ["qkv norm u8", 6144 * 4096, () => d.gemvNorm({ ...norm, W: W(6144 * 4096), N: 6144, K: 4096 }, "u8")],
+    ["o gemv1 (unfused)", 4096 * 4096, () => gemv1(4096, 4096)],
+    ["o +res 4096x4096", 4096 * 4096, () => d.gemvRes({ ...res, W: W(4096 * 4096), N: 4096, K: 4096 })],
+    ["o +res u8", 4096 * 4096, () => d.gemvRes({ ...res, W: W(4096 * 4096), N: 4096, K: 4096 }, "u8")],
+    ["gate_up gemv1 (unfused)", 28672 * 4096, () => gemv1(28672, 4096)],
+    [
+      "gate_up norm+silu 28672x4096",
+      28672 * 4096,
+      () => d.gemvSilu({ ...inp, W: W(28672 * 4096), act: y.ptr, F: 14336, K: 4096 }),
+    ],
+    ["down gemv1 (unfused)", 4096 * K1, () => gemv1(4096, K1)],
+    ["down +res 4096x14336", 4096 * K1, () => d.gemvRes({ ...res, W: W(4096 * K1), N: 4096, K: K1 })],
+    ["down +res u8", 4096 * K1, () => d.gemvRes({ ...res, W: W(4096 * K1), N: 4096, K: K1 }, "u8")],
+    ["lm_head norm 128256x4096", 128256 * 4096, () => d.gemvNorm({ ...norm, W: W(128256 * 4096), N: 128256, K: 4096 })],
+    ["lm_head norm r2", 128256 * 4096, () => d.gemvNorm({ ...norm, W: W(128256 * 4096), N: 128256, K: 4096 }, "r2")],
+  ];
+  for (const [what, elems, go] of cases) {
+    if (what.includes("gemv1") && (warps !== 8 || !pdl)) continue;
+    using t = new CudaTimer(dev);
+    go();
+    const ms: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      t.start();
+      for (let r = 0; r < 20; r++) go();
+      ms.push((await t.stop()) / 20);
+    }
+    const m = median(ms);
+    rows.push([
+      what.includes("gemv1")
+        ? `GEMV M=1 ${what}, 4 warps/block`
+        : `fused GEMV M=1 ${what}, ${warps} warps/block, PDL ${pdl ? "on" : "off"}`,
+      `${(m * 1e3).toFixed(1)} us, ${(elems * 2 / (m / 1e3) / 1e9).toFixed(0)} GB/s`,
+    ]);
+  }
+}
+
 const t0 = performance.now();
 await b.load(spec, new SyntheticTensorSource(spec, "BF16"), { weight: "bf16", kv: "bf16", compute: "f32" });
 const weightBytes = 2 * (spec.numLayers * (4096 * (32 + 16) * 128 + 4096 * 4096 + 3 * 4096 * 14336) + 128256 * 4096);
@@ -137,7 +202,29 @@ for (const act of onlyDecode ? [] : ["f32", "half"] as const) {
 }
 b.setActivations("f32");
 
-for (const context of [PROMPT, PREFILL]) {
+// --fused / --unfused: only that decode path (for profilers); default both. Fused: [warps per GEMV block, GEMV
+// variant of qkv, of o / down, of the LM head]; every variant at context 128, the first at 2048.
+const paths = Deno.args.includes("--unfused") ? [false] : Deno.args.includes("--fused") ? [true] : [true, false];
+type V = DecVariant;
+// The first is the default (forward_decode.ts fusedDecode).
+const fusedVariants: [4 | 8, V, V, V][] = [[8, "r2", "u8", "r2"], [8, "r2", "u8", "r1"], [4, "r2", "u8", "r2"]];
+const configs = [PROMPT, PREFILL].flatMap((c) =>
+  paths.flatMap((f) =>
+    (f ? (c === PROMPT ? fusedVariants : fusedVariants.slice(0, 1)) : [[8, "r1", "r1", "r1"] as const]).map((v) =>
+      [c, f, ...v] as const
+    )
+  )
+);
+for (const [context, fused, warps, qkv, res, lm] of configs) {
+  fusedDecode.enabled = fused;
+  fusedDecode.warps = warps;
+  fusedDecode.qkv = qkv;
+  fusedDecode.res = res;
+  fusedDecode.lm = lm;
+  b.graphs.clear();
+  const tag = `context ${context}, ${
+    fused ? `fused (${warps} warps/block; qkv ${qkv}, o+down ${res}, lm ${lm})` : "unfused"
+  }`;
   for (const graphs of [true, false]) {
     b.graphsEnabled = graphs;
     const r = await b.forward(stepOf(prompt(context), 0));
@@ -149,10 +236,15 @@ for (const context of [PROMPT, PREFILL]) {
       ms.push(performance.now() - t);
     }
     const m = median(ms.slice(2));
+    const k0 = b.kernels.launches;
+    b.graphsEnabled = false;
+    await b.forward(stepOf([id], context + STEPS)); // one kernel-by-kernel step: launches per step
+    const kernels = b.kernels.launches - k0;
+    b.graphsEnabled = graphs;
     const kvBytes = context * spec.numLayers * 2 * 8 * 128 * 2;
     const roof = (weightBytes + kvBytes) / hbm * 1e3;
     rows.push([
-      `decode batch 1, context ${context}, graphs ${graphs ? "on" : "off"}`,
+      `decode batch 1, ${tag}, graphs ${graphs ? "on" : "off"} (${kernels} kernels/step)`,
       `${(1e3 / m).toFixed(1)} tok/s (${m.toFixed(2)} ms/step; HBM roofline ${roof.toFixed(2)} ms = ${
         (1e3 / roof).toFixed(0)
       } tok/s; ${(100 * roof / m).toFixed(0)}%)`,
@@ -163,7 +255,38 @@ for (const context of [PROMPT, PREFILL]) {
       t.start();
       for (let r = 0; r < 20; r++) b.graphs.launch(1);
       const gpu = (await t.stop()) / 20;
-      rows.push([`decode batch 1, context ${context}: GPU time of one graph replay`, `${gpu.toFixed(2)} ms`]);
+      const pct = (100 * roof / gpu).toFixed(0);
+      rows.push([`decode batch 1, ${tag}: GPU time of one graph replay`, `${gpu.toFixed(2)} ms (${pct}% of roofline)`]);
+      if (context === PROMPT) {
+        // Host overhead: one replay with the host waiting (await dev.sync(): a worker-thread cuStreamSynchronize),
+        // with a 4-byte pageable download first (it returns when the stream is done) then the same await, or then
+        // a cuStreamQuery only. forward() adds checks, input packing and 8 uploads to the last.
+        const ids = new Int32Array(1);
+        using idsBuf = dev.alloc(4, "bench.ids");
+        const ways: [string, () => Promise<void>][] = [
+          ["replay + await sync", async () => (b.graphs.launch(1), await dev.sync())],
+          ["replay + download + await sync", async () => {
+            b.graphs.launch(1);
+            dev.download(ids, idsBuf.ptr);
+            await dev.sync();
+          }],
+          ["replay + download + cuStreamQuery", () => {
+            b.graphs.launch(1);
+            dev.download(ids, idsBuf.ptr);
+            if (cuda().cuStreamQuery(dev.stream) !== 0) throw new Error("stream busy after a pageable download");
+            return Promise.resolve();
+          }],
+        ];
+        for (const [what, go] of ways) {
+          const w: number[] = [];
+          for (let r = 0; r < 12; r++) {
+            const t0 = performance.now();
+            await go();
+            w.push(performance.now() - t0);
+          }
+          rows.push([`decode batch 1, ${tag}: ${what}`, `${median(w.slice(2)).toFixed(3)} ms wall`]);
+        }
+      }
     }
   }
 }

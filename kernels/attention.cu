@@ -1,167 +1,629 @@
-// Paged attention, one kernel for decode and prefill: each block takes one query token, the G = nh/nkv query
-// heads that share one KV head, and one split of that token's causal context (split-K); attn_combine merges the
-// splits. Caches: [numBlocks, nkv, blockSize, d] KV. A simple, correct first version: prefill re-reads K/V per
-// query token (no flash-style tiling yet).
+// Paged attention over a KV cache of f16, bf16, int8 or int4. attn_split: split-K decode attention on tensor cores
+// (any token's causal context, in splits), attn_combine merges the splits; attn_prefill: tiled flash-style prefill.
+//
+// KV cache layout, per layer and per K | V (docs/ARCHITECTURE.md, "KV cache layout"):
+//   rows   [numBlocks, nkv, blockSize, RB] bytes, RB = kvRowBytes(d): the d values of one token and KV head.
+//          f16 / bf16: 2d bytes. int8: d bytes (unsigned q). int4: d/2 bytes (value 2i in the low nibble of byte i).
+//          int8 / int4 rows are padded with zero bytes to a multiple of 16 (only d = 8, and d = 80 with int4, pad),
+//          so every row starts 16-byte aligned and the 16-byte loads never straddle rows.
+//   scales [numBlocks, nkv, blockSize] half2 (scale, zero), int8 / int4 only; x = fma(q, scale, zero) in f32
+//          (quant/reference.ts kvRoundTrip; rope_kv in elementwise.cu writes them).
 #include "common.cuh"
 
-#define MAX_G 16
-#define V_G 4
+// BITS: bits per stored value; BF: the decode kernel's mma operands are bf16 (else f16).
+struct KvF16 { static constexpr int BITS = 16; static constexpr bool BF = false; };
+struct KvBf16 { static constexpr int BITS = 16; static constexpr bool BF = true; };
+struct KvI8 { static constexpr int BITS = 8; static constexpr bool BF = false; };
+struct KvI4 { static constexpr int BITS = 4; static constexpr bool BF = false; };
 
-// q: [n, nh, d] f32 (RoPE applied); blockTables: [B, maxBlocks] i32; tokenSeq, positions: [n] i32.
-// tokenList: [rows] i32 tokens this launch handles (null: rows = all n tokens, in order); grid y runs over rows.
-// partO: [rows, nh, splits, d] f32 (unnormalized), partML: [rows, nh, splits, 2] f32 (max, sum of exp).
-// d % 8 == 0 (16-byte K/V rows), d <= 1024. grid (nkv, n, splits), block 128, dynamic smem:
-// (G*d + G*splitLen + 1) floats, 8 bytes of alignment, splitLen offsets (8 bytes), floor(128/(d/8))*V_G*d floats.
-template <typename KV>
-__device__ void attnSplit(const float* q, const KV* kCache, const KV* vCache, const int* blockTables,
-                          const int* tokenSeq, const int* positions, const int* tokenList, float* partO,
-                          float* partML, int nh, int nkv, int d, int blockSize, int maxBlocks, int splitLen, int window,
-                          float scale) {
-  extern __shared__ float smem[];
+template <typename KT> __host__ __device__ constexpr int kvRowBytes(int d) { return (d * KT::BITS / 8 + 15) / 16 * 16; }
+
+// 2^23 + q read as a float, minus 2^23: q (0..255) as f32, exactly, without an int->float conversion.
+__device__ __forceinline__ float magicQ(uint32_t q) { return __uint_as_float(0x4B000000u | q) - 8388608.f; }
+
+// Values e0 .. e0+7 (e0 % 8 == 0) of one cache row (`row`: its first byte, shared or global memory) as f32.
+// Quantized types dequantize with one FMA each: q * sc + zr.
+template <typename KT> __device__ __forceinline__ void kvLoad8(const uint8_t* row, int e0, float sc, float zr, float* o);
+template <> __device__ __forceinline__ void kvLoad8<KvF16>(const uint8_t* row, int e0, float, float, float* o) {
+  const uint4 u = *reinterpret_cast<const uint4*>(row + 2 * e0);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __half22float2(h[i]);
+    o[2 * i] = f.x;
+    o[2 * i + 1] = f.y;
+  }
+}
+template <> __device__ __forceinline__ void kvLoad8<KvBf16>(const uint8_t* row, int e0, float, float, float* o) {
+  const uint4 u = *reinterpret_cast<const uint4*>(row + 2 * e0);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    o[2 * i] = __uint_as_float(w[i] << 16);
+    o[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+template <> __device__ __forceinline__ void kvLoad8<KvI8>(const uint8_t* row, int e0, float sc, float zr, float* o) {
+  const uint2 u = *reinterpret_cast<const uint2*>(row + e0);
+#pragma unroll
+  for (int b = 0; b < 4; b++) {
+    o[b] = fmaf(magicQ(__byte_perm(u.x, 0u, 0x4440 + b)), sc, zr);
+    o[4 + b] = fmaf(magicQ(__byte_perm(u.y, 0u, 0x4440 + b)), sc, zr);
+  }
+}
+template <> __device__ __forceinline__ void kvLoad8<KvI4>(const uint8_t* row, int e0, float sc, float zr, float* o) {
+  const uint32_t w = *reinterpret_cast<const uint32_t*>(row + e0 / 2);
+#pragma unroll
+  for (int i = 0; i < 8; i++) o[i] = fmaf(magicQ((w >> (4 * i)) & 15u), sc, zr);
+}
+
+// (scale, zero) of cache row `idx`; (1, 0) for 16-bit types (their loads ignore it).
+template <typename KT> __device__ __forceinline__ float2 kvScale(const __half2* sz, size_t idx) {
+  if constexpr (KT::BITS < 16) return __half22float2(sz[idx]);
+  else return make_float2(1.f, 0.f);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Split-K decode attention on tensor cores (mma.sync m16n8k16, f32 accumulation).
+//
+// Block (kvh, y, split): the G = nh/nkv query heads of KV head kvh for token t = tokenList[y] (or y), keys
+// [j0, j1) = first + split * splitLen + [0, splitLen) of its causal (windowed) context. DEC_WARPS warps work
+// independently on interleaved tiles of 16 keys (warp w: tiles w, w + 4, ...), each with its own online softmax, and
+// are merged once at the end: no block-wide barrier in the main loop. K/V bytes go straight from global memory into
+// the registers of the mma fragments (no shared-memory staging), DecShape::DEPTH (1-2) tiles in flight per warp;
+// the block-table segment of the split is staged once in shared memory (up to DEC_TAB entries), and when every tile
+// lies in one cache block (block size % 16 == 0) a tile costs one table lookup. Softmax in base 2 (q pre-scaled by
+// log2 e). attn_combine is launched as a programmatic dependent and waits with griddepcontrol.wait.
+//
+// Scores S^T [16 keys, 8 heads] = K [16 keys, d] . Q^T [d, 8 heads] (heads in the mma's N dimension: GQA groups of
+// 1..8 heads take one n-tile, 9..16 two). Values O^T [d, 8 heads] += V^T [d, 16 keys] . P^T [16 keys, 8 heads];
+// P^T's B fragment is S^T's accumulator transposed in registers (movmatrix). The order of d inside a k-step and the
+// rows of O^T are permuted so that each lane's K / V bytes are contiguous (qDim, the V row map below); q and the
+// output follow the same permutation.
+//
+// Exactness: q * scale and p are split into NP pieces of the operand type (f16: hi + lo, 22 significant bits; bf16:
+// hi + mid + lo, 24 bits), so every product is an exact f32 product of the f32 operands to ~2^-22 relative: the
+// result matches the f32 CUDA-core kernel this replaced to f32 rounding (the tests keep their 1e-5 bounds).
+//   f16 cache:  K, V are f16 operands as stored; q: 2 f16 pieces; p * 2^10: 2 f16 pieces (p <= 1).
+//   bf16 cache: bf16 operands; q and p: 3 bf16 pieces each.
+//   int8/int4:  the integer q values (0..255 / 0..15, exact in f16, made with the 0x6400 magic and one f16x2
+//               subtract) are the operands: s = kScale * (q . kq) + kZero * sum(q); o = sum_j (p_j vScale_j) vq_j
+//               + sum_j p_j vZero_j, with p_j vScale_j * 2^8 in 2 f16 pieces (needs vScale < 256, i.e. a V row
+//               range below ~65000 for int8 / ~3800 for int4) and q * scale < 65504 in magnitude (f16 range).
+// ---------------------------------------------------------------------------------------------------------------
+#define DEC_WARPS 4
+#define DEC_THREADS (DEC_WARPS * 32)
+#define DEC_TAB 512  // block-table entries of one split staged in shared memory (else read from global)
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) { return __byte_perm(a, b, s); }
+// (x & 0x000f000f) | 0x64006400: the nibbles at bits 0 and 16 as f16 (1024 + n, 1024 + n').
+__device__ __forceinline__ uint32_t nib2h(uint32_t x) {
+  uint32_t y;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(y) : "r"(x), "r"(0x000f000fu), "r"(0x64006400u));
+  return y;
+}
+// f16x2 (1024 + a, 1024 + b) -> (a, b), exact.
+__device__ __forceinline__ uint32_t sub1024(uint32_t x) {
+  uint32_t y;
+  asm("sub.f16x2 %0, %1, %2;\n" : "=r"(y) : "r"(x), "r"(0x64006400u));
+  return y;
+}
+// Bytes 0, 1 (sel 0x4140) or 2, 3 (sel 0x4342) of x as f16x2 (1024 + b, 1024 + b').
+__device__ __forceinline__ uint32_t byte2h(uint32_t x, uint32_t sel) { return prmt(x, 0x64646464u, sel); }
+
+__device__ __forceinline__ uint32_t movTrans(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+// c += A (16x16, row) . B (16x8, col), f32 accumulators; f16 or bf16 operands.
+template <bool BF>
+__device__ __forceinline__ void mma16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  if constexpr (BF) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+// (x0, x1) as NP pairs of the operand type whose sum is (x0, x1) to 2^-22 (f16, NP 2) / 2^-24 (bf16, NP 3).
+template <bool BF, int NP> __device__ __forceinline__ void splitPair(float x0, float x1, uint32_t (&out)[NP]) {
+#pragma unroll
+  for (int i = 0; i < NP; i++) {
+    if constexpr (BF) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+      out[i] = *reinterpret_cast<const uint32_t*>(&h);
+      const float2 f = __bfloat1622float2(h);
+      x0 -= f.x, x1 -= f.y;
+    } else {
+      const __half2 h = __floats2half2_rn(x0, x1);
+      out[i] = *reinterpret_cast<const uint32_t*>(&h);
+      const float2 f = __half22float2(h);
+      x0 -= f.x, x1 -= f.y;
+    }
+  }
+}
+
+// Compile-time shape of attn_split<KT, D>.
+template <typename KT, int D, int DEPTH_ = 0> struct DecShape {
+  static constexpr bool QUANT = KT::BITS < 16, BF = KT::BF;
+  static constexpr int NP = BF ? 3 : 2;                    // pieces of q and p
+  static constexpr int RB = kvRowBytes<KT>(D), CH = RB / 16;  // row bytes, 16-byte chunks per row
+  static constexpr int LS = (CH + 3) / 4;                  // K: chunk steps (lane t takes chunk 4 ls + t)
+  static constexpr int VPC = 128 / KT::BITS, SUB = VPC / 4, KS = LS * SUB;  // values per chunk, k-steps
+  static constexpr int MT = (D + 15) / 16, VPL = 2 * MT;   // V: m-tiles of 16 dims; values per lane and key
+  static constexpr int VB = VPL * KT::BITS / 8, VW = (VB + 3) / 4;  // V bytes / words per lane and key
+  static constexpr int STAGE_REGS = 8 * LS + 4 * VW + 4;
+  // tiles in flight per warp (register budget; DEPTH_ > 0 overrides: bench variants)
+  static constexpr int DEPTH = DEPTH_ > 0 ? DEPTH_ : STAGE_REGS <= 40 ? 2 : 1;
+  static constexpr float PS = QUANT ? 256.f : BF ? 1.f : 1024.f;  // p scale before splitting
+};
+// Blocks per SM asked of ptxas (register cap 65536 / (128 * MINB)) for attn_split<KT, D, GP>: 3 (168 registers)
+// for one n-tile up to d = 128, except int8 at d >= 96, which spilled under that cap (H100, batch 16, context 8k:
+// 58% of the copy roofline at the 168 cap vs 66% uncapped, bench/cuda_attention.ts variant m2, 2026-11-24).
+template <typename KT, int D, int GP> constexpr int decMinBlocks() {
+  return KT::BITS == 8 && D >= 96 ? 2 : D <= 128 && GP <= 8 ? 3 : 1;
+}
+
+// Dim of q (and of the cache row) behind k-slot s (0, 1: b0 low/high; 2, 3: b1) of sub-step u of chunk c.
+// 16-bit and int8 rows: consecutive; int4: word i = u/2 of the chunk, nibble pairs (2h, 2h+4), (2h+1, 2h+5).
+template <typename KT> __device__ __forceinline__ int qDim(int c, int u, int s) {
+  if constexpr (KT::BITS == 4) return c * 32 + 8 * (u >> 1) + 2 * (u & 1) + ((s & 2) ? 1 : 0) + ((s & 1) ? 4 : 0);
+  else return c * (128 / KT::BITS) + 4 * u + s;
+}
+
+// A fragment (a0 | a2 for key row g, a1 | a3 for g+8: pass each row's chunk) of sub-step u: two f16/bf16 pairs.
+template <typename KT> __device__ __forceinline__ void kFrag(const uint4& w, int u, uint32_t& lo, uint32_t& hi) {
+  const uint32_t x[4] = {w.x, w.y, w.z, w.w};
+  if constexpr (KT::BITS == 16) {
+    lo = x[2 * u], hi = x[2 * u + 1];
+  } else if constexpr (KT::BITS == 8) {
+    lo = sub1024(byte2h(x[u], 0x4140)), hi = sub1024(byte2h(x[u], 0x4342));
+  } else {
+    const uint32_t v = x[u >> 1] >> (8 * (u & 1));
+    lo = sub1024(nib2h(v)), hi = sub1024(nib2h(v >> 4));
+  }
+}
+
+// V^T A fragment rows of m-tile mt from the lane's bytes of two keys A, B (k cols 2t, 2t+1 or 2t+8, 2t+9):
+// lo = (A[2mt], B[2mt]) (row g), hi = (A[2mt+1], B[2mt+1]) (row g+8), where X[j] is value j of the lane's segment.
+template <typename KT, int VW>
+__device__ __forceinline__ void vFrag(const uint32_t (&A)[VW], const uint32_t (&B)[VW], int mt, uint32_t& lo,
+                                      uint32_t& hi) {
+  if constexpr (KT::BITS == 16) {
+    lo = prmt(A[mt], B[mt], 0x5410), hi = prmt(A[mt], B[mt], 0x7632);
+  } else if constexpr (KT::BITS == 8) {
+    const uint32_t x = prmt(A[mt >> 1], B[mt >> 1], (mt & 1) ? 0x7362 : 0x5140);  // (A b, B b, A b+1, B b+1)
+    lo = sub1024(byte2h(x, 0x4140)), hi = sub1024(byte2h(x, 0x4342));
+  } else {
+    const uint32_t x = prmt(A[mt >> 2], B[mt >> 2], (mt & 2) ? 0x7632 : 0x5410) >> (8 * (mt & 1));
+    lo = sub1024(nib2h(x)), hi = sub1024(nib2h(x >> 4));
+  }
+}
+
+// VB bytes at p (aligned to the largest power of two dividing VB, up to 16) into words; zeros when !ok.
+template <int VB, int VW> __device__ __forceinline__ void loadLane(const uint8_t* p, bool ok, uint32_t (&w)[VW]) {
+  if constexpr (VB % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < VB / 16; i++) {
+      const uint4 u = ok ? __ldg(reinterpret_cast<const uint4*>(p) + i) : make_uint4(0, 0, 0, 0);
+      w[4 * i] = u.x, w[4 * i + 1] = u.y, w[4 * i + 2] = u.z, w[4 * i + 3] = u.w;
+    }
+  } else if constexpr (VB % 8 == 0) {
+#pragma unroll
+    for (int i = 0; i < VB / 8; i++) {
+      const uint2 u = ok ? __ldg(reinterpret_cast<const uint2*>(p) + i) : make_uint2(0, 0);
+      w[2 * i] = u.x, w[2 * i + 1] = u.y;
+    }
+  } else if constexpr (VB % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < VB / 4; i++) w[i] = ok ? __ldg(reinterpret_cast<const unsigned*>(p) + i) : 0u;
+  } else {
+#pragma unroll
+    for (int i = 0; i < VW; i++) w[i] = 0u;
+    if (ok) {
+#pragma unroll
+      for (int b = 0; b < VB; b++) w[b / 4] |= (uint32_t)__ldg(p + b) << (8 * (b % 4));
+    }
+  }
+}
+
+// Where the keys of one split live: block-table entries from tb0 on (shared memory or global), and the mapping
+// key position -> cache row.
+struct DecCtx {
+  const int* tab;  // tab[b - tb0] = physical block of the sequence's block b
+  int tb0, j1, nkv, kvh, bs;
+  float invBs;
+  bool whole;  // every tile of 16 keys lies in one cache block (bs % 16 == 0, tiles start at multiples of 16)
+};
+// Cache row of key j (j >= the split's first key), or -1 when j >= j1 or its block is missing. b = j / bs through
+// a float reciprocal, corrected to the exact quotient.
+__device__ __forceinline__ int decRow(const DecCtx& c, int j) {
+  if (j >= c.j1) return -1;
+  int b = __float2int_rz(((float)j + 0.5f) * c.invBs);
+  b += (j - b * c.bs >= c.bs) - (j < b * c.bs);
+  const int blk = c.tab[b - c.tb0];
+  return blk < 0 ? -1 : (blk * c.nkv + c.kvh) * c.bs + (j - b * c.bs);
+}
+
+// One tile of 16 keys in flight: K chunks of key rows g, g+8 (lane t: chunks 4 ls + t), V segments of keys 2t, 2t+1,
+// 2t+8, 2t+9 (lane g: values [g VPL, (g+1) VPL)), (scale, zero) of K and V of key rows g, g+8 (int8 / int4).
+template <typename KT, int D> struct DecStage {
+  using S = DecShape<KT, D>;
+  uint4 k[2][S::LS];
+  uint32_t v[4][S::VW];
+  uint32_t ksz[2], vsz[2];
+  int krow[2];
+  int base;  // cache row of the tile's first key when ctx.whole (-1: its block is missing or no tile)
+};
+
+template <typename KT, int D>
+__device__ __forceinline__ void decIssueK(DecStage<KT, D>& st, const DecCtx& c, const uint8_t* kCache,
+                                          const __half2* kSz, int jt, bool on, int g, int t) {
+  using S = DecShape<KT, D>;
+  st.base = c.whole && on ? decRow(c, jt) : -1;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int j = jt + g + 8 * r;
+    const int row = c.whole ? (st.base >= 0 && j < c.j1 ? st.base + g + 8 * r : -1) : on ? decRow(c, j) : -1;
+    st.krow[r] = row;
+    const uint8_t* base = kCache + (size_t)(row < 0 ? 0 : row) * S::RB;
+#pragma unroll
+    for (int ls = 0; ls < S::LS; ls++) {
+      const int ch = 4 * ls + t;
+      st.k[r][ls] = row >= 0 && ch < S::CH ? __ldg(reinterpret_cast<const uint4*>(base + 16 * ch))
+                                           : make_uint4(0, 0, 0, 0);
+    }
+    if constexpr (S::QUANT) st.ksz[r] = row >= 0 ? __ldg(reinterpret_cast<const unsigned*>(kSz + row)) : 0u;
+  }
+}
+
+template <typename KT, int D>
+__device__ __forceinline__ void decIssueV(DecStage<KT, D>& st, const DecCtx& c, const uint8_t* vCache,
+                                          const __half2* vSz, int jt, bool on, int g, int t) {
+  using S = DecShape<KT, D>;
+  const bool segOk = g * S::VPL < D;
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    const int r = 2 * t + (kk & 1) + 8 * (kk >> 1);
+    const int row = c.whole ? (st.base >= 0 && jt + r < c.j1 ? st.base + r : -1) : on ? decRow(c, jt + r) : -1;
+    loadLane<S::VB, S::VW>(vCache + (size_t)(row < 0 ? 0 : row) * S::RB + g * S::VB, row >= 0 && segOk, st.v[kk]);
+  }
+  if constexpr (S::QUANT) {
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+      st.vsz[r] = st.krow[r] >= 0 ? __ldg(reinterpret_cast<const unsigned*>(vSz + st.krow[r])) : 0u;
+  }
+}
+
+__device__ __forceinline__ float2 h2f(uint32_t x) { return __half22float2(*reinterpret_cast<const __half2*>(&x)); }
+
+// q: [n, nh, D] f32 (RoPE applied); blockTables [B, maxBlocks] i32; tokenSeq, positions [n] i32; tokenList [rows]
+// i32 or null. partO [rows, nh, splits, D] f32 (unnormalized), partML [rows, nh, splits, 2] f32 (max of the scores
+// in log2 units, i.e. times log2(e), sum of 2^(score - max)). grid (nkv, rows, splits), block DEC_THREADS, dynamic smem 4 * (DEC_WARPS * G * (D + 2) + DEC_TAB) bytes
+// (kv.ts attentionSmemBytes): per-warp partial outputs [DEC_WARPS, G, D] f32, max and sum [DEC_WARPS, G] f32 each,
+// block-table entries [DEC_TAB] i32.
+template <typename KT, int D, int GP, int DEPTH_ = 0>
+__device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kSz,
+                           const __half2* vSz, const int* blockTables, const int* tokenSeq, const int* positions,
+                           const int* tokenList, float* partO, float* partML, int nh, int nkv, int blockSize,
+                           int maxBlocks, int splitLen, int window, float scale) {
+  using S = DecShape<KT, D, DEPTH_>;
+  constexpr int NT = GP > 8 ? 2 : 1, NW = DEC_WARPS, NP = S::NP, DEPTH = S::DEPTH;
+  static_assert(D % 8 == 0 && GP <= 16, "decode shape");
+  extern __shared__ __align__(16) uint8_t dsmem[];
   const int kvh = blockIdx.x, y = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
-  const int t = tokenList ? tokenList[y] : y;
-  const int G = nh / nkv, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  float* qs = smem;                                          // [G, d]
-  float* sc = smem + G * d;                                  // [G, splitLen]
-  long long* rowOff = (long long*)(sc + G * splitLen + 1);  // [splitLen] element offset of each key row, -1: none
-  rowOff = (long long*)(((uintptr_t)rowOff + 7) & ~(uintptr_t)7);
-  float* red = (float*)(rowOff + splitLen);                  // [blockDim.x / (d/8), V_G, d]
-  __shared__ float mS[MAX_G], lS[MAX_G];
-  const int p = positions[t];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int tk = tokenList ? tokenList[y] : y;
+  const int G = nh / nkv;
+  const int p = positions[tk];
   const int first = window > 0 ? max(0, p - window + 1) : 0;
   const int j0 = first + split * splitLen, j1 = min(p + 1, j0 + splitLen);
-  const int n = max(0, j1 - j0);
-  if (n == 0) {  // an empty split (graphs launch splits for the longest context)
-    for (int o = threadIdx.x; o < G; o += blockDim.x) {
-      const size_t row = ((size_t)y * nh + kvh * G + o) * splits + split;
+  if (j1 <= j0) {  // an empty split (graphs launch splits for the longest context)
+    for (int h = tid; h < G; h += DEC_THREADS) {
+      const size_t row = ((size_t)y * nh + kvh * G + h) * splits + split;
       partML[row * 2] = -INFINITY;
       partML[row * 2 + 1] = 0.f;
     }
     return;
   }
-  const int* table = blockTables + (size_t)tokenSeq[t] * maxBlocks;
-  for (int i = threadIdx.x; i < G * d; i += blockDim.x) qs[i] = q[((size_t)t * nh + kvh * G) * d + i];
-  for (int jj = threadIdx.x; jj < n; jj += blockDim.x) {
-    const int j = j0 + jj, blk = table[j / blockSize];
-    rowOff[jj] = blk < 0 ? -1 : (((long long)blk * nkv + kvh) * blockSize + j % blockSize) * d;
-  }
-  __syncthreads();
-  // Scores: one thread per key, 16-byte loads along d (d % 8 == 0), all G heads at once (q reads broadcast).
-  for (int jj = threadIdx.x; jj < n; jj += blockDim.x) {
-    const long long off = rowOff[jj];
-    float acc[MAX_G];
+  float* red = reinterpret_cast<float*>(dsmem);  // [NW, G, D]
+  float* mS = red + NW * G * D;                  // [NW, G]
+  float* lS = mS + NW * G;                       // [NW, G]
+  int* tabS = reinterpret_cast<int*>(lS + NW * G);
+  const int* table = blockTables + (size_t)tokenSeq[tk] * maxBlocks;
+  const int tb0 = j0 / blockSize, ntab = (j1 - 1) / blockSize - tb0 + 1;
+  const bool staged = ntab <= DEC_TAB;
+  if (staged)
+    for (int i = tid; i < ntab; i += DEC_THREADS) tabS[i] = table[tb0 + i];
+  const DecCtx ctx{staged ? tabS : table + tb0, tb0, j1, nkv, kvh, blockSize, 1.f / (float)blockSize,
+                   blockSize % 16 == 0 && j0 % 16 == 0};
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // attn_combine may launch (it waits for us)
+#endif
+  const int ntiles = (j1 - j0 + 15) / 16;
+  const int myTiles = warp < ntiles ? (ntiles - warp + NW - 1) / NW : 0;
+  auto tileStart = [&](int i) { return j0 + (warp + i * NW) * 16; };
+
+  // q * scale as B fragments (lane (g, t): head nt*8 + g, the k-slots of lane t), NP pieces each; sums of q for
+  // the zero points, per head of this lane's accumulator columns (2t, 2t+1).
+  uint32_t qf[NT][S::KS][2][NP];
+  float sumq[NT][2];
+  const float qs = scale * 1.4426950408889634f;  // scores in log2 units: softmax with exp2
 #pragma unroll
-    for (int g = 0; g < MAX_G; g++) acc[g] = 0.f;
-    if (off >= 0) {
-      const uint4* k = reinterpret_cast<const uint4*>(kCache + off);
-#pragma unroll 4
-      for (int c = 0; c < d / 8; c++) {
-        const uint4 kv = k[c];
-        const KV* ke = reinterpret_cast<const KV*>(&kv);
+  for (int nt = 0; nt < NT; nt++) {
+    const int hq = nt * 8 + g;
+    const float* qrow = q + ((size_t)tk * nh + kvh * G + (hq < G ? hq : 0)) * D;
+    float part = 0.f;
 #pragma unroll
-        for (int e = 0; e < 8; e++) {
-          const float kf = tof(ke[e]);
+    for (int ls = 0; ls < S::LS; ls++)
 #pragma unroll
-          for (int g = 0; g < MAX_G; g++)
-            if (g < G) acc[g] += qs[g * d + c * 8 + e] * kf;
+      for (int u = 0; u < S::SUB; u++)
+#pragma unroll
+        for (int b = 0; b < 2; b++) {
+          float x[2];
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int ch = 4 * ls + t, dim = qDim<KT>(ch, u, 2 * b + e);
+            x[e] = hq < G && ch < S::CH && dim < D ? qrow[dim] * qs : 0.f;
+          }
+          part += x[0] + x[1];
+          splitPair<S::BF, NP>(x[0], x[1], qf[nt][ls * S::SUB + u][b]);
         }
-      }
-    }
-#pragma unroll
-    for (int g = 0; g < MAX_G; g++)
-      if (g < G) sc[g * splitLen + jj] = off >= 0 ? acc[g] * scale : -INFINITY;
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    sumq[nt][0] = __shfl_sync(0xffffffffu, part, 8 * t);
+    sumq[nt][1] = __shfl_sync(0xffffffffu, part, 8 * t + 4);
   }
-  __syncthreads();
-  // Softmax pieces per head: one warp per head.
-  for (int g = warp; g < G; g += nw) {
-    float m = -INFINITY;
-    for (int jj = lane; jj < n; jj += 32) m = fmaxf(m, sc[g * splitLen + jj]);
-    m = warpMax(m);
-    float l = 0.f;
-    for (int jj = lane; jj < n; jj += 32) {
-      const float e = m == -INFINITY ? 0.f : expf(sc[g * splitLen + jj] - m);
-      sc[g * splitLen + jj] = e;
-      l += e;
-    }
-    l = warpSum(l);
-    if (lane == 0) {
-      mS[g] = m;
-      lS[g] = l;
-    }
+  __syncthreads();  // tabS
+
+  float m[NT][2], l[NT][2], zs[NT][2], acc[NT][S::MT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) m[nt][h] = -INFINITY, l[nt][h] = 0.f, zs[nt][h] = 0.f;
+#pragma unroll
+    for (int mt = 0; mt < S::MT; mt++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) acc[nt][mt][i] = 0.f;
   }
-  __syncthreads();
-  // Weighted values: thread = (key group kg, 8-dim chunk c); heads in chunks of V_G. Partial sums per key group
-  // meet in shared memory (red: [V_KG, V_G, d]).
-  const int chunks = d / 8, kgs = blockDim.x / chunks;  // key groups; threads past kgs * chunks idle here
-  const int c = threadIdx.x % chunks, kg = threadIdx.x / chunks;
-  const bool active = kg < kgs;
-  for (int g0 = 0; g0 < G; g0 += V_G) {
-    float acc[V_G][8];
+  DecStage<KT, D> st[DEPTH];
 #pragma unroll
-    for (int g = 0; g < V_G; g++)
+  for (int s = 0; s < DEPTH; s++) {
+    decIssueK<KT, D>(st[s], ctx, kCache, kSz, tileStart(s), s < myTiles, g, t);
+    decIssueV<KT, D>(st[s], ctx, vCache, vSz, tileStart(s), s < myTiles, g, t);
+  }
+  for (int i0 = 0; i0 < myTiles; i0 += DEPTH) {
 #pragma unroll
-      for (int e = 0; e < 8; e++) acc[g][e] = 0.f;
-#pragma unroll 4
-    for (int jj = kg; active && jj < n; jj += kgs) {
-      const long long off = rowOff[jj];
-      if (off < 0) continue;
-      const uint4 vv = *reinterpret_cast<const uint4*>(vCache + off + c * 8);
-      const KV* ve = reinterpret_cast<const KV*>(&vv);
+    for (int s = 0; s < DEPTH; s++) {
+      const int i = i0 + s;
+      if (i < myTiles) {  // warp-uniform
+        // Scores of key rows g, g+8 for heads 2t, 2t+1 (per n-tile).
+        // 2 * NP independent accumulator chains (even / odd k-steps x pieces), summed at the end.
+        float sc[NT][4];
 #pragma unroll
-      for (int g = 0; g < V_G; g++) {
-        if (g0 + g < G) {
-          const float pg = sc[(g0 + g) * splitLen + jj];
+        for (int nt = 0; nt < NT; nt++) {
+          float part[2][NP][4];
 #pragma unroll
-          for (int e = 0; e < 8; e++) acc[g][e] += pg * tof(ve[e]);
+          for (int a = 0; a < 2; a++)
+#pragma unroll
+            for (int pc = 0; pc < NP; pc++)
+#pragma unroll
+              for (int e = 0; e < 4; e++) part[a][pc][e] = 0.f;
+#pragma unroll
+          for (int ls = 0; ls < S::LS; ls++)
+#pragma unroll
+            for (int u = 0; u < S::SUB; u++) {
+              uint32_t a0, a1, a2, a3;
+              kFrag<KT>(st[s].k[0][ls], u, a0, a2);
+              kFrag<KT>(st[s].k[1][ls], u, a1, a3);
+              const int ks = ls * S::SUB + u;
+#pragma unroll
+              for (int pc = 0; pc < NP; pc++)
+                mma16816<S::BF>(part[ks & 1][pc], a0, a1, a2, a3, qf[nt][ks][0][pc], qf[nt][ks][1][pc]);
+            }
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            float x = 0.f;
+#pragma unroll
+            for (int pc = NP - 1; pc >= 0; pc--) x += part[0][pc][e] + part[1][pc][e];
+            sc[nt][e] = x;
+          }
         }
+        const bool ok0 = st[s].krow[0] >= 0, ok1 = st[s].krow[1] >= 0;
+        const uint32_t ksz0 = st[s].ksz[0], ksz1 = st[s].ksz[1];
+        // This stage's K registers are free: the tile DEPTH ahead goes in flight.
+        decIssueK<KT, D>(st[s], ctx, kCache, kSz, tileStart(i + DEPTH), i + DEPTH < myTiles, g, t);
+        float k0s = 1.f, k0z = 0.f, k1s = 1.f, k1z = 0.f, v0s = S::PS, v0z = 0.f, v1s = S::PS, v1z = 0.f;
+        if constexpr (S::QUANT) {
+          const float2 a = h2f(ksz0), b = h2f(ksz1), c = h2f(st[s].vsz[0]), d = h2f(st[s].vsz[1]);
+          k0s = a.x, k0z = a.y, k1s = b.x, k1z = b.y;
+          v0s = c.x * S::PS, v0z = c.y, v1s = d.x * S::PS, v1z = d.y;
+        }
+        // Online softmax per head; the max over the tile's 16 keys across the 8 lanes of equal t.
+        uint32_t pb[NT][2][NP];
+        float corr[NT][2];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+          float pp[4];
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            float s0 = sc[nt][h], s1 = sc[nt][2 + h];
+            if constexpr (S::QUANT) {
+              s0 = fmaf(k0s, s0, k0z * sumq[nt][h]);
+              s1 = fmaf(k1s, s1, k1z * sumq[nt][h]);
+            }
+            s0 = ok0 ? s0 : -INFINITY;
+            s1 = ok1 ? s1 : -INFINITY;
+            float mx = fmaxf(s0, s1);
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+            const float mNew = fmaxf(m[nt][h], mx);
+            const float cr = mNew == -INFINITY ? 1.f : exp2f(m[nt][h] - mNew);
+            const float p0 = s0 == -INFINITY ? 0.f : exp2f(s0 - mNew);
+            const float p1 = s1 == -INFINITY ? 0.f : exp2f(s1 - mNew);
+            m[nt][h] = mNew;
+            corr[nt][h] = cr;
+            l[nt][h] = fmaf(l[nt][h], cr, p0 + p1);
+            if constexpr (S::QUANT) zs[nt][h] = fmaf(zs[nt][h], cr, fmaf(p0, v0z, p1 * v1z));
+            pp[h] = p0 * v0s;
+            pp[2 + h] = p1 * v1s;
+          }
+          uint32_t r0[NP], r1[NP];
+          splitPair<S::BF, NP>(pp[0], pp[1], r0);  // key row g, heads 2t, 2t+1
+          splitPair<S::BF, NP>(pp[2], pp[3], r1);  // key row g+8
+#pragma unroll
+          for (int pc = 0; pc < NP; pc++) pb[nt][0][pc] = movTrans(r0[pc]), pb[nt][1][pc] = movTrans(r1[pc]);
+        }
+        bool rescale = false;  // once the maxima settle, corr is 1 and the rescale is skipped (warp vote)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) rescale = rescale || corr[nt][0] != 1.f || corr[nt][1] != 1.f;
+        if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+          for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int mt = 0; mt < S::MT; mt++)
+#pragma unroll
+              for (int e = 0; e < 4; e++) acc[nt][mt][e] *= corr[nt][e & 1];
+        }
+        // O^T += V^T P^T.
+#pragma unroll
+        for (int mt = 0; mt < S::MT; mt++) {
+          uint32_t a0, a1, a2, a3;
+          vFrag<KT, S::VW>(st[s].v[0], st[s].v[1], mt, a0, a1);
+          vFrag<KT, S::VW>(st[s].v[2], st[s].v[3], mt, a2, a3);
+#pragma unroll
+          for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int pc = 0; pc < NP; pc++)
+              mma16816<S::BF>(acc[nt][mt], a0, a1, a2, a3, pb[nt][0][pc], pb[nt][1][pc]);
+        }
+        decIssueV<KT, D>(st[s], ctx, vCache, vSz, tileStart(i + DEPTH), i + DEPTH < myTiles, g, t);
       }
     }
-    __syncthreads();  // red is reused across head chunks
-    if (active) {
+  }
+  // Lane sums over the 8 lanes of equal t, then this warp's partial output (d = g VPL + 2 mt (+1 for rows g+8)).
 #pragma unroll
-      for (int g = 0; g < V_G; g++)
+  for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int e = 0; e < 8; e++) red[(kg * V_G + g) * d + c * 8 + e] = acc[g][e];
-    }
-    __syncthreads();
-    for (int o = threadIdx.x; o < V_G * d; o += blockDim.x) {
-      const int g = o / d, i = o % d;
-      if (g0 + g >= G) continue;
-      float sum = 0.f;
-      for (int k2 = 0; k2 < kgs; k2++) sum += red[(k2 * V_G + g) * d + i];
-      const size_t row = ((size_t)y * nh + kvh * G + g0 + g) * splits + split;
-      partO[row * d + i] = sum;
-      if (i == 0) {
-        partML[row * 2] = mS[g0 + g];
-        partML[row * 2 + 1] = lS[g0 + g];
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+      for (int o = 4; o < 32; o <<= 1) {
+        l[nt][h] += __shfl_xor_sync(0xffffffffu, l[nt][h], o);
+        if constexpr (S::QUANT) zs[nt][h] += __shfl_xor_sync(0xffffffffu, zs[nt][h], o);
       }
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+    for (int mt = 0; mt < S::MT; mt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int h = nt * 8 + 2 * t + (e & 1), d = g * S::VPL + 2 * mt + (e >> 1);
+        if (h < G && d < D) red[(warp * G + h) * D + d] = fmaf(acc[nt][mt][e], 1.f / S::PS, zs[nt][e & 1]);
+      }
+    if (g == 0)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int h = nt * 8 + 2 * t + e;
+        if (h < G) mS[warp * G + h] = m[nt][e], lS[warp * G + h] = l[nt][e];
+      }
+  }
+  __syncthreads();
+  for (int o = tid; o < G * D; o += DEC_THREADS) {
+    const int h = o / D, i = o % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; w++) M = fmaxf(M, mS[w * G + h]);
+    float sum = 0.f, L = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; w++) {
+      const float mw = mS[w * G + h], wt = mw == -INFINITY ? 0.f : exp2f(mw - M);
+      sum = fmaf(wt, red[(w * G + h) * D + i], sum);
+      L = fmaf(wt, lS[w * G + h], L);
+    }
+    const size_t row = ((size_t)y * nh + kvh * G + h) * splits + split;
+    partO[row * D + i] = sum;
+    if (i == 0) {
+      partML[row * 2] = M;
+      partML[row * 2 + 1] = L;
     }
   }
 }
 
-// out[t, h*d + i] = sum_s e^(m_s - M) partO_s / sum_s e^(m_s - M) l_s over the splits that hold keys
-// (ceil(span / splitLen) of them); t = tokenList[y] (or y). out: [n, nh*d] A. grid rows*nh, block 32..128.
+#define COMB_THREADS 128
+#define COMB_CHUNK 256
+// out[t, h*d + i] = sum_s 2^(m_s - M) partO_s / sum_s 2^(m_s - M) l_s over the splits that hold keys
+// (ceil(span / splitLen) of them; m_s in log2 units); t = tokenList[y] (or y). out: [n, nh*d] A; d <= 2 *
+// COMB_THREADS. grid rows*nh, block COMB_THREADS; launched as a programmatic dependent of attn_split on sm_90. The split weights are computed once per chunk of COMB_CHUNK splits into
+// shared memory; each thread then sums its dims over the chunk with independent loads in flight.
 template <typename A>
 __device__ void attnCombine(const float* partO, const float* partML, A* out, const int* positions,
                             const int* tokenList, int nh, int d, int splits, int splitLen, int window) {
+  __shared__ float wS[COMB_CHUNK];
+  __shared__ float rS[COMB_THREADS / 32];
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // attn_split's partials are complete and visible
+#endif
   const size_t row = blockIdx.x;
-  const int y = row / nh, h = row % nh;
+  const int y = row / nh, h = row % nh, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int t = tokenList ? tokenList[y] : y;
   const int p = positions[t];
   const int span = window > 0 ? min(p + 1, window) : p + 1;
   const int used = min(splits, (span + splitLen - 1) / splitLen);
   const float* ml = partML + row * splits * 2;
   float M = -INFINITY;
-  for (int s = 0; s < used; s++) M = fmaxf(M, ml[2 * s]);
-  float L = 0.f;
-  for (int s = 0; s < used; s++)
-    if (ml[2 * s + 1] > 0.f) L += expf(ml[2 * s] - M) * ml[2 * s + 1];
-  for (int i = threadIdx.x; i < d; i += blockDim.x) {
-    float acc = 0.f;
-    for (int s = 0; s < used; s++)
-      if (ml[2 * s + 1] > 0.f) acc += expf(ml[2 * s] - M) * partO[(row * splits + s) * d + i];
-    out[((size_t)t * nh + h) * d + i] = fromf<A>(L > 0.f ? acc / L : 0.f);
+  for (int s = tid; s < used; s += COMB_THREADS) M = fmaxf(M, ml[2 * s]);
+  M = warpMax(M);
+  if (lane == 0) rS[warp] = M;
+  __syncthreads();
+  M = rS[0];
+#pragma unroll
+  for (int w = 1; w < COMB_THREADS / 32; w++) M = fmaxf(M, rS[w]);
+  float acc0 = 0.f, acc1 = 0.f, Lp = 0.f;
+  const int i0 = tid, i1 = tid + COMB_THREADS;
+  for (int c0 = 0; c0 < used; c0 += COMB_CHUNK) {
+    const int n = min(COMB_CHUNK, used - c0);
+    __syncthreads();  // rS read / the previous chunk's wS consumed
+    for (int s = tid; s < n; s += COMB_THREADS) {
+      const float ls = ml[2 * (c0 + s) + 1];
+      const float w = ls > 0.f ? exp2f(ml[2 * (c0 + s)] - M) : 0.f;
+      wS[s] = w;
+      Lp = fmaf(w, ls, Lp);
+    }
+    __syncthreads();
+    const float* po = partO + (row * splits + c0) * d;
+    if (i0 < d) {
+      float a = 0.f;
+#pragma unroll 8
+      for (int s = 0; s < n; s++) a = fmaf(wS[s], po[(size_t)s * d + i0], a);
+      acc0 += a;
+    }
+    if (i1 < d) {
+      float a = 0.f;
+#pragma unroll 8
+      for (int s = 0; s < n; s++) a = fmaf(wS[s], po[(size_t)s * d + i1], a);
+      acc1 += a;
+    }
   }
+  Lp = warpSum(Lp);
+  __syncthreads();
+  if (lane == 0) rS[warp] = Lp;
+  __syncthreads();
+  float L = 0.f;
+#pragma unroll
+  for (int w = 0; w < COMB_THREADS / 32; w++) L += rS[w];
+  A* dst = out + ((size_t)t * nh + h) * d;
+  if (i0 < d) dst[i0] = fromf<A>(L > 0.f ? acc0 / L : 0.f);
+  if (i1 < d) dst[i1] = fromf<A>(L > 0.f ? acc1 / L : 0.f);
 }
 
 #define PF_ROWS 64  // query rows (token x head) per prefill tile
@@ -171,16 +633,18 @@ __device__ void attnCombine(const float* partO, const float* partML, A* out, con
 // Causal paged attention for prefill chunks, flash style (online softmax), on CUDA cores: one block per (KV
 // head, tile); a tile is up to PF_ROWS/G consecutive query tokens of one sequence, all G heads of the group.
 // tiles: [numTiles, 3] i32 (sequence, first token, token count). Each K/V block of the tile's causal range is
-// read once per tile. out: [n, nh*d] A (normalized). d <= 128, d % 8 == 0. grid (nkv, numTiles), block 128,
-// dynamic smem (PF_ROWS*(d+1) + PF_KEYS*(d+1) + PF_KEYS*d + PF_ROWS*PF_KEYS) floats + PF_KEYS ints.
-template <typename KV, typename A>
-__device__ void attnPrefill(const float* q, const KV* kCache, const KV* vCache, const int* blockTables,
-                            const int* positions, const int* tiles, A* out, int nh, int nkv, int d, int blockSize,
-                            int maxBlocks, int window, float scale) {
-  extern __shared__ float smem[];
+// read once per tile (dequantized on load). out: [n, nh*d] A (normalized). d <= 128, d % 8 == 0. grid (nkv,
+// numTiles), block 128, dynamic smem (PF_ROWS*(d+1) + PF_KEYS*(d+1) + PF_KEYS*d + PF_ROWS*PF_KEYS) floats +
+// PF_KEYS ints.
+template <typename KT, typename A>
+__device__ void attnPrefill(const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kSz,
+                            const __half2* vSz, const int* blockTables, const int* positions, const int* tiles, A* out,
+                            int nh, int nkv, int d, int blockSize, int maxBlocks, int window, float scale) {
+  extern __shared__ __align__(16) uint8_t dsmem[];
+  float* smem = reinterpret_cast<float*>(dsmem);
   const int kvh = blockIdx.x, tile = blockIdx.y, G = nh / nkv, tid = threadIdx.x;
   const int seq = tiles[3 * tile], t0 = tiles[3 * tile + 1], cnt = tiles[3 * tile + 2];
-  const int R = cnt * G, LQ = d + 1, LK = d + 1;
+  const int R = cnt * G, LQ = d + 1, LK = d + 1, RB = kvRowBytes<KT>(d);
   float* qs = smem;                       // [PF_ROWS, d+1] scaled queries
   float* ks = qs + PF_ROWS * LQ;          // [PF_KEYS, d+1]
   float* vs = ks + PF_KEYS * LK;          // [PF_KEYS, d]
@@ -213,13 +677,10 @@ __device__ void attnPrefill(const float* q, const KV* kCache, const KV* vCache, 
       const int blk = j <= pLast ? table[j / blockSize] : -1;
       float kf[8], vf[8];
       if (blk >= 0) {
-        const size_t off = (((size_t)blk * nkv + kvh) * blockSize + j % blockSize) * d + i0;
-        const uint4 kv4 = *reinterpret_cast<const uint4*>(kCache + off);
-        const uint4 vv4 = *reinterpret_cast<const uint4*>(vCache + off);
-        const KV* ke = reinterpret_cast<const KV*>(&kv4);
-        const KV* ve = reinterpret_cast<const KV*>(&vv4);
-#pragma unroll
-        for (int e = 0; e < 8; e++) kf[e] = tof(ke[e]), vf[e] = tof(ve[e]);
+        const size_t row = ((size_t)blk * nkv + kvh) * blockSize + j % blockSize;
+        const float2 kz = kvScale<KT>(kSz, row), vz = kvScale<KT>(vSz, row);
+        kvLoad8<KT>(kCache + row * RB, i0, kz.x, kz.y, kf);
+        kvLoad8<KT>(vCache + row * RB, i0, vz.x, vz.y, vf);
       } else {
 #pragma unroll
         for (int e = 0; e < 8; e++) kf[e] = 0.f, vf[e] = 0.f;
@@ -282,38 +743,61 @@ __device__ void attnPrefill(const float* q, const KV* kCache, const KV* vCache, 
   }
 }
 
-#define INSTANTIATE_KV(KV)                                                                                       \
-  extern "C" __global__ void attn_split_##KV(const float* q, const KV* kCache, const KV* vCache,                \
-                                             const int* blockTables, const int* tokenSeq, const int* positions, \
-                                             const int* tokenList, float* partO, float* partML, int nh, int nkv, \
-                                             int d, int blockSize, int maxBlocks, int splitLen, int window,     \
-                                             float scale) {                                                     \
-    attnSplit<KV>(q, kCache, vCache, blockTables, tokenSeq, positions, tokenList, partO, partML, nh, nkv, d,    \
-                  blockSize, maxBlocks, splitLen, window, scale);                                               \
+// attn_split_<kv>_d<D>_g<GP>[_variant]: kv in bf16, f16, int8, int4; D in 8, 32, 64, 80, 96, 128, 256; GP 8 (groups of 1..8
+// query heads: one n-tile) or 16 (9..16: two) (ops.ts DECODE_DIMS / decodeGroupPad pick one).
+#define INSTANTIATE_DEC_V(NAME, KT, D, GP, VAR, MINB, DEPTH)                                                     \
+  extern "C" __global__ void __launch_bounds__(DEC_THREADS, MINB) attn_split_##NAME##_d##D##_g##GP##VAR(          \
+      const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kScale, const __half2* vScale, \
+      const int* blockTables, const int* tokenSeq, const int* positions, const int* tokenList, float* partO,      \
+      float* partML, int nh, int nkv, int blockSize, int maxBlocks, int splitLen, int window, float scale) {      \
+    attnDecode<KT, D, GP, DEPTH>(q, kCache, vCache, kScale, vScale, blockTables, tokenSeq, positions, tokenList,  \
+                                 partO, partML, nh, nkv, blockSize, maxBlocks, splitLen, window, scale);          \
   }
+#define INSTANTIATE_DEC(NAME, KT, D, GP) INSTANTIATE_DEC_V(NAME, KT, D, GP, , (decMinBlocks<KT, D, GP>()), 0)
+#define INSTANTIATE_DEC_G(NAME, KT, D) \
+  INSTANTIATE_DEC(NAME, KT, D, 8)      \
+  INSTANTIATE_DEC(NAME, KT, D, 16)
+#define INSTANTIATE_DEC_D(NAME, KT)  \
+  INSTANTIATE_DEC_G(NAME, KT, 8)     \
+  INSTANTIATE_DEC_G(NAME, KT, 32)    \
+  INSTANTIATE_DEC_G(NAME, KT, 64)    \
+  INSTANTIATE_DEC_G(NAME, KT, 80)    \
+  INSTANTIATE_DEC_G(NAME, KT, 96)    \
+  INSTANTIATE_DEC_G(NAME, KT, 128)   \
+  INSTANTIATE_DEC_G(NAME, KT, 256)
 #define INSTANTIATE_A(A)                                                                                           \
   extern "C" __global__ void attn_combine_##A(const float* partO, const float* partML, A* out, const int* positions, \
                                                const int* tokenList, int nh, int d, int splits, int splitLen,     \
                                                int window) {                                                      \
     attnCombine<A>(partO, partML, out, positions, tokenList, nh, d, splits, splitLen, window);                    \
   }
-#define INSTANTIATE_PF(KV, A)                                                                                    \
-  extern "C" __global__ void __launch_bounds__(128)                                                            \
-      attn_prefill_##KV##_##A(const float* q, const KV* kCache, const KV* vCache, const int* blockTables,      \
-                              const int* positions, const int* tiles, A* out, int nh, int nkv, int d,          \
-                              int blockSize, int maxBlocks, int window, float scale) {                         \
-    attnPrefill<KV, A>(q, kCache, vCache, blockTables, positions, tiles, out, nh, nkv, d, blockSize, maxBlocks, \
-                       window, scale);                                                                         \
+#define INSTANTIATE_PF(NAME, KT, A)                                                                               \
+  extern "C" __global__ void __launch_bounds__(128) attn_prefill_##NAME##_##A(                                    \
+      const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kScale, const __half2* vScale, \
+      const int* blockTables, const int* positions, const int* tiles, A* out, int nh, int nkv, int d,             \
+      int blockSize, int maxBlocks, int window, float scale) {                                                    \
+    attnPrefill<KT, A>(q, kCache, vCache, kScale, vScale, blockTables, positions, tiles, out, nh, nkv, d,         \
+                       blockSize, maxBlocks, window, scale);                                                      \
   }
+#define INSTANTIATE_PF_A(NAME, KT) \
+  INSTANTIATE_PF(NAME, KT, bf16)   \
+  INSTANTIATE_PF(NAME, KT, f16)    \
+  INSTANTIATE_PF(NAME, KT, f32)
 
-INSTANTIATE_KV(bf16)
-INSTANTIATE_KV(f16)
+INSTANTIATE_DEC_D(bf16, KvBf16)
+INSTANTIATE_DEC_D(f16, KvF16)
+INSTANTIATE_DEC_D(int8, KvI8)
+INSTANTIATE_DEC_D(int4, KvI4)
+// Bench-only variants (ops.ts AttentionArgs.variant) of the Llama-3 shape: _m2 no register cap below 255 (2 blocks
+// per SM; int8's default), _d3 three tiles in flight per warp (m2's cap).
+INSTANTIATE_DEC_V(f16, KvF16, 128, 8, _m2, 2, 0)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _m2, 2, 0)
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _d3, 2, 3)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _d3, 2, 3)
 INSTANTIATE_A(bf16)
 INSTANTIATE_A(f16)
 INSTANTIATE_A(f32)
-INSTANTIATE_PF(bf16, bf16)
-INSTANTIATE_PF(bf16, f32)
-INSTANTIATE_PF(f16, f16)
-INSTANTIATE_PF(f16, f32)
-INSTANTIATE_PF(bf16, f16)
-INSTANTIATE_PF(f16, bf16)
+INSTANTIATE_PF_A(bf16, KvBf16)
+INSTANTIATE_PF_A(f16, KvF16)
+INSTANTIATE_PF_A(int8, KvI8)
+INSTANTIATE_PF_A(int4, KvI4)

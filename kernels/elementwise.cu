@@ -41,29 +41,100 @@ __device__ void siluMul(const float* gu, T* out, int rows, int f) {
   }
 }
 
+// KV cache quantization on write, bit-identical to quant/reference.ts kvRoundTrip (which works in f64): of the head
+// vector x (d f32 values), zero = largest f16 <= min x, scale = smallest f16 >= (max x - zero) / qmax (0 when
+// max x == zero), q = clamp(round half up ((x - zero) / scale), 0, qmax). The f64 arithmetic here is the
+// reference's, operation for operation. Cache layout (attention.cu): rows [numBlocks, nkv, blockSize, RB] bytes,
+// RB = d * bits / 8 rounded up to 16 (int4: value 2i in the low nibble of byte i; padding bytes 0), scales
+// [numBlocks, nkv, blockSize] half2 (scale, zero).
+__device__ __forceinline__ double f16Val(unsigned short b) { return (double)__half2float(__ushort_as_half(b)); }
+__device__ __forceinline__ unsigned short f16NextUp(unsigned short b) {
+  return b == 0x8000 ? 0x0001 : (b & 0x8000) ? b - 1 : b + 1;
+}
+__device__ __forceinline__ unsigned short f16NextDown(unsigned short b) {
+  return b == 0x0000 ? 0x8001 : (b & 0x8000) ? b + 1 : b - 1;
+}
+// Bits of the smallest f16 >= x (up) or the largest f16 <= x (down); |x| < 65504.
+__device__ unsigned short f16Bound(double x, bool up) {
+  unsigned short b = __half_as_ushort(__float2half_rn((float)x));
+  if (up) {
+    while (f16Val(b) < x) b = f16NextUp(b);
+    while (f16Val(f16NextDown(b)) >= x) b = f16NextDown(b);
+  } else {
+    while (f16Val(b) > x) b = f16NextDown(b);
+    while (f16Val(f16NextUp(b)) <= x) b = f16NextUp(b);
+  }
+  return b;
+}
+__device__ __forceinline__ uint32_t kvQuant(float x, double zero, double scale, int qm) {
+  if (scale == 0.0) return 0;
+  const double v = ((double)x - zero) / scale;
+  double r = floor(v);
+  if (v - r >= 0.5) r += 1.0;  // Math.round: halves up
+  return (uint32_t)fmin((double)qm, fmax(0.0, r));
+}
+// One warp quantizes vals[0 .. d) (shared memory) into row `dst` (RB bytes) and its (scale, zero) pair.
+template <int BITS>
+__device__ void kvQuantizeRow(const float* vals, int d, uint8_t* dst, __half2* sz) {
+  const int lane = threadIdx.x & 31, qm = (1 << BITS) - 1, rb = (d * BITS / 8 + 15) / 16 * 16;
+  float lo = INFINITY, hi = -INFINITY;
+  for (int i = lane; i < d; i += 32) lo = fminf(lo, vals[i]), hi = fmaxf(hi, vals[i]);
+  for (int o = 16; o > 0; o >>= 1) {
+    lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+  }
+  const unsigned short zb = f16Bound(lo, false);
+  const double zero = f16Val(zb);
+  const unsigned short sb = (double)hi > zero ? f16Bound(((double)hi - zero) / qm, true) : 0;
+  const double scale = f16Val(sb);
+  constexpr int PER = 32 / BITS;  // values per 32-bit word
+  for (int w = lane; w < rb / 4; w += 32) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+      const int i = w * PER + k;
+      if (i < d) word |= kvQuant(vals[i], zero, scale, qm) << (BITS * k);
+    }
+    reinterpret_cast<uint32_t*>(dst)[w] = word;
+  }
+  if (lane == 0) *sz = __halves2half2(__ushort_as_half(sb), __ushort_as_half(zb));
+}
+
+#define ROPE_MAXD 1024
+
 // One warp per (token, head) over nh query heads, nkv key heads, nkv value heads. qkv: [n, (nh+2nkv)*d] f32.
 // Queries: optional per-head RMSNorm (qNorm [d] f32), RoPE, written to q [n, nh, d] f32. Keys: same with kNorm,
-// written to the cache at slots[t]; values copied. Caches: [numBlocks, nkv, blockSize, d] KV. cos/sin:
-// [maxPos, d/2] f32. Slots < 0 are skipped. grid (n, ceil((nh+2nkv)/4)), block 128.
-template <typename KV>
+// written to the cache at slots[t]; values copied. Caches (layout above): f16 / bf16 [numBlocks, nkv, blockSize, d];
+// int8 / int4 quantized rows plus kScale / vScale (null for 16-bit caches). cos/sin: [maxPos, d/2] f32. Slots < 0
+// are skipped. grid (n, ceil((nh+2nkv)/4)), block 128. BITS: 16 (KV = bf16 / f16), 8 or 4 (KV = uint8_t).
+template <typename KV, int BITS>
 __device__ void ropeKv(const float* qkv, const float* cosT, const float* sinT, const float* qNorm, const float* kNorm,
-                       const int* positions, const int* slots, float* q, KV* kCache, KV* vCache, int nh, int nkv,
-                       int d, int blockSize, float eps) {
-  const int t = blockIdx.x, lane = threadIdx.x & 31;
-  const int head = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+                       const int* positions, const int* slots, float* q, KV* kCache, KV* vCache, __half2* kScale,
+                       __half2* vScale, int nh, int nkv, int d, int blockSize, float eps) {
+  __shared__ float stage[BITS < 16 ? 4 : 1][BITS < 16 ? ROPE_MAXD : 1];  // [warp, d] quantizer input
+  const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int head = blockIdx.y * (blockDim.x >> 5) + warp;
   if (head >= nh + 2 * nkv) return;
   const float* src = qkv + (size_t)t * (nh + 2 * nkv) * d + (size_t)head * d;
   const int slot = slots[t];
   const bool isQ = head < nh, isK = !isQ && head < nh + nkv;
   KV* dst = nullptr;
+  size_t row = 0;
   if (!isQ) {
     if (slot < 0) return;
     const int kvh = isK ? head - nh : head - nh - nkv;
-    const size_t off = (((size_t)(slot / blockSize) * nkv + kvh) * blockSize + slot % blockSize) * d;
-    dst = (isK ? kCache : vCache) + off;
+    row = ((size_t)(slot / blockSize) * nkv + kvh) * blockSize + slot % blockSize;
+    dst = (isK ? kCache : vCache) + row * (BITS < 16 ? (d * BITS / 8 + 15) / 16 * 16 : d);
   }
+  float* vals = stage[0] + (BITS < 16 ? warp * ROPE_MAXD : 0);
   if (!isQ && !isK) {
-    for (int i = lane; i < d; i += 32) dst[i] = fromf<KV>(src[i]);
+    if constexpr (BITS < 16) {
+      for (int i = lane; i < d; i += 32) vals[i] = src[i];
+      __syncwarp();
+      kvQuantizeRow<BITS>(vals, d, reinterpret_cast<uint8_t*>(dst), vScale + row);
+    } else {
+      for (int i = lane; i < d; i += 32) dst[i] = fromf<KV>(src[i]);
+    }
     return;
   }
   const float* nw = isQ ? qNorm : kNorm;
@@ -86,9 +157,18 @@ __device__ void ropeKv(const float* qkv, const float* cosT, const float* sinT, c
     if (isQ) {
       qo[i] = ra;
       qo[i + half] = rb;
+    } else if constexpr (BITS < 16) {
+      vals[i] = ra;
+      vals[i + half] = rb;
     } else {
       dst[i] = fromf<KV>(ra);
       dst[i + half] = fromf<KV>(rb);
+    }
+  }
+  if constexpr (BITS < 16) {
+    if (isK) {
+      __syncwarp();
+      kvQuantizeRow<BITS>(vals, d, reinterpret_cast<uint8_t*>(dst), kScale + row);
     }
   }
 }
@@ -171,12 +251,13 @@ __device__ void synthFill(T* dst, int n, unsigned seed, unsigned stream, float a
   }                                                                                                               \
   extern "C" __global__ void silu_mul_##T(const float* gu, T* out, int rows, int f) { siluMul<T>(gu, out, rows, f); }
 
-#define INSTANTIATE_KV(KV)                                                                                         \
-  extern "C" __global__ void rope_kv_##KV(const float* qkv, const float* cosT, const float* sinT,                 \
-                                          const float* qNorm, const float* kNorm, const int* positions,           \
-                                          const int* slots, float* q, KV* kCache, KV* vCache, int nh, int nkv,    \
-                                          int d, int blockSize, float eps) {                                      \
-    ropeKv<KV>(qkv, cosT, sinT, qNorm, kNorm, positions, slots, q, kCache, vCache, nh, nkv, d, blockSize, eps); \
+#define INSTANTIATE_KV(NAME, KV, BITS)                                                                            \
+  extern "C" __global__ void rope_kv_##NAME(const float* qkv, const float* cosT, const float* sinT,               \
+                                            const float* qNorm, const float* kNorm, const int* positions,         \
+                                            const int* slots, float* q, KV* kCache, KV* vCache, __half2* kScale,  \
+                                            __half2* vScale, int nh, int nkv, int d, int blockSize, float eps) {  \
+    ropeKv<KV, BITS>(qkv, cosT, sinT, qNorm, kNorm, positions, slots, q, kCache, vCache, kScale, vScale, nh, nkv, \
+                     d, blockSize, eps);                                                                          \
   }
 
 INSTANTIATE_W(bf16)
@@ -184,5 +265,7 @@ INSTANTIATE_W(f16)
 INSTANTIATE_ACT(bf16)
 INSTANTIATE_ACT(f16)
 INSTANTIATE_ACT(f32)
-INSTANTIATE_KV(bf16)
-INSTANTIATE_KV(f16)
+INSTANTIATE_KV(bf16, bf16, 16)
+INSTANTIATE_KV(f16, f16, 16)
+INSTANTIATE_KV(int8, uint8_t, 8)
+INSTANTIATE_KV(int4, uint8_t, 4)

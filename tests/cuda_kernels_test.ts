@@ -122,7 +122,7 @@ for (const [wt, act] of COMBOS) {
         const x = act === "f32" ? rnd(M * K) : roundTo(rnd(M * K), act), w = roundTo(rnd(N * K), wt), bias = rnd(N);
         using xb = upload(dev, x, act), wb = upload(dev, w, wt), bb = upload(dev, bias, "f32");
         const want = ops.linear(x, w, M, K, N, bias);
-        for (const kind of ["gemv", "gemm", "gemm128"] as const) {
+        for (const kind of ["gemv", "skinny", "gemm", "gemm128"] as const) {
           using yb = poisoned(dev, M * N, 4);
           o.linearWith(kind, xb.ptr, wb.ptr, bb.ptr, yb.ptr, M, N, K);
           const e = relErr(await download(dev, yb, M * N, "f32"), want);

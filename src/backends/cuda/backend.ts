@@ -23,9 +23,9 @@ import { attentionPlan, ATTN_MAX_GROUP, CudaOps, type Half } from "./ops.ts";
 import { needsHostSampling } from "./sampling.ts";
 import { loadCudaWeights } from "./weights.ts";
 import { Workspace } from "./workspace.ts";
+import { type CudaKv, DECODE_DIMS, kvBlockBytes, KvCache } from "./kv.ts";
 import { checkStep, packInputs } from "./step.ts";
 
-const KV_BYTES: Partial<Record<KvDType, number>> = { f16: 2, bf16: 2 };
 /** Largest decode batch replayed from a graph. */
 export const MAX_GRAPH_BATCH = 256;
 
@@ -34,8 +34,9 @@ export interface CudaBackendOptions {
   readonly graphs?: boolean;
   readonly ordinal?: number;
   /**
-   * Matmul input precision: "f32" (default: matches the reference backend's math, GEMMs run two MMAs per tile)
-   * or "half" (activations rounded to the weight dtype, as most engines do; faster prefill, ~1e-2 logit error).
+   * Matmul input precision: "f32" (matches the reference backend's math, GEMMs run two MMAs per tile) or "half"
+   * (activations rounded to the weight dtype, as most engines do; faster batches and prefill, ~1e-2 logit error).
+   * Default: the loaded Precision's `compute` ("f32" → "f32", 16-bit → "half").
    */
   readonly activations?: "f32" | "half";
 }
@@ -50,22 +51,24 @@ function graphsFromEnv(): boolean {
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
-  readonly supports: BackendSupport = { weight: ["bf16", "f16"], kv: ["bf16", "f16"] };
+  readonly supports: BackendSupport = { weight: ["bf16", "f16", "int8", "int4"], kv: ["bf16", "f16", "int8", "int4"] };
   /** Replay decode graphs (may be toggled between steps, for comparisons). */
   graphsEnabled: boolean;
-  #activations: "f32" | "half";
+  /** Set by the options or setActivations(); null: follow each load's Precision.compute. */
+  #activationsOpt: "f32" | "half" | null;
+  #activations: "f32" | "half" = "f32";
   readonly graphs: GraphCache;
   #m: ModelOnDevice | null = null;
   #ws: Workspace | null = null;
   #owned: DeviceBuffer[] = [];
-  #kv: DeviceBuffer[] = [];
+  #kv: KvCache | null = null;
   #numBlocks = 0;
   #blockSize = 0;
   #graphGen = -1;
 
   private constructor(readonly dev: CudaDevice, readonly kernels: Kernels, opts: CudaBackendOptions) {
     this.graphsEnabled = opts.graphs ?? graphsFromEnv();
-    this.#activations = opts.activations ?? "f32";
+    this.#activationsOpt = opts.activations ?? null;
     this.graphs = new GraphCache(dev);
   }
 
@@ -94,25 +97,33 @@ export class CudaBackend implements Backend {
 
   async load(spec: ModelSpec, weights: TensorSource, precision: Precision, onProgress?: ProgressFn): Promise<void> {
     if (!this.supports.weight.includes(precision.weight)) {
-      throw new Error(`cuda backend: weight precision ${precision.weight} is not supported (bf16, f16)`);
+      throw new Error(`cuda backend: weight precision ${precision.weight} is not supported (bf16, f16, int8, int4)`);
     }
     if (!this.supports.kv.includes(precision.kv)) {
-      throw new Error(`cuda backend: KV precision ${precision.kv} is not supported (bf16, f16)`);
+      throw new Error(`cuda backend: KV precision ${precision.kv} is not supported (bf16, f16, int8, int4)`);
     }
     const group = spec.numHeads / spec.numKvHeads;
-    if (spec.headDim % 8 !== 0 || spec.headDim > 1024 || !Number.isInteger(group) || group > ATTN_MAX_GROUP) {
+    if (!DECODE_DIMS.includes(spec.headDim) || !Number.isInteger(group) || group > ATTN_MAX_GROUP) {
       throw new Error(`cuda backend: head layout ${spec.numHeads}/${spec.numKvHeads}x${spec.headDim} unsupported`);
     }
     this.#unload();
-    const w = await loadCudaWeights(this.dev, spec, weights, precision.weight as Half, onProgress, this.kernels);
+    this.#activations = this.#activationsOpt ?? (precision.compute === "f32" ? "f32" : "half");
+    // int8 / int4 (W8A16 / W4A16): f16 dense weights and activations (qlinear.ts).
+    const quantized = precision.weight === "int8" || precision.weight === "int4" || spec.quantization !== null;
+    const wt: Half = quantized ? "f16" : precision.weight as Half;
+    const w = await loadCudaWeights(this.dev, spec, weights, wt, onProgress, this.kernels, precision);
     const t = ropeTables(spec.rope, spec.headDim, spec.maxPositions);
     const cos = this.dev.alloc(t.cos.byteLength, "rope.cos"), sin = this.dev.alloc(t.sin.byteLength, "rope.sin");
     this.dev.upload(cos.ptr, t.cos);
     this.dev.upload(sin.ptr, t.sin);
     this.#owned = [cos, sin];
-    const wt = precision.weight as Half;
-    const ops = new CudaOps(this.kernels, wt, precision.kv as Half, this.#activations === "f32" ? "f32" : wt);
-    this.#m = { spec, ops, w, cos: cos.ptr, sin: sin.ptr, kCache: [], vCache: [] };
+    const ops = new CudaOps(
+      this.kernels,
+      wt,
+      precision.kv as CudaKv,
+      this.#activations === "f32" && !quantized ? "f32" : wt,
+    );
+    this.#m = { spec, ops, w, cos: cos.ptr, sin: sin.ptr, kCache: [], vCache: [], kScale: [], vScale: [] };
     this.#ws = new Workspace(this.dev, spec);
     await this.dev.sync();
   }
@@ -124,56 +135,44 @@ export class CudaBackend implements Backend {
   /** Switches the matmul input precision of the loaded model (drops captured graphs). */
   setActivations(a: "f32" | "half"): void {
     const m = this.#m;
+    this.#activationsOpt = a;
     this.#activations = a;
     if (!m) return;
     this.graphs.clear();
-    this.#m = { ...m, ops: new CudaOps(this.kernels, m.ops.wt, m.ops.kv, a === "f32" ? "f32" : m.ops.wt) };
+    const quantized = m.w.layers.some((L) => typeof L.o !== "bigint"); // quantized linears keep f16 activations
+    this.#m = {
+      ...m,
+      ops: new CudaOps(this.kernels, m.ops.wt, m.ops.kv, a === "f32" && !quantized ? "f32" : m.ops.wt),
+    };
   }
 
   kvBytesPerBlock(blockSize: number, kv: KvDType): number {
-    const s = this.spec, b = KV_BYTES[kv];
-    if (!b) throw new Error(`cuda backend: KV precision ${kv} is not supported`);
-    return 2 * s.numLayers * blockSize * s.numKvHeads * s.headDim * b;
+    if (!this.supports.kv.includes(kv)) throw new Error(`cuda backend: KV precision ${kv} is not supported`);
+    return kvBlockBytes(this.spec, kv as CudaKv, blockSize);
   }
 
   allocateKv(numBlocks: number, blockSize: number): void {
     const m = this.#m;
     if (!m) throw new Error("cuda backend: load() before allocateKv()");
     this.graphs.clear();
-    for (const b of this.#kv) b[Symbol.dispose]();
-    this.#kv = [];
-    const s = m.spec;
-    const layerBytes = numBlocks * s.numKvHeads * blockSize * s.headDim * 2;
-    // K, V: [numLayers, numBlocks, nkv, blockSize, d] kv dtype
-    const k = this.dev.alloc(layerBytes * s.numLayers, "kCache"),
-      v = this.dev.alloc(layerBytes * s.numLayers, "vCache");
-    this.#kv = [k, v];
-    const at = (b: DeviceBuffer) => Array.from({ length: s.numLayers }, (_, l) => b.at(l * layerBytes));
-    this.#m = { ...m, kCache: at(k), vCache: at(v) };
+    this.#kv?.[Symbol.dispose]();
+    this.#kv = null;
+    // Rows and scales per layer, kv.ts layout.
+    this.#kv = new KvCache(this.dev, m.spec, m.ops.kv, numBlocks, blockSize);
+    this.#m = { ...m, ...this.#kv.ptrs };
     this.#numBlocks = numBlocks;
     this.#blockSize = blockSize;
   }
 
   copyBlocks(src: Int32Array, dst: Int32Array): void {
-    const m = this.#m;
-    if (!m || this.#kv.length === 0) throw new Error("cuda backend: allocateKv() was not called");
-    const s = m.spec, blockBytes = s.numKvHeads * this.#blockSize * s.headDim * 2;
-    for (let i = 0; i < src.length; i++) {
-      const a = src[i]!, b = dst[i]!;
-      if (a < 0 || a >= this.#numBlocks || b < 0 || b >= this.#numBlocks) {
-        throw new RangeError(`copyBlocks: ${a}->${b}`);
-      }
-      for (let l = 0; l < s.numLayers; l++) {
-        this.dev.copy(m.kCache[l]! + BigInt(b * blockBytes), m.kCache[l]! + BigInt(a * blockBytes), blockBytes);
-        this.dev.copy(m.vCache[l]! + BigInt(b * blockBytes), m.vCache[l]! + BigInt(a * blockBytes), blockBytes);
-      }
-    }
+    if (!this.#m || !this.#kv) throw new Error("cuda backend: allocateKv() was not called");
+    this.#kv.copyBlocks(src, dst);
   }
 
   async forward(step: StepInputs): Promise<StepResult> {
     const m = this.#m, ws = this.#ws;
     if (!m || !ws) throw new Error("cuda backend: no model loaded");
-    if (this.#kv.length === 0) throw new Error("cuda backend: allocateKv() was not called");
+    if (!this.#kv) throw new Error("cuda backend: allocateKv() was not called");
     const s = m.spec;
     const info = checkStep(step, s, this.#numBlocks, this.#blockSize);
     const { T, B, rows, decode } = info;
@@ -233,8 +232,9 @@ export class CudaBackend implements Backend {
     this.graphs.clear();
     this.#ws?.[Symbol.dispose]();
     this.#ws = null;
-    for (const b of [...this.#kv, ...this.#owned]) b[Symbol.dispose]();
-    this.#kv = [];
+    this.#kv?.[Symbol.dispose]();
+    this.#kv = null;
+    for (const b of this.#owned) b[Symbol.dispose]();
     this.#owned = [];
     this.#m?.w[Symbol.dispose]();
     this.#m = null;

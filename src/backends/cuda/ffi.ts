@@ -36,6 +36,8 @@ const SYMBOLS = {
     parameters: ["pointer", "u32", "u32", "u32", "u32", "u32", "u32", "u32", "pointer", "buffer", "pointer"],
     result: "i32",
   },
+  /** (const CUlaunchConfig*, CUfunction, void** params, void** extra): programmatic dependent launch */
+  cuLaunchKernelEx: { parameters: ["buffer", "pointer", "buffer", "pointer"], result: "i32" },
   cuStreamBeginCapture_v2: { parameters: ["pointer", "i32"], result: "i32" },
   cuStreamEndCapture: { parameters: ["pointer", "buffer"], result: "i32" },
   cuGraphInstantiateWithFlags: { parameters: ["buffer", "pointer", "u64"], result: "i32" },

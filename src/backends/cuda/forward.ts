@@ -5,6 +5,7 @@ import type { DevPtr } from "./ffi.ts";
 import type { CudaOps } from "./ops.ts";
 import type { CudaWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
+import { enqueueDecodeForward, fusedDecodeFits } from "./forward_decode.ts";
 
 export interface ModelOnDevice {
   readonly spec: ModelSpec;
@@ -12,8 +13,11 @@ export interface ModelOnDevice {
   readonly w: CudaWeights;
   /** [maxPos, d/2] f32 */ readonly cos: DevPtr;
   /** [maxPos, d/2] f32 */ readonly sin: DevPtr;
-  /** per layer: [numBlocks, nkv, blockSize, d] kv dtype */ readonly kCache: readonly DevPtr[];
-  /** per layer: [numBlocks, nkv, blockSize, d] kv dtype */ readonly vCache: readonly DevPtr[];
+  /** per layer: rows [numBlocks, nkv, blockSize, kvRowBytes] (kv.ts layout) */ readonly kCache: readonly DevPtr[];
+  /** per layer: rows [numBlocks, nkv, blockSize, kvRowBytes] */ readonly vCache: readonly DevPtr[];
+  /** per layer: [numBlocks, nkv, blockSize, 2] f16 (scale, zero) for int8 / int4 KV, else 0n */
+  readonly kScale: readonly DevPtr[];
+  readonly vScale: readonly DevPtr[];
 }
 
 export interface ForwardShape {
@@ -32,6 +36,7 @@ export interface ForwardShape {
 }
 
 export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
+  if (fusedDecodeFits(m, sh.n)) return enqueueDecodeForward(m, ws, sh); // decode-sized, dense: fused kernels
   const s = m.spec, ops = m.ops, n = sh.n;
   const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
   const qkvDim = (nh + 2 * nkv) * d;
@@ -52,6 +57,8 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
       q: ws.q,
       kCache: m.kCache[l]!,
       vCache: m.vCache[l]!,
+      kScale: m.kScale[l] ?? 0n,
+      vScale: m.vScale[l] ?? 0n,
       n,
       nh,
       nkv,
@@ -63,6 +70,8 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
       q: ws.q,
       kCache: m.kCache[l]!,
       vCache: m.vCache[l]!,
+      kScale: m.kScale[l] ?? 0n,
+      vScale: m.vScale[l] ?? 0n,
       blockTables: ws.input("tables"),
       tokenSeq: ws.input("tokenSeq"),
       positions,
@@ -86,6 +95,8 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
       q: ws.q,
       kCache: m.kCache[l]!,
       vCache: m.vCache[l]!,
+      kScale: m.kScale[l] ?? 0n,
+      vScale: m.vScale[l] ?? 0n,
       blockTables: ws.input("tables"),
       positions,
       tileList: ws.input("tiles"),

@@ -8,7 +8,7 @@ export interface ParamSpec {
   readonly name: string;
   readonly type: ParamType;
 }
-export type ModuleName = "elementwise" | "attention" | "gemm";
+export type ModuleName = "elementwise" | "attention" | "gemm" | "qgemm" | "qgemv" | "decode";
 export interface KernelSpec {
   readonly module: ModuleName;
   readonly params: readonly ParamSpec[];
@@ -22,6 +22,8 @@ const o = (name: string): ParamSpec => ({ name, type: "optptr" });
 const i = (name: string): ParamSpec => ({ name, type: "i32" });
 const f = (name: string): ParamSpec => ({ name, type: "f32" });
 const u = (name: string): ParamSpec => ({ name, type: "u32" });
+
+const SKINNY_INTS = [i("M"), i("N"), i("K"), i("tps")];
 
 /** Parameter lists, keyed by the kernel's base name (the function is `${base}_${suffix}`, suffix bf16/f16/f32). */
 export const KERNELS = {
@@ -46,6 +48,8 @@ export const KERNELS = {
       p("q"),
       p("kCache"),
       p("vCache"),
+      o("kScale"),
+      o("vScale"),
       i("nh"),
       i("nkv"),
       i("d"),
@@ -53,12 +57,15 @@ export const KERNELS = {
       f("eps"),
     ],
   },
+  // suffix <kv>_d<D>_g<GP> (ops.ts attention); kScale / vScale: int8 / int4 caches only.
   attn_split: {
     module: "attention",
     params: [
       p("q"),
       p("kCache"),
       p("vCache"),
+      o("kScale"),
+      o("vScale"),
       p("blockTables"),
       p("tokenSeq"),
       p("positions"),
@@ -67,7 +74,6 @@ export const KERNELS = {
       p("partML"),
       i("nh"),
       i("nkv"),
-      i("d"),
       i("blockSize"),
       i("maxBlocks"),
       i("splitLen"),
@@ -96,6 +102,8 @@ export const KERNELS = {
       p("q"),
       p("kCache"),
       p("vCache"),
+      o("kScale"),
+      o("vScale"),
       p("blockTables"),
       p("positions"),
       p("tiles"),
@@ -113,6 +121,72 @@ export const KERNELS = {
   gemv1: { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] },
   gemm: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
   gemm128: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
+  // Skinny-M split-K GEMM (gemm.cu skinny<BM>; suffix act_weight): see src/backends/cuda/gemm_skinny.ts.
+  skinny16: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  skinny32: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  skinny64: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  skinny16w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  skinny32w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  skinny64w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  // qgemv.cu / qgemm.cu (W4A16 / W8A16; suffix w4_m8, w4_m16, w8_m8, w8_m16 / w4, w8): see src/backends/cuda/qlinear.ts.
+  qgemv: {
+    module: "qgemv",
+    params: [
+      p("x"),
+      o("perm"),
+      p("qweight"),
+      p("scaleBias"),
+      o("bias"),
+      p("y"),
+      o("part"),
+      o("counters"),
+      i("M"),
+      i("N"),
+      i("K"),
+      i("Np"),
+      i("KT"),
+      i("G"),
+      i("tps"),
+      i("ksb"),
+      i("il"),
+      i("S"),
+    ],
+  },
+  qgemm: {
+    module: "qgemm",
+    params: [
+      p("x"),
+      o("perm"),
+      p("qweight"),
+      p("scaleBias"),
+      o("bias"),
+      p("y"),
+      i("M"),
+      i("N"),
+      i("K"),
+      i("Np"),
+      i("KT"),
+      i("G"),
+    ],
+  },
+  qfill: {
+    module: "qgemm",
+    params: [p("qweight"), p("scaleBias"), i("words"), i("nG"), i("N"), i("Np"), u("seed"), f("amp")],
+  },
+  // decode.cu (fused decode step, src/backends/cuda/decode_ops.ts); suffix m1|m8|m1r2 _ <act> _ <weight>, embed <weight>.
+  dec_embed: { module: "decode", params: [p("table"), p("ids"), p("g"), p("x"), p("xg"), p("ss"), i("h"), i("vocab")] },
+  dec_gemv_norm: {
+    module: "decode",
+    params: [p("W"), o("bias"), p("xg"), p("ss"), o("rowIdx"), p("y"), i("M"), i("N"), i("K"), i("parts"), f("eps")],
+  },
+  dec_gemv_silu: {
+    module: "decode",
+    params: [p("W"), o("bias"), p("xg"), p("ss"), p("act"), i("M"), i("N"), i("K"), i("parts"), f("eps")],
+  },
+  dec_gemv_res: {
+    module: "decode",
+    params: [p("W"), o("bias"), p("xin"), p("x"), p("gNext"), p("xg"), p("ss"), i("M"), i("N"), i("K")],
+  },
 } as const satisfies Record<string, KernelSpec>;
 export type KernelName = keyof typeof KERNELS;
 
@@ -168,6 +242,30 @@ async function readLib(name: string): Promise<Uint8Array> {
   }
 }
 
+// CUlaunchAttribute (id u32, pad to 8, 64-byte value union) with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+// (6) = 1, and a CUlaunchConfig (6 u32 dims, u32 smem, pad, stream, attrs, u32 numAttrs, pad): 56 bytes.
+const PDL_ATTR = new Uint8Array(72);
+new DataView(PDL_ATTR.buffer).setUint32(0, 6, true);
+new DataView(PDL_ATTR.buffer).setInt32(8, 1, true);
+const PDL_CONFIG = new ArrayBuffer(56);
+
+function launchPdl(
+  func: Deno.PointerValue,
+  g: number[],
+  b: number[],
+  smem: number,
+  stream: Deno.PointerValue,
+  ptrs: BigUint64Array,
+): number {
+  const v = new DataView(PDL_CONFIG);
+  [...g, ...b].forEach((d, k) => v.setUint32(4 * k, d, true));
+  v.setUint32(24, smem, true);
+  v.setBigUint64(32, BigInt(Deno.UnsafePointer.value(stream)), true);
+  v.setBigUint64(40, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(PDL_ATTR))), true);
+  v.setUint32(48, 1, true);
+  return cuda().cuLaunchKernelEx(new Uint8Array(PDL_CONFIG), func, ptrs, null);
+}
+
 /** Every kernel module loaded into the device's context. */
 export class Kernels implements Disposable {
   readonly #modules = new Map<ModuleName, Deno.PointerValue>();
@@ -181,7 +279,7 @@ export class Kernels implements Disposable {
 
   static async load(dev: CudaDevice): Promise<Kernels> {
     const k = new Kernels(dev);
-    for (const m of ["elementwise", "attention", "gemm"] as const) {
+    for (const m of ["elementwise", "attention", "gemm", "qgemm", "qgemv", "decode"] as const) {
       const bytes = await readLib(m);
       const slot = new BigUint64Array(1);
       check(`cuModuleLoadData(${m})`, cuda().cuModuleLoadData(slot, bytes));
@@ -202,8 +300,12 @@ export class Kernels implements Disposable {
     return h;
   }
 
-  /** Launches `${base}_${suffix}` on the device's stream after validating every argument and dimension. */
-  launch(base: KernelName, suffix: string, grid: Dim3, block: Dim3, args: KernelArgs, smem = 0): void {
+  /**
+   * Launches `${base}_${suffix}` on the device's stream after validating every argument and dimension. `pdl`:
+   * programmatic dependent launch (sm_90+; the kernel must execute griddepcontrol.wait in every block before it
+   * touches what earlier kernels wrote), so it may start while the previous kernel drains.
+   */
+  launch(base: KernelName, suffix: string, grid: Dim3, block: Dim3, args: KernelArgs, smem = 0, pdl = false): void {
     const spec: KernelSpec = KERNELS[base];
     const fn = `${base}_${suffix}`;
     const values = packArgs(fn, spec, args);
@@ -217,19 +319,21 @@ export class Kernels implements Disposable {
       check(`cuFuncSetAttribute(${fn}, smem ${smem})`, cuda().cuFuncSetAttribute(func, 8, smem));
       this.#smemLimit.set(fn, smem);
     }
-    const code = cuda().cuLaunchKernel(
-      func,
-      g[0]!,
-      g[1]!,
-      g[2]!,
-      b[0]!,
-      b[1]!,
-      b[2]!,
-      smem,
-      this.dev.stream,
-      ptrs,
-      null,
-    );
+    const code = pdl && this.dev.cc[0] >= 9
+      ? launchPdl(func, g, b, smem, this.dev.stream, ptrs)
+      : cuda().cuLaunchKernel(
+        func,
+        g[0]!,
+        g[1]!,
+        g[2]!,
+        b[0]!,
+        b[1]!,
+        b[2]!,
+        smem,
+        this.dev.stream,
+        ptrs,
+        null,
+      );
     check(`cuLaunchKernel(${fn})`, code);
     this.launches++;
   }

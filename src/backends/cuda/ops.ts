@@ -1,6 +1,9 @@
 // Typed launchers for every kernel: the grid/block rules live here, so the backend and the tests share them.
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
+import { attentionSmemBytes, type CudaKv, DEC_THREADS, DECODE_DIMS, decodeGroupPad, kvQuantized } from "./kv.ts";
+import { type CudaLinear, isQuant, quantLinear } from "./qlinear.ts";
+import { skinnyLinear, type SkinnyScratch, skinnyScratch, type SkinnyTile } from "./gemm_skinny.ts";
 
 export type Half = "bf16" | "f16";
 /** Matmul input (activation) dtype: f32 (default; the GEMM splits it into hi + lo halves) or the weight dtype. */
@@ -12,13 +15,27 @@ export type ActDType = "f32" | Half;
  * decode and cut batch 64 by 6x: each lane re-reads every row of x per 16-byte weight load.)
  */
 export const GEMV_MAX_M = 8;
-/** From this many rows the 128x128-tile GEMM takes over from the 64x64 one. */
-export const GEMM128_MIN_M = 256;
-/** Key positions per attention split for prefill-sized steps; decode steps use shorter splits for parallelism. */
-export const ATTN_SPLIT = 256;
-export const ATTN_SPLIT_DECODE = 32;
-/** Query heads per KV head the attention kernel handles (MAX_G in attention.cu). */
-export const ATTN_MAX_GROUP = 16;
+/**
+ * The 128x128-tile GEMM (else the 64x64 one) beyond the skinny GEMM's range: 16-bit activations from this many
+ * rows where it launches at least one block per SM; f32 activations (hi + lo split: twice the MMAs) from
+ * GEMM128_MIN_M_F32 (the 64x64 kernel is faster below, bench/cuda_gemm.ts on the H100).
+ */
+export const GEMM128_MIN_M = 128, GEMM128_MIN_M_F32 = 512;
+/**
+ * Rows above GEMV_MAX_M up to this many take the skinny split-K GEMM (gemm_skinny.ts), except 16-bit activations
+ * from GEMM128_MIN_M rows where gemm128 fills the GPU (gate_up at M = 128: 157 vs 209 us on the H100).
+ */
+export const SKINNY_MAX_M = 256;
+/**
+ * Key positions per attention split for steps of more than 8 tokens (batch >= 9 decode graphs included; on the
+ * H100 at batch 16 and context 4k-8k, 512 beat 256 by 5-8 points of the copy roofline, bench/cuda_attention.ts);
+ * decode steps of up to 8 tokens use shorter splits for parallelism.
+ */
+export const ATTN_SPLIT = 512;
+export const ATTN_SPLIT_DECODE = 128;
+/** Threads per block of attn_combine (COMB_THREADS in attention.cu): each takes head dims i and i + 128. */
+export const COMBINE_THREADS = 128;
+export { ATTN_MAX_GROUP, type CudaKv } from "./kv.ts";
 
 export interface RopeKvArgs {
   /** [n, (nh+2nkv)*d] f32 */ readonly qkv: DevPtr;
@@ -29,8 +46,10 @@ export interface RopeKvArgs {
   /** [n] i32 */ readonly positions: DevPtr;
   /** [n] i32, -1 skips the KV write */ readonly slots: DevPtr;
   /** out [n, nh, d] f32 */ readonly q: DevPtr;
-  /** [numBlocks, nkv, blockSize, d] kv dtype */ readonly kCache: DevPtr;
-  /** [numBlocks, nkv, blockSize, d] kv dtype */ readonly vCache: DevPtr;
+  /** rows [numBlocks, nkv, blockSize, kvRowBytes] (kv.ts layout) */ readonly kCache: DevPtr;
+  /** rows [numBlocks, nkv, blockSize, kvRowBytes] */ readonly vCache: DevPtr;
+  /** [numBlocks, nkv, blockSize, 2] f16 (scale, zero): int8 / int4 caches only */ readonly kScale?: DevPtr;
+  /** [numBlocks, nkv, blockSize, 2] f16 (scale, zero): int8 / int4 caches only */ readonly vScale?: DevPtr;
   readonly n: number;
   readonly nh: number;
   readonly nkv: number;
@@ -41,8 +60,10 @@ export interface RopeKvArgs {
 
 export interface AttentionArgs {
   /** [n, nh, d] f32 */ readonly q: DevPtr;
-  /** [numBlocks, nkv, blockSize, d] kv dtype */ readonly kCache: DevPtr;
+  /** rows [numBlocks, nkv, blockSize, kvRowBytes] (kv.ts layout) */ readonly kCache: DevPtr;
   readonly vCache: DevPtr;
+  /** [numBlocks, nkv, blockSize, 2] f16 (scale, zero): int8 / int4 caches only */ readonly kScale?: DevPtr;
+  readonly vScale?: DevPtr;
   /** [B, maxBlocks] i32 */ readonly blockTables: DevPtr;
   /** [n] i32 sequence of each token */ readonly tokenSeq: DevPtr;
   /** [n] i32 */ readonly positions: DevPtr;
@@ -63,7 +84,16 @@ export interface AttentionArgs {
   /** 0: no sliding window */
   readonly window: number;
   readonly scale: number;
+  /** Benchmarks only: a register-budget variant of attn_split (DECODE_VARIANTS); omitted: the default kernel. */
+  readonly variant?: DecodeVariant;
 }
+
+/**
+ * Bench-only variants of attn_split at d = 128 and groups of <= 8 heads: m2 lifts the register cap to 255 (2 blocks
+ * per SM instead of 3; int8's default already), d3 keeps three tiles per warp in flight.
+ */
+export const DECODE_VARIANTS = { m2: ["f16", "int4"], d3: ["int8", "int4"] } as const;
+export type DecodeVariant = keyof typeof DECODE_VARIANTS;
 
 /** Query rows (token x head of one KV group) and keys per step of the prefill kernel (attention.cu). */
 export const PF_ROWS = 64, PF_KEYS = 32;
@@ -75,8 +105,10 @@ export function prefillKernelFits(G: number, d: number): boolean {
 
 export interface PrefillArgs {
   /** [n, nh, d] f32 */ readonly q: DevPtr;
-  /** [numBlocks, nkv, blockSize, d] kv dtype */ readonly kCache: DevPtr;
+  /** rows [numBlocks, nkv, blockSize, kvRowBytes] (kv.ts layout) */ readonly kCache: DevPtr;
   readonly vCache: DevPtr;
+  /** [numBlocks, nkv, blockSize, 2] f16 (scale, zero): int8 / int4 caches only */ readonly kScale?: DevPtr;
+  readonly vScale?: DevPtr;
   /** [B, maxBlocks] i32 */ readonly blockTables: DevPtr;
   /** [n] i32 */ readonly positions: DevPtr;
   /** [tiles, 3] i32: sequence, first token, token count (<= PF_ROWS / G, consecutive positions) */
@@ -110,18 +142,34 @@ export function attentionPlan(n: number, span: number): AttentionPlan {
   return { splitLen, splits: Math.max(1, Math.ceil(span / splitLen)) };
 }
 
-/** Heads per pass of the attention kernel's weighted-value phase (V_G in attention.cu). */
-const ATTN_V_G = 4;
+/** Scale pointers of a launch: required (non-null) for int8 / int4 caches, null otherwise. */
+function kvScales(
+  kv: CudaKv,
+  who: string,
+  a: { kScale?: DevPtr; vScale?: DevPtr },
+): { kScale: DevPtr; vScale: DevPtr } {
+  const kScale = a.kScale ?? 0n, vScale = a.vScale ?? 0n;
+  if (kvQuantized(kv) && (kScale === 0n || vScale === 0n)) throw new RangeError(`${who}: ${kv} KV needs kScale/vScale`);
+  return kvQuantized(kv) ? { kScale, vScale } : { kScale: 0n, vScale: 0n };
+}
 
-/** Dynamic shared memory of attn_split (layout in attention.cu). */
-export function attentionSmemBytes(G: number, d: number, splitLen: number): number {
-  const keyGroups = Math.floor(128 / (d / 8));
-  return 4 * (G * d + G * splitLen + 1) + 8 + 8 * splitLen + 4 * keyGroups * ATTN_V_G * d;
+export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128";
+
+/** The dense matmul path for M rows and N output columns (thresholds above). */
+export function matmulKind(M: number, N: number, act: ActDType, smCount: number): MatmulKind {
+  if (M <= GEMV_MAX_M) return "gemv";
+  if (act === "f32") return M <= SKINNY_MAX_M ? "skinny" : M >= GEMM128_MIN_M_F32 ? "gemm128" : "gemm";
+  const fills = Math.ceil(N / 128) * Math.ceil(M / 128) >= smCount;
+  return M <= SKINNY_MAX_M && (M < GEMM128_MIN_M || !fills) ? "skinny" : "gemm128";
 }
 
 export class CudaOps {
-  constructor(readonly k: Kernels, readonly wt: Half, readonly kv: Half, readonly act: ActDType = "f32") {
+  /** Split-K scratch of the skinny GEMM, per device (allocated here, so never during a graph capture). */
+  readonly #skinny: SkinnyScratch;
+
+  constructor(readonly k: Kernels, readonly wt: Half, readonly kv: CudaKv, readonly act: ActDType = "f32") {
     if (act !== "f32" && act !== wt) throw new Error(`activation dtype ${act} must be f32 or the weight dtype ${wt}`);
+    this.#skinny = skinnyScratch(k.dev);
   }
 
   get actBytes(): number {
@@ -153,22 +201,35 @@ export class CudaOps {
     this.k.launch("argmax", "f32", [rows], [1024], { logits, ids, vocab });
   }
 
+  /** RoPE + KV write (int8 / int4: quantized on write, kv.ts layout; needs kScale / vScale). */
   ropeKv(a: RopeKvArgs): void {
     const heads = a.nh + 2 * a.nkv;
+    if (kvQuantized(this.kv) && a.d > 1024) throw new RangeError(`rope_kv: head dim ${a.d} > 1024`);
     const { n: _n, ...args } = a;
-    this.k.launch("rope_kv", this.kv, [a.n, Math.ceil(heads / 4)], [128], args);
+    const scales = kvScales(this.kv, "rope_kv", a);
+    this.k.launch("rope_kv", this.kv, [a.n, Math.ceil(heads / 4)], [128], { ...args, ...scales });
   }
 
+  /**
+   * Split-K decode attention on tensor cores (attn_split_<kv>_d<D>_g<GP>: the G query heads of a KV head in n-tiles
+   * of 8, GP = 8 or 16) and the combine of its splits (attn_combine, COMBINE_THREADS per (token, head)).
+   */
   attention(a: AttentionArgs): void {
-    const G = a.nh / a.nkv;
-    if (!Number.isInteger(G) || G > ATTN_MAX_GROUP) throw new RangeError(`attention: group ${G} unsupported`);
-    if (a.d % 8 !== 0 || a.d > 1024) throw new RangeError(`attention: head dim ${a.d} unsupported (multiple of 8)`);
-    const smem = attentionSmemBytes(G, a.d, a.splitLen);
+    const G = a.nh / a.nkv, GP = decodeGroupPad(G);
+    if (!DECODE_DIMS.includes(a.d)) throw new RangeError(`attention: head dim ${a.d} not in ${DECODE_DIMS.join(", ")}`);
+    if (!(a.splitLen > 0 && a.splits > 0)) throw new RangeError(`attention: bad plan ${a.splits} x ${a.splitLen}`);
     if (a.rows === 0) return;
-    this.k.launch("attn_split", this.kv, [a.nkv, a.rows, a.splits], [128], {
+    let suffix = `${this.kv}_d${a.d}_g${GP}`;
+    if (a.variant) {
+      const kvs: readonly string[] = DECODE_VARIANTS[a.variant];
+      if (!kvs.includes(this.kv) || a.d !== 128 || GP !== 8) throw new RangeError(`attention: no ${a.variant} variant`);
+      suffix += `_${a.variant}`;
+    }
+    this.k.launch("attn_split", suffix, [a.nkv, a.rows, a.splits], [DEC_THREADS], {
       q: a.q,
       kCache: a.kCache,
       vCache: a.vCache,
+      ...kvScales(this.kv, "attn_split", a),
       blockTables: a.blockTables,
       tokenSeq: a.tokenSeq,
       positions: a.positions,
@@ -177,15 +238,13 @@ export class CudaOps {
       partML: a.partML,
       nh: a.nh,
       nkv: a.nkv,
-      d: a.d,
       blockSize: a.blockSize,
       maxBlocks: a.maxBlocks,
       splitLen: a.splitLen,
       window: a.window,
       scale: a.scale,
-    }, smem);
-    const block = Math.min(128, Math.max(32, Math.ceil(a.d / 32) * 32));
-    this.k.launch("attn_combine", this.act, [a.rows * a.nh], [block], {
+    }, attentionSmemBytes(G, a.d));
+    const combine = {
       partO: a.partO,
       partML: a.partML,
       out: a.out,
@@ -196,7 +255,9 @@ export class CudaOps {
       splits: a.splits,
       splitLen: a.splitLen,
       window: a.window,
-    });
+    };
+    // Programmatic dependent launch: attn_combine waits for attn_split's partials with griddepcontrol.wait.
+    this.k.launch("attn_combine", this.act, [a.rows * a.nh], [COMBINE_THREADS], combine, 0, true);
   }
 
   /** Flash-style causal attention over prefill tiles (see PrefillArgs); writes out rows of the tiles' tokens. */
@@ -205,7 +266,8 @@ export class CudaOps {
     if (!prefillKernelFits(a.nh / a.nkv, a.d)) throw new RangeError(`attn_prefill: d=${a.d}, group ${a.nh / a.nkv}`);
     const smem = 4 * (PF_ROWS * (a.d + 1) + PF_KEYS * (a.d + 1) + PF_KEYS * a.d + PF_ROWS * PF_KEYS + PF_KEYS);
     const { tiles, tileList, ...rest } = a;
-    this.k.launch(`attn_prefill`, `${this.kv}_${this.act}`, [a.nkv, tiles], [128], { ...rest, tiles: tileList }, smem);
+    const args = { ...rest, ...kvScales(this.kv, "attn_prefill", a), tiles: tileList };
+    this.k.launch(`attn_prefill`, `${this.kv}_${this.act}`, [a.nkv, tiles], [128], args, smem);
   }
 
   /** Dynamic shared memory of a GEMM tile config (3 stages of A and B tiles, rows padded by 16 bytes). */
@@ -214,15 +276,31 @@ export class CudaOps {
     return 3 * tile * (ldA * a + ldB * 2);
   }
 
-  /** y [M, N] f32 = x [M, K] act · W [N, K]^T (weight dtype) + bias [N] f32 (or 0n) */
-  linear(x: DevPtr, W: DevPtr, bias: DevPtr, y: DevPtr, M: number, N: number, K: number): void {
-    const kind = M <= GEMV_MAX_M ? "gemv" : M >= GEMM128_MIN_M ? "gemm128" : "gemm";
-    this.linearWith(kind, x, W, bias, y, M, N, K);
+  /**
+   * y [M, N] f32 = x [M, K] act · W [N, K]^T + bias [N] f32 (or 0n). W: dense (weight dtype) or a QuantMatrix
+   * (qlinear.ts; x must then be f16 activations).
+   */
+  linear(x: DevPtr, W: CudaLinear, bias: DevPtr, y: DevPtr, M: number, N: number, K: number): void {
+    if (isQuant(W)) {
+      if (this.act !== "f16") throw new Error(`quantized linear needs f16 activations (ops act ${this.act})`);
+      if (W.N !== N || W.K !== K) throw new RangeError(`linear: [${N}, ${K}] given a quantized [${W.N}, ${W.K}]`);
+      quantLinear(this.k, x, W, bias, y, M);
+      return;
+    }
+    this.linearWith(this.matmulKind(M, N), x, W, bias, y, M, N, K);
   }
 
-  /** One matmul path by name (the tests force each). GEMV takes M in chunks of GEMV_MAX_M rows. */
+  /** The dense matmul path linear() takes for M rows and N output columns. */
+  matmulKind(M: number, N: number): MatmulKind {
+    return matmulKind(M, N, this.act, this.k.dev.smCount);
+  }
+
+  /**
+   * One matmul path by name (the tests and benches force each). GEMV takes M in chunks of GEMV_MAX_M rows; `tile`
+   * forces the skinny GEMM's variant.
+   */
   linearWith(
-    kind: "gemv" | "gemm" | "gemm128",
+    kind: MatmulKind,
     x: DevPtr,
     W: DevPtr,
     bias: DevPtr,
@@ -230,7 +308,12 @@ export class CudaOps {
     M: number,
     N: number,
     K: number,
+    tile?: SkinnyTile,
   ): void {
+    if (kind === "skinny") {
+      skinnyLinear(this.k, this.#mm, this.actBytes, this.#skinny, x, W, bias, y, M, N, K, tile);
+      return;
+    }
     if (kind === "gemv") {
       for (let m0 = 0; m0 < M; m0 += GEMV_MAX_M) {
         const m = Math.min(GEMV_MAX_M, M - m0);
@@ -240,8 +323,8 @@ export class CudaOps {
       }
       return;
     }
-    const tile = kind === "gemm" ? 64 : 128;
-    this.k.launch(kind, this.#mm, [Math.ceil(N / tile), Math.ceil(M / tile)], [tile === 64 ? 128 : 256], {
+    const t = kind === "gemm" ? 64 : 128;
+    this.k.launch(kind, this.#mm, [Math.ceil(N / t), Math.ceil(M / t)], [t === 64 ? 128 : 256], {
       A: x,
       W,
       bias,
@@ -249,6 +332,6 @@ export class CudaOps {
       M,
       N,
       K,
-    }, this.#gemmSmem(tile));
+    }, this.#gemmSmem(t));
   }
 }

@@ -1,9 +1,35 @@
 // Packs a checkpoint straight from its TensorSource into device memory: matrices in the weight dtype (bf16/f16;
 // f32 checkpoints are converted), norms and biases in f32 (rounded through the weight dtype, as the reference
 // backend does), q/k/v and gate/up fused row-wise.
-import type { ModelSpec, ProgressFn, TensorSource } from "../../core/types.ts";
+// int8 / int4 weights (W8A16 / W4A16, f16 activations): the linears (qkv, o, gate|up, down) become QuantMatrix
+// buffers (qlinear.ts) in the mma-m16n8k16 layout: RTN-quantized at load (quantizeRtn, group precision.group,
+// default 128) from a float checkpoint, read from an AWQ / GPTQ one, or generated on the GPU (qfill) for synthetic
+// models. Embedding, LM head, norms and biases stay dense f16 / f32.
+import type { ModelSpec, Precision, ProgressFn, TensorSource } from "../../core/types.ts";
 import { fromF32, roundTo } from "../../model/dtype.ts";
-import { EMBED, expectedTensors, FINAL_NORM, layerNames, LM_HEAD } from "../../model/weights.ts";
+import {
+  EMBED,
+  expectedTensors,
+  FINAL_NORM,
+  layerNames,
+  linearWeightNames,
+  LM_HEAD,
+  quantizedTensorNames,
+} from "../../model/weights.ts";
+import { readQuantizedLinear } from "../../quant/checkpoint.ts";
+import { packFor } from "../../quant/pack.ts";
+import { quantizeRtn } from "../../quant/reference.ts";
+import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
+import {
+  allocQuantScratch,
+  type CudaLinear,
+  fillQuantMatrix,
+  quantBitsFor,
+  type QuantScratch,
+  scratchNeed,
+  stackQuantized,
+  uploadQuantMatrix,
+} from "./qlinear.ts";
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Half } from "./ops.ts";
@@ -13,16 +39,16 @@ import { tensorStream } from "../../model/synthetic.ts";
 
 export interface CudaLayer {
   /** [h] f32 */ readonly inputNorm: DevPtr;
-  /** [(nh+2nkv)*d, h] act: q rows, then k, then v */ readonly qkv: DevPtr;
+  /** [(nh+2nkv)*d, h] act or QuantMatrix: q rows, then k, then v */ readonly qkv: CudaLinear;
   /** [(nh+2nkv)*d] f32 or 0n */ readonly qkvBias: DevPtr;
   /** [d] f32 or 0n (Qwen3) */ readonly qNorm: DevPtr;
   /** [d] f32 or 0n (Qwen3) */ readonly kNorm: DevPtr;
-  /** [h, nh*d] act */ readonly o: DevPtr;
+  /** [h, nh*d] act or QuantMatrix */ readonly o: CudaLinear;
   /** [h] f32 or 0n */ readonly oBias: DevPtr;
   /** [h] f32 */ readonly postNorm: DevPtr;
-  /** [2f, h] act: gate rows, then up */ readonly gateUp: DevPtr;
+  /** [2f, h] act or QuantMatrix: gate rows, then up */ readonly gateUp: CudaLinear;
   /** [2f] f32 or 0n */ readonly gateUpBias: DevPtr;
-  /** [h, f] act */ readonly down: DevPtr;
+  /** [h, f] act or QuantMatrix */ readonly down: CudaLinear;
   /** [h] f32 or 0n */ readonly downBias: DevPtr;
 }
 
@@ -41,18 +67,27 @@ export async function loadCudaWeights(
   act: Half,
   onProgress?: ProgressFn,
   kernels?: Kernels,
+  precision?: Pick<Precision, "weight" | "group">,
 ): Promise<CudaWeights> {
+  const quant = spec.quantization;
+  const bits = quantBitsFor(precision?.weight ?? act, quant?.bits);
+  if (bits !== null && act !== "f16") throw new Error(`cuda: int${bits} weights run with f16 activations, not ${act}`);
+  const sm = dev.cc[0] * 10 + dev.cc[1];
+  if (bits !== null && sm < 80) throw new Error(`cuda: int${bits} weights need sm_80 or newer (this GPU is sm_${sm})`);
   // Synthetic models (src/model/synthetic.ts) are generated on the GPU: no host-side random numbers for 16 GB.
   const synth = (src as { synthetic?: SyntheticFill }).synthetic;
   const fill = synth && kernels ? synth : null;
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
-  for (const e of expected) src.info(e.name);
-  const total = expected.reduce((a, e) => a + src.info(e.name).byteLength, 0);
+  const linears = linearWeightNames(spec);
+  // A quantized checkpoint holds qweight / qzeros / scales (GPTQ: g_idx) instead of each linear weight.
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
+  const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
+  const total = expected.reduce((a, e) => a + bytesOf(e.name), 0); // fails on a missing tensor first
   const owned: DeviceBuffer[] = [];
   let done = 0;
   const tick = (name: string) => {
-    done += src.info(name).byteLength;
+    done += bytesOf(name);
     onProgress?.(done, total, name);
   };
   const alloc = (bytes: number, label: string) => {
@@ -113,6 +148,39 @@ export async function loadCudaWeights(
     return buf.ptr;
   };
   const opt = (on: boolean, names: string[], label: string) => on ? fused(names, f32, label) : Promise.resolve(0n);
+  let scratch: QuantScratch | null = null;
+  /** One linear (q/k/v or gate/up stacked by rows): dense, or quantized and packed in the mma layout. */
+  const linear = async (names: string[], label: string): Promise<CudaLinear> => {
+    if (bits === null) return await fused(names, half, label);
+    const [N, K] = [names.reduce((a, n) => a + shapes.get(n)![0]!, 0), shapes.get(names[0]!)![1]!];
+    if (!scratch) {
+      const h = spec.hiddenSize, f = spec.intermediateSize, qkv = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
+      const shapeList = [[qkv, h], [h, spec.numHeads * spec.headDim], [2 * f, h], [h, f]] as const;
+      const need = scratchNeed(bits, shapeList, dev.smCount);
+      scratch = allocQuantScratch(dev, alloc, need.floats, need.slots);
+    }
+    const group = quant?.groupSize ?? precision?.group ?? 128;
+    if (fill && !quant) {
+      const { amp } = fill.amplitude(names[0]!);
+      const seed = Math.imul(fill.seed, 0x9e3779b1) ^ tensorStream(names[0]!);
+      const m = fillQuantMatrix(kernels!, alloc, { bits, N, K, group, seed, amp, label }, scratch);
+      names.forEach(tick);
+      return m;
+    }
+    const parts: QuantizedLinear[] = [];
+    for (const n of names) {
+      const [rows, cols] = shapes.get(n)! as [number, number];
+      parts.push(
+        quant
+          ? await readQuantizedLinear(src, quant, n, rows, cols)
+          : quantizeRtn(await src.f32(n, shapes.get(n)), rows, cols, bits as QuantBits, group),
+      );
+      tick(n);
+    }
+    const p = packFor({ kind: "cuda", sm }, stackQuantized(parts));
+    if (p.layout !== "mma-m16n8k16") throw new Error(`cuda: ${label}: unexpected packed layout ${p.layout}`);
+    return uploadQuantMatrix(dev, alloc, p, scratch, label);
+  };
   try {
     const embed = await fused([EMBED], half, "embed");
     const layers: CudaLayer[] = [];
@@ -120,16 +188,16 @@ export async function loadCudaWeights(
       const n = layerNames(i);
       layers.push({
         inputNorm: await fused([n.inputNorm], f32, `L${i}.inputNorm`),
-        qkv: await fused([n.q, n.k, n.v], half, `L${i}.qkv`),
+        qkv: await linear([n.q, n.k, n.v], `L${i}.qkv`),
         qkvBias: await opt(spec.attentionBias, [n.qBias, n.kBias, n.vBias], `L${i}.qkvBias`),
         qNorm: await opt(spec.qkNorm, [n.qNorm], `L${i}.qNorm`),
         kNorm: await opt(spec.qkNorm, [n.kNorm], `L${i}.kNorm`),
-        o: await fused([n.o], half, `L${i}.o`),
+        o: await linear([n.o], `L${i}.o`),
         oBias: await opt(spec.outputBias, [n.oBias], `L${i}.oBias`),
         postNorm: await fused([n.postNorm], f32, `L${i}.postNorm`),
-        gateUp: await fused([n.gate, n.up], half, `L${i}.gateUp`),
+        gateUp: await linear([n.gate, n.up], `L${i}.gateUp`),
         gateUpBias: await opt(spec.mlpBias, [n.gateBias, n.upBias], `L${i}.gateUpBias`),
-        down: await fused([n.down], half, `L${i}.down`),
+        down: await linear([n.down], `L${i}.down`),
         downBias: await opt(spec.mlpBias, [n.downBias], `L${i}.downBias`),
       });
     }

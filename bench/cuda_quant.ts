@@ -1,0 +1,238 @@
+// W4A16 on CUDA, synthetic Llama-3-8B shape, int4 g128 weights generated on the GPU (qfill): HBM copy bandwidth
+// (the ceiling, same run), per-kernel qgemv bandwidth (graph replays of 20 launches) for the four linear shapes at
+// M = 1 and 16 (default plan and a sweep of split targets / PDL off), batch-1
+// decode tok/s vs the HBM roofline (packed weights + scales + f16 lm_head + embedding row + KV per token), and
+// batch 16 / 64 decode throughput.
+// Usage: deno run -A bench/cuda_quant.ts [--layers N] [--steps N] [--group G]
+import type { StepInputs } from "../src/core/types.ts";
+import { defaultSamplingParams } from "../src/sampling/params.ts";
+import { CudaBackend } from "../src/backends/cuda/backend.ts";
+import { CudaTimer } from "../src/backends/cuda/device.ts";
+import { GraphCache } from "../src/backends/cuda/graphs.ts";
+import {
+  allocQuantScratch,
+  fillQuantMatrix,
+  qgemvDefaults,
+  qgemvPlan,
+  type QgemvTune,
+  quantLinear,
+  scratchNeed,
+} from "../src/backends/cuda/qlinear.ts";
+import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
+import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
+
+const arg = (name: string, def: number) => {
+  const i = Deno.args.indexOf(name);
+  return i >= 0 ? Number(Deno.args[i + 1]) : def;
+};
+const skip = cudaSkipReason();
+if (skip) {
+  console.log(`cuda_quant: skipped (${skip})`);
+  Deno.exit(0);
+}
+const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
+const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16;
+const rows: [string, string][] = [];
+/** Adds a result row and prints it at once (a later failure keeps what was measured). */
+const row = (key: string, v: string) => {
+  rows.push([key, v]);
+  console.log(`${key}: ${v}`);
+};
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+const h = spec.hiddenSize, f = spec.intermediateSize, vocab = spec.vocabSize;
+const qkvN = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
+const SHAPES = [[qkvN, h, "qkv"], [h, spec.numHeads * spec.headDim, "o"], [2 * f, h, "gate_up"], [
+  h,
+  f,
+  "down",
+]] as const;
+/** Bytes one int4 linear reads: packed words (N padded to 64) + (scale, bias) half2 per group and column. */
+const quantBytes = (N: number, K: number) => {
+  const Np = Math.ceil(N / 64) * 64;
+  return (Np * Math.ceil(K / 16) * 16) / 2 + Math.ceil(K / G) * Np * 4;
+};
+
+await using b = await CudaBackend.create();
+const dev = b.dev, k = b.kernels;
+row("device", b.device);
+
+// Ceiling: device-to-device copy, bytes read + written.
+let hbm: number;
+{
+  const n = 1 << 30;
+  using src = dev.alloc(n, "bench.src"), dst = dev.alloc(n, "bench.dst");
+  dev.memset(src.ptr, 1, n);
+  using t = new CudaTimer(dev);
+  dev.copy(dst.ptr, src.ptr, n);
+  const ms: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    t.start();
+    dev.copy(dst.ptr, src.ptr, n);
+    ms.push(await t.stop());
+  }
+  hbm = (2 * n) / (median(ms) / 1e3);
+  row("HBM copy (cuMemcpyDtoD 1 GiB, read+write)", `${(hbm / 1e9).toFixed(0)} GB/s`);
+}
+
+// Per-kernel: qgemv on each shape, 20 launches captured in one graph (no host gaps in the timing), at the default
+// plan and the split targets / launch modes of SWEEP.
+const SWEEP: QgemvTune[] = [
+  { warpsPerSm: 16 },
+  { warpsPerSm: 16, interleave: true },
+  { warpsPerSm: 32 },
+  { warpsPerSm: 32, interleave: true },
+  { warpsPerSm: 64 },
+  { warpsPerSm: 64, interleave: true },
+  { warpsPerSm: 16, pdl: false },
+];
+const tuneName = (t: QgemvTune) => `w${t.warpsPerSm}${t.interleave ? " il" : ""}${t.pdl === false ? " no-pdl" : ""}`;
+/** Sum over the four shapes of the M = 1 time (us) per SWEEP entry: picks the configuration of the second model run. */
+const m1Sum = SWEEP.map(() => 0);
+{
+  const owned: { [Symbol.dispose](): void }[] = [];
+  const alloc = (bytes: number, label: string) => {
+    const buf = dev.alloc(bytes, label);
+    owned.push(buf);
+    return buf;
+  };
+  const wps = SWEEP.map((t) => t.warpsPerSm ?? qgemvDefaults.warpsPerSm);
+  const need = scratchNeed(4, SHAPES.map(([N, K]) => [N, K] as const), dev.smCount, wps);
+  const scratch = allocQuantScratch(dev, alloc, need.floats, need.slots);
+  using x = dev.alloc(16 * f * 2, "bench.x"), y = dev.alloc(16 * 2 * f * 4, "bench.y");
+  dev.memset(x.ptr, 0x2c, 16 * f * 2); // f16 0x2c2c ~ 0.06
+  for (const [N, K, what] of SHAPES) {
+    const W = fillQuantMatrix(
+      k,
+      alloc,
+      { bits: 4, N, K, group: G, seed: N ^ K, amp: 1 / Math.sqrt(K), label: what },
+      scratch,
+    );
+    for (const M of [1, 16]) {
+      const res: string[] = [];
+      for (const [ti, tune] of SWEEP.entries()) {
+        quantLinear(k, x.ptr, W, 0n, y.ptr, M, "auto", tune);
+        using g = new GraphCache(dev);
+        g.capture(0, () => {
+          for (let r = 0; r < 20; r++) quantLinear(k, x.ptr, W, 0n, y.ptr, M, "auto", tune);
+        });
+        g.launch(0);
+        using t = new CudaTimer(dev);
+        const ms: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          t.start();
+          g.launch(0);
+          ms.push((await t.stop()) / 20);
+        }
+        const m = median(ms), bw = quantBytes(N, K) / (m / 1e3);
+        const p = qgemvPlan(4, N, K, M, dev.smCount, Infinity, tune.warpsPerSm);
+        if (M === 1) m1Sum[ti]! += m * 1e3;
+        res.push(
+          `${tuneName(tune)} (ksb ${p.ksb} S ${p.S} tps ${p.tps}) ${(m * 1e3).toFixed(1)} us ${
+            (100 * bw / hbm).toFixed(0)
+          }%`,
+        );
+      }
+      row(`qgemv int4 g${G} M=${M} ${what} ${N}x${K}: time, % of copy bw`, res.join("; "));
+    }
+  }
+  await dev.sync();
+  for (const o of owned) o[Symbol.dispose]();
+}
+
+// Whole model: synthetic 8B shape, int4 g128 linears generated on the GPU, f16 lm_head / embedding, f16 KV.
+const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K), 0) + vocab * h * 2 + h * 2;
+const MAXB = 64, perSeq = Math.ceil((PROMPT + STEPS + 8) / BS);
+const greedy = { ...defaultSamplingParams(), temperature: 0 };
+const prompt = (s: number) => Array.from({ length: PROMPT }, (_, i) => (i * 7919 + s * 104729) % vocab);
+/** One step of B sequences: sequence s owns blocks [s * perSeq, (s + 1) * perSeq); ids[s] are its new tokens. */
+const stepOf = (ids: number[][], start: number[]): StepInputs => {
+  const B = ids.length, flat = ids.flat();
+  const qs = [0];
+  for (const t of ids) qs.push(qs[qs.length - 1]! + t.length);
+  const positions = ids.flatMap((t, s) => t.map((_, i) => start[s]! + i));
+  const seqOf = ids.flatMap((t, s) => t.map(() => s));
+  return {
+    tokens: Int32Array.from(flat),
+    positions: Int32Array.from(positions),
+    queryStarts: Int32Array.from(qs),
+    contextLens: Int32Array.from(ids, (t, s) => start[s]! + t.length),
+    blockTables: Int32Array.from({ length: B * perSeq }, (_, i) => i),
+    maxBlocksPerSeq: perSeq,
+    blockSize: BS,
+    slots: Int32Array.from(positions, (p, i) => seqOf[i]! * perSeq * BS + p),
+    sample: ids.map(() => true),
+    sampling: ids.map((t) => ({ params: greedy, promptIds: t, outputIds: [], fallbackSeed: 0 })),
+  };
+};
+
+/** Loads the model into `be` and times decode at each batch size with the current qgemvDefaults. */
+async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
+  const cfg = tuneName(qgemvDefaults);
+  const t0 = performance.now();
+  await be.load(spec, new SyntheticTensorSource(spec, "F16"), { weight: "int4", group: G, kv: "f16", compute: "f16" });
+  row(
+    `load synthetic 8B-shape int4 g${G} (${spec.numLayers} layers)`,
+    `${((performance.now() - t0) / 1e3).toFixed(1)} s`,
+  );
+  be.allocateKv(MAXB * perSeq, BS);
+  for (const B of batches) {
+    let last: number[] = [];
+    for (let s = 0; s < B; s++) {
+      const r = await be.forward(remap(stepOf([prompt(s)], [0]), s));
+      last.push(r.tokens[0]!);
+    }
+    const ms: number[] = [];
+    for (let i = 0; i < STEPS; i++) {
+      const t = performance.now();
+      const r = await be.forward(stepOf(last.map((id) => [id]), last.map(() => PROMPT + i)));
+      ms.push(performance.now() - t);
+      last = Array.from(r.tokens);
+    }
+    const m = median(ms.slice(2));
+    if (B === 1) {
+      const kvBytes = PROMPT * spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 2;
+      const roof = (weightBytes + kvBytes) / hbm * 1e3;
+      row(
+        `decode batch 1, context ${PROMPT}, graphs on, qgemv ${cfg}`,
+        `${(1e3 / m).toFixed(1)} tok/s (${m.toFixed(2)} ms/step; roofline ${roof.toFixed(2)} ms = ${
+          (1e3 / roof).toFixed(0)
+        } tok/s; ${(100 * roof / m).toFixed(0)}%; ${(weightBytes / 1e9).toFixed(2)} GB weights/step)`,
+      );
+      using t = new CudaTimer(dev);
+      t.start();
+      for (let r = 0; r < 20; r++) be.graphs.launch(1);
+      const gpu = (await t.stop()) / 20;
+      row(
+        `decode batch 1: GPU time of one graph replay, qgemv ${cfg}`,
+        `${gpu.toFixed(2)} ms = ${(100 * roof / gpu).toFixed(0)}% of roofline`,
+      );
+    } else {
+      row(
+        `decode batch ${B}, context ~${PROMPT}, qgemv ${cfg}`,
+        `${(B * 1e3 / m).toFixed(0)} tok/s (${m.toFixed(2)} ms/step)`,
+      );
+    }
+  }
+}
+
+await modelRuns(b, [1, 16, 64]);
+// Second model run with the sweep's fastest M = 1 configuration, when it is not the default.
+const best = SWEEP[m1Sum.indexOf(Math.min(...m1Sum))]!;
+row("qgemv sweep: fastest M = 1 configuration (sum over the four shapes)", `${tuneName(best)}`);
+if (tuneName(best) !== tuneName(qgemvDefaults)) {
+  Object.assign(qgemvDefaults, { warpsPerSm: best.warpsPerSm, interleave: !!best.interleave, pdl: best.pdl ?? true });
+  await using b2 = await CudaBackend.create();
+  await modelRuns(b2, [1, 16]);
+}
+
+/** A single-sequence prefill step placed in sequence slot s's blocks. */
+function remap(step: StepInputs, s: number): StepInputs {
+  return {
+    ...step,
+    blockTables: Int32Array.from({ length: perSeq }, (_, i) => s * perSeq + i),
+    slots: step.slots.map((p) => s * perSeq * BS + p),
+  };
+}
+
+console.log("\n| measurement | result |\n| --- | --- |");
+for (const [key, v] of rows) console.log(`| ${key} | ${v} |`);

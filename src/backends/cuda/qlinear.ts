@@ -1,0 +1,313 @@
+// Quantized linear layers on CUDA (W4A16 / W8A16): weights in the "mma-m16n8k16" layout of src/quant/pack.ts,
+// f16 activations, f32 output. kernels/qgemv.cu: qgemv_* for M <= QGEMV_MAX_M (weights as the MMA A operand,
+// split-K inside the block and across blocks, deterministic in-kernel reduction of f32 partials, programmatic
+// dependent launch); kernels/qgemm.cu: qgemm_* above. A linear on the device is a CudaLinear: a dense matrix pointer
+// (weight dtype, [N, K] row-major) or a QuantMatrix.
+import type { CudaDevice, DeviceBuffer } from "./device.ts";
+import type { DevPtr } from "./ffi.ts";
+import type { Kernels } from "./kernels.ts";
+import type { MmaPacked } from "../../quant/pack.ts";
+import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
+
+/** Rows one qgemv launch takes (8 or 16 rows of the MMA B operand in qgemv.cu); more rows take qgemm. */
+export const QGEMV_MAX_M = 16;
+/** Rows per qgemm block, n-tiles per qgemm block, warps per qgemv block (qgemm.cu / qgemv.cu). */
+const QG_BM = 64, GEMM_TILES = 2, GEMV_WARPS = 4;
+/** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 5 at M <= 8, 2 above). */
+const ringBytes = (M: number) => 4 * (M <= 8 ? 5 : 2) * 4 * 512;
+/**
+ * Longest K-range (packed channels) one qgemv block of M rows stages in shared memory: small enough for 4 blocks
+ * per SM (55 KiB each: 16 zero bytes, the weight ring, M x (range + 8) f16).
+ */
+const maxBlockK = (M: number) => Math.floor(((55 * 1024 - 32 - ringBytes(M)) / (2 * M) - 8) / 16) * 16;
+/** qgemv warps resident per SM (4 blocks of 4 warps: __launch_bounds__(128, 4)). */
+export const QGEMV_WARPS_PER_SM = 16;
+/**
+ * What quantLinear launches qgemv with unless told otherwise (benchmarks may change them before a model is loaded:
+ * weights.ts sizes the split-K scratch for warpsPerSm). warpsPerSm: split target (above 16: several waves of shorter
+ * runs); interleave: the warps of an n-tile take alternate tiles instead of runs; pdl: programmatic dependent launch.
+ */
+export const qgemvDefaults = { warpsPerSm: QGEMV_WARPS_PER_SM, interleave: false, pdl: true };
+/** Fewest k-tiles a qgemv warp streams (shorter runs only add partials). */
+const MIN_TPS = 4;
+
+/** Columns per n-tile of the packed layout. */
+export const tileN = (bits: QuantBits): number => (bits === 4 ? 64 : 32);
+
+/**
+ * Split-K scratch of qgemv, shared by every quantized linear of a model (launches are serialized on one stream).
+ * part: [S, M, Np] f32 partials; counters: [ceil(nTiles / 4)] u32, zero between launches (the last block of each
+ * column group resets its own).
+ */
+export interface QuantScratch {
+  readonly part: DevPtr;
+  readonly partFloats: number;
+  readonly counters: DevPtr;
+  readonly counterSlots: number;
+}
+
+/** One quantized matrix on the device (several linears with the same K, bits and group may be stacked by rows). */
+export interface QuantMatrix {
+  readonly kind: "quant";
+  readonly bits: QuantBits;
+  /** outputs and inputs */ readonly N: number;
+  readonly K: number;
+  /** N padded to the n-tile (64 int4, 32 int8) */ readonly Np: number;
+  /** 16-wide k-tiles: ceil(K / 16) */ readonly KT: number;
+  readonly group: number;
+  /** [Np / T, KT, 32 lanes, 4] u32: MmaPacked.qweight */ readonly qweight: DevPtr;
+  /** [nG, Np] u32 half2 (scale lo, bias hi) */ readonly scaleBias: DevPtr;
+  /** [K] i32 original channel of each packed channel (act-order), or 0n */ readonly perm: DevPtr;
+  readonly scratch: QuantScratch;
+}
+
+/** A linear layer's weight on the device: a dense [N, K] matrix in the weight dtype, or a quantized one. */
+export type CudaLinear = DevPtr | QuantMatrix;
+
+export function isQuant(w: CudaLinear): w is QuantMatrix {
+  return typeof w !== "bigint";
+}
+
+/** Bits of the quantized linears for a weight precision and checkpoint, or null for dense ones. */
+export function quantBitsFor(weight: string, checkpointBits: QuantBits | undefined): QuantBits | null {
+  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
+  if (checkpointBits !== undefined && bits !== null && bits !== checkpointBits) {
+    throw new Error(`weight precision ${weight} does not match the checkpoint's int${checkpointBits} weights`);
+  }
+  return checkpointBits ?? bits;
+}
+
+export interface QgemvPlan {
+  /** k-tiles per warp */ readonly tps: number;
+  /** warps of a block on the same n-tile, each on its own k-range (1, 2 or 4; 4 / ksb n-tiles per block) */
+  readonly ksb: number;
+  /** block-level splits (grid y) */ readonly S: number;
+  /** grid x: ceil(nTiles / (4 / ksb)) */ readonly gridX: number;
+  /** dynamic shared memory: 16 zero bytes + the weight ring + x rows M x (ksb * tps * 16 + 8) f16 */
+  readonly smem: number;
+}
+
+/**
+ * Split-K plan of one qgemv launch: about `warpsPerSm` warps per SM in one wave, each streaming `tps` consecutive
+ * 16-k tiles of one n-tile; up to 4 warps of a block share an n-tile (reduced in shared memory), the remaining
+ * splits go to blocks (f32 partials [S, M, Np], limited to partFloats).
+ */
+export function qgemvPlan(
+  bits: QuantBits,
+  N: number,
+  K: number,
+  M: number,
+  smCount: number,
+  partFloats = Infinity,
+  warpsPerSm: number = qgemvDefaults.warpsPerSm,
+): QgemvPlan {
+  const T = tileN(bits), Np = Math.ceil(N / T) * T, KT = Math.ceil(K / 16), nTiles = Np / T;
+  // Warps per n-tile: fill one wave; runs of at least MIN_TPS tiles.
+  const D = Math.max(1, Math.min(Math.floor((warpsPerSm * smCount) / nTiles), Math.ceil(KT / MIN_TPS)));
+  const maxK = maxBlockK(M);
+  // Up to 4 of them in one block (x staged once, reduced in shared memory), the rest across blocks.
+  let ksb = D >= 4 ? 4 : D >= 2 ? 2 : 1, tps = 0;
+  for (;;) {
+    tps = Math.ceil(KT / (ksb * Math.max(1, Math.floor(D / ksb))));
+    if (ksb === 1 || ksb * tps * 16 <= maxK) break;
+    ksb /= 2;
+  }
+  tps = Math.min(tps, maxK / 16);
+  let S = Math.ceil(KT / (ksb * tps));
+  const tpsCap = Math.max(tps, Math.floor(maxK / 16 / ksb));
+  while (S > 1 && S * M * Np > partFloats && tps < tpsCap) {
+    tps = Math.min(2 * tps, tpsCap);
+    S = Math.ceil(KT / (ksb * tps));
+  }
+  if (S > 1 && S * M * Np > partFloats) throw new RangeError(`qgemv: split-K scratch too small for [${N}, ${K}]`);
+  const smem = 16 + ringBytes(M) + M * (ksb * tps * 16 + 8) * 2;
+  return { tps, ksb, S, gridX: Math.ceil(nTiles / (GEMV_WARPS / ksb)), smem };
+}
+
+/** Scratch floats and counter slots qgemv needs for these [N, K] shapes at up to QGEMV_MAX_M rows. */
+export function scratchNeed(
+  bits: QuantBits,
+  shapes: readonly (readonly [number, number])[],
+  smCount: number,
+  warpsPerSm: readonly number[] = [qgemvDefaults.warpsPerSm],
+) {
+  let floats = 1, slots = 1;
+  for (const [N, K] of shapes) {
+    for (const w of warpsPerSm) {
+      for (let M = 1; M <= QGEMV_MAX_M; M++) {
+        const p = qgemvPlan(bits, N, K, M, smCount, Infinity, w);
+        if (p.S > 1) floats = Math.max(floats, p.S * M * Math.ceil(N / tileN(bits)) * tileN(bits));
+        slots = Math.max(slots, p.gridX);
+      }
+    }
+  }
+  return { floats, slots };
+}
+
+/** Allocates a zeroed scratch (the counters must start at 0). */
+export function allocQuantScratch(
+  dev: CudaDevice,
+  alloc: (bytes: number, label: string) => DeviceBuffer,
+  floats: number,
+  slots: number,
+): QuantScratch {
+  const part = alloc(floats * 4, "quant.part"), counters = alloc(slots * 4, "quant.counters");
+  dev.memset(counters.ptr, 0, slots * 4);
+  return { part: part.ptr, partFloats: floats, counters: counters.ptr, counterSlots: slots };
+}
+
+/** Packed linears stacked by rows (q, k, v or gate, up): same K, bits, group and act-order g_idx. */
+export function stackQuantized(parts: readonly QuantizedLinear[]): QuantizedLinear {
+  const first = parts[0];
+  if (!first) throw new Error("stackQuantized: no linears");
+  if (parts.length === 1) return first;
+  const { inDim: K, bits, groupSize } = first;
+  for (const p of parts) {
+    const sameG = p.gIdx === first.gIdx ||
+      (!!p.gIdx && !!first.gIdx && p.gIdx.length === first.gIdx.length && p.gIdx.every((v, i) => v === first.gIdx![i]));
+    if (p.inDim !== K || p.bits !== bits || p.groupSize !== groupSize || !sameG) {
+      throw new Error("stackQuantized: the stacked linears differ in K, bits, group size or g_idx");
+    }
+  }
+  const cat = <T extends Uint8Array | Float32Array | Uint16Array>(arrs: T[], make: (n: number) => T): T => {
+    const out = make(arrs.reduce((a, x) => a + x.length, 0));
+    let off = 0;
+    for (const a of arrs) {
+      out.set(a as never, off);
+      off += a.length;
+    }
+    return out;
+  };
+  return {
+    outDim: parts.reduce((a, p) => a + p.outDim, 0),
+    inDim: K,
+    bits,
+    groupSize,
+    q: cat(parts.map((p) => p.q), (n) => new Uint8Array(n)),
+    scales: cat(parts.map((p) => p.scales), (n) => new Float32Array(n)),
+    zeros: cat(parts.map((p) => p.zeros), (n) => new Uint16Array(n)),
+    gIdx: first.gIdx,
+  };
+}
+
+/** Uploads an MmaPacked linear (an identity act-order permutation is dropped). */
+export function uploadQuantMatrix(
+  dev: CudaDevice,
+  alloc: (bytes: number, label: string) => DeviceBuffer,
+  p: MmaPacked,
+  scratch: QuantScratch,
+  label: string,
+): QuantMatrix {
+  const qweight = alloc(p.qweight.byteLength, `${label}.qweight`);
+  const scaleBias = alloc(p.scaleBias.byteLength, `${label}.scaleBias`);
+  dev.upload(qweight.ptr, p.qweight);
+  dev.upload(scaleBias.ptr, p.scaleBias);
+  let perm = 0n;
+  if (p.perm && !p.perm.every((v, i) => v === i)) {
+    const b = alloc(p.perm.byteLength, `${label}.perm`);
+    dev.upload(b.ptr, p.perm);
+    perm = b.ptr;
+  }
+  const { bits, outDim: N, inDim: K, groupSize: group, paddedOut: Np } = p;
+  return {
+    kind: "quant",
+    bits,
+    N,
+    K,
+    Np,
+    KT: Math.ceil(K / 16),
+    group,
+    qweight: qweight.ptr,
+    ...{ perm },
+    scaleBias: scaleBias.ptr,
+    scratch,
+  };
+}
+
+/**
+ * A synthetic quantized [N, K] matrix generated on the GPU (qfill): random q words and f16 (scale, bias) pairs
+ * whose weights span about [-amp, amp]. No host copy of the weights.
+ */
+export function fillQuantMatrix(
+  k: Kernels,
+  alloc: (bytes: number, label: string) => DeviceBuffer,
+  a: { bits: QuantBits; N: number; K: number; group: number; seed: number; amp: number; label: string },
+  scratch: QuantScratch,
+): QuantMatrix {
+  const T = tileN(a.bits), Np = Math.ceil(a.N / T) * T, KT = Math.ceil(a.K / 16);
+  if (a.group % 16 !== 0 && a.group < a.K) throw new RangeError(`qfill: group ${a.group} is not a multiple of 16`);
+  const nG = Math.ceil(a.K / Math.min(a.group, a.K)), words = (Np / T) * KT * 128;
+  const qweight = alloc(words * 4, `${a.label}.qweight`), scaleBias = alloc(nG * Np * 4, `${a.label}.scaleBias`);
+  const blocks = Math.min(65535, Math.ceil(Math.max(words, nG * Np) / 256));
+  k.launch("qfill", `w${a.bits}`, [blocks], [256], {
+    qweight: qweight.ptr,
+    scaleBias: scaleBias.ptr,
+    words,
+    nG,
+    N: a.N,
+    Np,
+    seed: a.seed >>> 0,
+    amp: a.amp,
+  });
+  return {
+    kind: "quant",
+    bits: a.bits,
+    N: a.N,
+    K: a.K,
+    Np,
+    KT,
+    group: a.group,
+    qweight: qweight.ptr,
+    scaleBias: scaleBias.ptr,
+    perm: 0n,
+    scratch,
+  };
+}
+
+/** qgemv launch options (benchmarks sweep them); unset fields take qgemvDefaults. */
+export interface QgemvTune {
+  /** split target, warps per SM */ readonly warpsPerSm?: number;
+  /** alternate tiles per warp instead of runs */ readonly interleave?: boolean;
+  /** programmatic dependent launch on sm_90 */ readonly pdl?: boolean;
+}
+
+/** y [M, N] f32 = x [M, K] f16 · W^T + bias [N] f32 (or 0n); `kind` forces a kernel (tests), else by M. */
+export function quantLinear(
+  k: Kernels,
+  x: DevPtr,
+  W: QuantMatrix,
+  bias: DevPtr,
+  y: DevPtr,
+  M: number,
+  kind: "auto" | "gemv" | "gemm" = "auto",
+  tune: QgemvTune = {},
+): void {
+  if (!Number.isInteger(M) || M <= 0) throw new RangeError(`quant linear: bad M ${M}`);
+  const { bits, N, K, Np, KT, group: G } = W;
+  const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
+  const gemv = kind === "gemv" || (kind === "auto" && M <= QGEMV_MAX_M);
+  if (gemv) {
+    if (M > QGEMV_MAX_M) throw new RangeError(`qgemv: M ${M} > ${QGEMV_MAX_M}`);
+    if (G % 16 !== 0 && G < K) throw new RangeError(`qgemv: group ${G} is not a multiple of 16`);
+    const p = qgemvPlan(
+      bits,
+      N,
+      K,
+      M,
+      k.dev.smCount,
+      W.scratch.partFloats,
+      tune.warpsPerSm ?? qgemvDefaults.warpsPerSm,
+    );
+    if (p.gridX > W.scratch.counterSlots) {
+      throw new RangeError(`qgemv: ${p.gridX} counters > scratch's ${W.scratch.counterSlots}`);
+    }
+    const suffix = `w${bits}_m${M <= 8 ? 8 : 16}`;
+    const split = p.S > 1 ? { part: W.scratch.part, counters: W.scratch.counters } : { part: 0n, counters: 0n };
+    const il = (tune.interleave ?? qgemvDefaults.interleave) ? 1 : 0;
+    const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S };
+    k.launch("qgemv", suffix, [p.gridX, p.S], [128], args, p.smem, tune.pdl ?? qgemvDefaults.pdl);
+    return;
+  }
+  const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;
+  k.launch("qgemm", `w${bits}`, grid, [128], common);
+}

@@ -1,0 +1,243 @@
+// W4A16 / W8A16 on CUDA (kernels/qgemm.cu, src/backends/cuda/qlinear.ts): qgemv / qgemm against a TypeScript matmul
+// over dequantizeFused weights on fresh random inputs at awkward sizes, the synthetic fill kernel, and stories260K
+// int4 g32 / int8 g64 on the CUDA backend against the reference backend with the same RTN weights. GPU tests are
+// ignored (reason in the name) without an NVIDIA driver; the planning / stacking tests run everywhere.
+import assert from "node:assert/strict";
+import { f16ToF32 as f16, roundTo } from "../src/model/dtype.ts";
+import { openCheckpoint } from "../src/model/checkpoint.ts";
+import { dequantizeFused, type MmaPacked, packFor } from "../src/quant/pack.ts";
+import { dequantize } from "../src/quant/reference.ts";
+import { type QuantBits, type QuantizedLinear, toF16 } from "../src/quant/types.ts";
+import type { Backend, Precision } from "../src/core/types.ts";
+import { ReferenceBackend } from "../src/backends/reference/backend.ts";
+import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
+import { defaultSamplingParams } from "../src/sampling/params.ts";
+import { CudaBackend } from "../src/backends/cuda/backend.ts";
+import { CudaDevice } from "../src/backends/cuda/device.ts";
+import { Kernels } from "../src/backends/cuda/kernels.ts";
+import {
+  allocQuantScratch,
+  fillQuantMatrix,
+  qgemvPlan,
+  type QgemvTune,
+  quantLinear,
+  scratchNeed,
+  stackQuantized,
+  tileN,
+  uploadQuantMatrix,
+} from "../src/backends/cuda/qlinear.ts";
+import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { STORIES_DIR } from "./helpers/models.ts";
+
+const skip = cudaSkipReason();
+const gpuTest = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== null, fn });
+let seed = Math.floor(Math.random() * 1e9);
+const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
+
+/** A random group-quantized [N, K] linear; with actOrder, g_idx assigns a random permutation's runs of G. */
+function randomLinear(bits: QuantBits, N: number, K: number, G: number, actOrder: boolean): QuantizedLinear {
+  const qm = (1 << bits) - 1, nG = Math.ceil(K / G);
+  const u = rnd(N * K + 2 * N * nG + K);
+  const at = (i: number) => (u[i]! + 1) / 2; // [0, 1)
+  const q = Uint8Array.from({ length: N * K }, (_, i) => Math.min(qm, Math.floor(at(i) * (qm + 1))));
+  const scales = Float32Array.from({ length: N * nG }, (_, i) => toF16((0.5 + at(N * K + i)) / qm / Math.sqrt(K)));
+  const zeros = Uint16Array.from({ length: N * nG }, (_, i) => Math.floor(at(N * K + N * nG + i) * (qm + 1)));
+  let gIdx: Int32Array | null = null;
+  if (actOrder) {
+    const order = Array.from({ length: K }, (_, k) => k).sort((a, b) =>
+      u[N * K + 2 * N * nG + a]! - u[N * K + 2 * N * nG + b]!
+    );
+    gIdx = new Int32Array(K);
+    order.forEach((k, i) => (gIdx![k] = Math.floor(i / G)));
+  }
+  return { outDim: N, inDim: K, bits, groupSize: G, q, scales, zeros, gIdx };
+}
+
+/**
+ * y [M, N] = x [M, K] · W^T + bias in f64, W = f16(dequantizeFused(p)) (the kernel's hfma2 result) in packed channel
+ * order, x read through perm as the kernel does.
+ */
+function reference(p: MmaPacked, x: Float32Array, bias: Float32Array, M: number): Float32Array {
+  const { outDim: N, inDim: K } = p;
+  const w = roundTo(dequantizeFused(p), "f16");
+  const y = new Float32Array(M * N);
+  for (let m = 0; m < M; m++) {
+    const xr = Float64Array.from({ length: K }, (_, k) => x[m * K + (p.perm ? p.perm[k]! : k)]!);
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += xr[k]! * w[n * K + k]!;
+      y[m * N + n] = s + bias[n]!;
+    }
+  }
+  return y;
+}
+
+Deno.test("qgemvPlan() covers K in one wave with block K-ranges that fit 4 blocks per SM and the scratch", () => {
+  for (const bits of [4, 8] as const) {
+    for (const [N, K] of [[6144, 4096], [4096, 4096], [28672, 4096], [4096, 14336], [172, 200], [200, 1000]] as const) {
+      for (const M of [1, 8, 9, 16]) {
+        for (const w of [16, 8, 1, 64]) {
+          const p = qgemvPlan(bits, N, K, M, 132, Infinity, w);
+          const KT = Math.ceil(K / 16), span = p.ksb * p.tps, what = `[${N}, ${K}] M=${M} w=${w} ${JSON.stringify(p)}`;
+          assert.ok([1, 2, 4].includes(p.ksb), what);
+          assert.ok(p.S * span >= KT && (p.S - 1) * span < KT, what);
+          assert.ok(p.smem <= 55 * 1024, what);
+          assert.equal(p.gridX, Math.ceil(N / tileN(bits) / (4 / p.ksb)), what);
+          // One wave of at most w warps per SM (more rows: the staged K-range limit may add splits).
+          if (M === 1 && w >= 8) assert.ok(p.gridX * p.S * 4 <= w * 132, what);
+          const need = scratchNeed(bits, [[N, K]], 132, [w]);
+          assert.ok(p.S === 1 || p.S * M * Math.ceil(N / tileN(bits)) * tileN(bits) <= need.floats, what);
+          assert.ok(p.gridX <= need.slots, what);
+        }
+      }
+    }
+  }
+  assert.throws(() => qgemvPlan(4, 4096, 14336, 16, 132, 1000), /scratch too small/);
+});
+
+Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx", () => {
+  const a = randomLinear(4, 24, 64, 32, false), b = randomLinear(4, 40, 64, 32, false);
+  const s = stackQuantized([a, b]);
+  assert.equal(s.outDim, 64);
+  assert.deepEqual(dequantize(s), Float32Array.from([...dequantize(a), ...dequantize(b)]));
+  assert.throws(() => stackQuantized([randomLinear(4, 8, 64, 32, true), randomLinear(4, 8, 64, 32, true)]), /g_idx/);
+});
+
+// Bound: both sides multiply the same f16 x by the same f16 weights (the reference rounds dequantizeFused to f16 as
+// the kernel's hfma2 does); products of two f16 values are exact in f32, so only the f32 summation order differs
+// (~sqrt(K) * 2^-24 relative, < 1e-5 here) plus a rare f16 double-rounding tie in a weight (one f16 ulp, 2^-11, of
+// one term). 1e-3 of max |y| leaves a wide margin, while a wrong nibble, scale column or permutation gives O(1).
+const CASES: [QuantBits, number, number, number, boolean][] = [
+  // bits, N, K, G, act-order
+  [4, 172, 200, 32, false], // K not a multiple of 16: padded k-tile, partial last group
+  [4, 200, 256, 32, true],
+  [4, 200, 1000, 128, false], // one column group, 63 splits
+  [4, 1000, 4096, 128, true],
+  [8, 172, 320, 64, false],
+  [8, 200, 448, 64, true],
+  [8, 172, 204, 204, false], // per-channel, K % 8 != 0: scalar x staging
+  [4, 4100, 520, 32, false], // 65 n-tiles: warpsPerSm 0.5 gives one warp per n-tile over 17 groups (ksb 1)
+  [8, 2090, 1040, 64, true],
+];
+gpuTest(
+  "quantLinear() qgemv and qgemm match x · f16(dequantizeFused(W))^T (int4 g32/g128, int8 g64, perm)",
+  async () => {
+    await using dev = CudaDevice.open(0);
+    using k = await Kernels.load(dev);
+    const owned: { [Symbol.dispose](): void }[] = [];
+    const alloc = (bytes: number, label: string) => {
+      const b = dev.alloc(bytes, label);
+      owned.push(b);
+      return b;
+    };
+    try {
+      for (const [bits, N, K, G, act] of CASES) {
+        const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+        assert.equal(p.layout, "mma-m16n8k16");
+        const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 1, 3, 64]);
+        const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "test");
+        assert.equal(W.perm !== 0n, act);
+        const bias = rnd(N, 0.1);
+        using bb = upload(dev, bias, "f32");
+        for (const M of [1, 3, 8, 16, 77]) {
+          const x = roundTo(rnd(M * K), "f16");
+          const want = reference(p, x, bias, M);
+          using xb = upload(dev, x, "f16");
+          // gemv at the default split, at warpsPerSm 0.5 / 1 / 3 (fewer, longer warp runs: ksb 1 / 2 / 4, S 1) and
+          // 64 (several waves), runs or interleaved tiles.
+          const gemv: QgemvTune[] = [{}, { warpsPerSm: 0.5 }, { warpsPerSm: 1 }, { warpsPerSm: 3 }, { warpsPerSm: 64 }];
+          const runs: ["gemv" | "gemm", QgemvTune][] = [["gemm", {}]];
+          if (M <= 16) { for (const t of gemv) runs.push(["gemv", t], ["gemv", { ...t, interleave: true }]); }
+          for (const [kind, tune] of runs) {
+            using yb = poisoned(dev, M * N + 64, 4); // 64 guard floats after y catch stray writes of padded columns
+            quantLinear(k, xb.ptr, W, bb.ptr, yb.ptr, M, kind, tune);
+            const got = await download(dev, yb, M * N + 64, "f32");
+            const e = relErr(got.subarray(0, M * N), want);
+            const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${kind} ${
+              JSON.stringify(tune)
+            }`;
+            assert.ok(e <= 1e-3, `${what}: error ${e}`);
+            assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
+          }
+        }
+      }
+    } finally {
+      for (const b of owned) b[Symbol.dispose]();
+    }
+  },
+);
+
+gpuTest(
+  "fillQuantMatrix() writes random words and f16 (scale, bias = -z*s) pairs, zero on padded columns",
+  async () => {
+    await using dev = CudaDevice.open(0);
+    using k = await Kernels.load(dev);
+    const owned: { [Symbol.dispose](): void }[] = [];
+    const alloc = (bytes: number, label: string) => {
+      const b = dev.alloc(bytes, label);
+      owned.push(b);
+      return b;
+    };
+    try {
+      for (const bits of [4, 8] as const) {
+        const N = 200, K = 320, G = 64, amp = 0.05, qm = (1 << bits) - 1, z = (1 << (bits - 1)) + 1;
+        const scratch = allocQuantScratch(dev, alloc, 16, 16);
+        const W = fillQuantMatrix(k, alloc, { bits, N, K, group: G, seed: 7 + bits, amp, label: "t" }, scratch);
+        const words = new Uint32Array((W.Np / tileN(bits)) * W.KT * 128), sb = new Uint32Array(Math.ceil(K / G) * W.Np);
+        dev.download(words, W.qweight);
+        dev.download(sb, W.scaleBias);
+        await dev.sync();
+        assert.ok(new Set(words).size > words.length * 0.99, "qweight words are not random");
+        for (let i = 0; i < sb.length; i++) {
+          const n = i % W.Np, s = sb[i]! & 0xffff, b = sb[i]! >>> 16;
+          if (n >= N) {
+            assert.equal(sb[i], 0, `padded column ${n}`);
+            continue;
+          }
+          const sv = f16(s);
+          assert.ok(sv >= (amp * 2 / qm) * 0.74 && sv <= (amp * 2 / qm) * 1.26, `scale ${sv}`);
+          assert.equal(f16(b), toF16(-z * sv));
+        }
+      }
+    } finally {
+      for (const b of owned) b[Symbol.dispose]();
+    }
+  },
+);
+
+async function load<B extends Backend>(backend: B, precision: Precision): Promise<B> {
+  const ckpt = await openCheckpoint(STORIES_DIR);
+  await backend.load(ckpt.spec, ckpt.weights, precision);
+  ckpt.weights.close();
+  return backend;
+}
+
+// Both backends hold the same RTN weights (quantizeRtn is deterministic). The reference backend runs f32
+// activations and exact (q - z) * s weights; CUDA rounds activations to f16 at each matmul input and the weights to
+// f16(q * s + f16(-z * s)). With f16 activations on this 64-wide model the logits move by ~1e-3 .. 1e-2 relative
+// (the same order as the bf16 backend's "half" activations at 8x coarser rounding, bounded there by 8e-2), so 3e-2.
+const greedy = { ...defaultSamplingParams(), temperature: 0 };
+for (const [weight, group] of [["int4", 32], ["int8", 64]] as const) {
+  gpuTest(
+    `CudaBackend ${weight} g${group} stories260K matches the reference backend (logits 3e-2, 32 greedy ids)`,
+    async () => {
+      const precision: Precision = { weight, group, kv: "f16", compute: "f16" };
+      await using oracle = await load(new ReferenceBackend(), precision);
+      await using b = await load(await CudaBackend.create(), precision);
+      for (const tokens of [[1, 403, 407, 261, 378, 1331, 440, 320], [1, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]]) {
+        const ids = tokens.map((t) => t % 512);
+        const err = relErr(await sequenceLogits(b, ids, greedy), await sequenceLogits(oracle, ids, greedy));
+        console.log(`  ${weight} g${group}, ${ids.length} tokens: logits vs reference backend ${err.toExponential(2)}`);
+        assert.ok(err < 3e-2, `logits error ${err}`);
+      }
+      const opts = { maxTokens: 32, maxPositions: 512 };
+      const want = (await generateSequence(oracle, [1], greedy, opts)).ids;
+      for (const graphs of [true, false]) {
+        b.graphsEnabled = graphs;
+        const got = (await generateSequence(b, [1], greedy, opts)).ids;
+        assert.deepEqual(got, want, `greedy ids (graphs ${graphs})`);
+      }
+    },
+  );
+}
