@@ -11,17 +11,8 @@
 // with programmatic dependent launch on sm_90: the first weight loads are issued before griddepcontrol.wait, so
 // they overlap the previous kernel's tail; every block executes the wait before touching activations or exiting.
 #include "common.cuh"
+#include "ptx.cuh"
 
-__device__ __forceinline__ void pdlWait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdlLaunchDependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
 
 constexpr int MAX_DW = 8;  // warps per block: blockDim.x / 32, at most 8 (the launcher uses 128 or 256)
 

@@ -12,31 +12,8 @@
 //   buffered in shared memory (register-staged), weight fragments straight from global memory, one stage ahead.
 // qfill_w{4,8}: synthetic weights on the GPU: random qweight words, plausible f16 (scale, bias) pairs.
 #include "common.cuh"
+#include "ptx.cuh"
 
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & b) | c
-  return d;
-}
-
-__device__ __forceinline__ uint4 ldStream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-__device__ __forceinline__ uint32_t h2u(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
-__device__ __forceinline__ half2 u2h(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
-
-__device__ __forceinline__ void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // B fragments of the 8-column subtiles in one weight word, dequantized with the columns' (scale, bias) words.
 // int4: word -> subtiles 2j (sb[0]) and 2j+1 (sb[1]); b[0..1] and b[2..3]. int8: word -> one subtile; b[0..1].
@@ -47,8 +24,8 @@ template <> __device__ __forceinline__ void dequant<4>(uint32_t w, const uint32_
   for (int h = 0; h < 2; h++) {
     const uint32_t v = h ? w >> 8 : w;
     const half2 s = u2h(__byte_perm(sb[h], 0, 0x1010)), z = u2h(__byte_perm(sb[h], 0, 0x3232));
-    const half2 lo = __hsub2(u2h(lop3_and_or(v, 0x000f000fu, 0x64006400u)), k1024);        // (q0, q1)
-    const half2 hi = __hfma2(u2h(lop3_and_or(v, 0x00f000f0u, 0x64006400u)), k16th, km64);  // (q2, q3)
+    const half2 lo = __hsub2(u2h(lop3AndOr(v, 0x000f000fu, 0x64006400u)), k1024);        // (q0, q1)
+    const half2 hi = __hfma2(u2h(lop3AndOr(v, 0x00f000f0u, 0x64006400u)), k16th, km64);  // (q2, q3)
     b[2 * h] = h2u(__hfma2(lo, s, z));
     b[2 * h + 1] = h2u(__hfma2(hi, s, z));
   }
@@ -152,7 +129,7 @@ __device__ void qgemm(const f16* x, const int* perm, const uint32_t* qweight, co
 #pragma unroll
     for (int i = 0; i < 2; i++) {
       const int kt = 2 * st + i;
-      w[i] = active && kt < KT ? ldStream(wp + (size_t)kt * 32) : make_uint4(0, 0, 0, 0);
+      w[i] = active && kt < KT ? ldStreamOrdered(wp + (size_t)kt * 32) : make_uint4(0, 0, 0, 0);
     }
   };
   float acc[2][NSUB][4];
@@ -191,13 +168,13 @@ __device__ void qgemm(const f16* x, const int* perm, const uint32_t* qweight, co
               dequant<4>(words[j], sb + 2 * j, b);
 #pragma unroll
               for (int f = 0; f < 2; f++) {
-                mma(acc[f][2 * j], a[f], b[0], b[1]);
-                mma(acc[f][2 * j + 1], a[f], b[2], b[3]);
+                mmaF16(acc[f][2 * j], a[f], b[0], b[1]);
+                mmaF16(acc[f][2 * j + 1], a[f], b[2], b[3]);
               }
             } else {
               dequant<8>(words[j], sb + j, b);
 #pragma unroll
-              for (int f = 0; f < 2; f++) mma(acc[f][j], a[f], b[0], b[1]);
+              for (int f = 0; f < 2; f++) mmaF16(acc[f][j], a[f], b[0], b[1]);
             }
           }
         }

@@ -20,33 +20,9 @@
 // H100, int4 g128, M = 1 (bench/cuda_quant.ts, 2026-11-24): 28672x4096 and 4096x14336 at ~60% of copy bandwidth,
 // 6144x4096 / 4096x4096 at ~40% (launch, x staging and the split-K tail are ~5 us of their ~8-11 us).
 #include "common.cuh"
+#include "ptx.cuh"
 
 #define QV_GROUP 4  // weight tiles per cp.async group
-
-__device__ __forceinline__ void qvWait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void qvLaunchDependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ uint32_t qvLop3(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // (a & b) | c
-  return d;
-}
-
-__device__ __forceinline__ uint4 qvLoad(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 
 __device__ __forceinline__ void qvCpAsync(uint32_t smem, const uint4* g) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem), "l"(g) : "memory");
@@ -54,17 +30,6 @@ __device__ __forceinline__ void qvCpAsync(uint32_t smem, const uint4* g) {
 __device__ __forceinline__ void qvCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void qvWaitGroups() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ uint32_t qvH2u(half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
-__device__ __forceinline__ half2 qvU2h(uint32_t u) { return *reinterpret_cast<half2*>(&u); }
-
-__device__ __forceinline__ void qvMma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 template <int BITS> struct QV {
@@ -80,24 +45,24 @@ template <int BITS> struct QV {
 template <int BITS>
 __device__ __forceinline__ void fragA(const uint32_t* w, int j, const half2* s, const half2* z, uint32_t* a) {
   if (BITS == 4) {
-    const half2 k1024 = qvU2h(0x64006400u), k16th = qvU2h(0x2c002c00u), km64 = qvU2h(0xd400d400u);
+    const half2 k1024 = u2h(0x64006400u), k16th = u2h(0x2c002c00u), km64 = u2h(0xd400d400u);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const uint32_t v = h ? w[j] >> 8 : w[j];
-      const half2 lo = __hsub2(qvU2h(qvLop3(v, 0x000f000fu, 0x64006400u)), k1024);
-      const half2 hi = __hfma2(qvU2h(qvLop3(v, 0x00f000f0u, 0x64006400u)), k16th, km64);
-      a[h] = qvH2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
-      a[2 + h] = qvH2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
+      const half2 lo = __hsub2(u2h(lop3AndOr(v, 0x000f000fu, 0x64006400u)), k1024);
+      const half2 hi = __hfma2(u2h(lop3AndOr(v, 0x00f000f0u, 0x64006400u)), k16th, km64);
+      a[h] = h2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
+      a[2 + h] = h2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
     }
   } else {
-    const half2 k1024 = qvU2h(0x64006400u);
+    const half2 k1024 = u2h(0x64006400u);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const uint32_t v = w[2 * j + h];
-      const half2 lo = __hsub2(qvU2h(__byte_perm(v, 0x64646464u, 0x4140)), k1024);
-      const half2 hi = __hsub2(qvU2h(__byte_perm(v, 0x64646464u, 0x4342)), k1024);
-      a[h] = qvH2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
-      a[2 + h] = qvH2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
+      const half2 lo = __hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4140)), k1024);
+      const half2 hi = __hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4342)), k1024);
+      a[h] = h2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
+      a[2 + h] = h2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
     }
   }
 }
@@ -136,8 +101,8 @@ template <int BITS> struct QvScales {
     }
 #pragma unroll
     for (int i = 0; i < W; i++) {
-      s[i] = qvU2h(__byte_perm(r1[i], 0, 0x1010));
-      z[i] = qvU2h(__byte_perm(r1[i], 0, 0x3232));
+      s[i] = u2h(__byte_perm(r1[i], 0, 0x1010));
+      z[i] = u2h(__byte_perm(r1[i], 0, 0x3232));
     }
     if (gk == g + 1) {
 #pragma unroll
@@ -207,7 +172,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     for (int q = 0; q < D; q++) issue(q);
     sc.start(scaleBias, f / gt, nG, Np, nt, lane);
   }
-  qvWait();
+  pdlWait();
   if (threadIdx.x < 2) reinterpret_cast<uint2*>(zeros)[threadIdx.x] = make_uint2(0u, 0u);
   {
     const bool vec = !perm && K % 8 == 0 && ((uintptr_t)x & 15) == 0;
@@ -259,7 +224,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
             uint32_t a[4];
             fragA<BITS>(w, j, sc.s, sc.z, a);
 #pragma unroll
-            for (int b = 0; b < MB; b++) qvMma(acc[b][j], a, xb[2 * b], xb[2 * b + 1]);
+            for (int b = 0; b < MB; b++) mmaF16(acc[b][j], a, xb[2 * b], xb[2 * b + 1]);
           }
         }
       }
@@ -268,7 +233,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     }
     qvWaitGroups<0>();
   }
-  qvLaunchDependents();
+  pdlLaunchDependents();
 
   // acc[b][j][e]: column 16j + 8 (e >> 1) + lane / 4 of the n-tile, row 8b + 2 (lane % 4) + (e & 1).
   // In-block reduction: warp w's partial sums in its own ring slice (its cp.asyncs have all landed).

@@ -9,8 +9,7 @@ import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { cudaSkipReason, relErr } from "../src/backends/cuda/testing.ts";
 import { sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { QuantBits } from "../src/quant/types.ts";
-import { type Kind, writeFixture } from "./helpers/quant_fixtures.ts";
+import { FIXTURE_CASES, writeFixture } from "./helpers/quant_fixtures.ts";
 
 const skip = cudaSkipReason();
 
@@ -21,22 +20,11 @@ async function load<B extends Backend>(backend: B, dir: string, precision: Preci
   return backend;
 }
 
-const CASES: [Kind, QuantBits, number][] = [
-  ["awq", 4, 32],
-  ["awq", 4, 64],
-  ["gptq-sym", 4, 32],
-  ["gptq-asym", 4, 64],
-  ["gptq-act", 4, 32],
-  ["gptq-sym", 8, 32],
-  ["gptq-asym", 8, 64],
-  ["gptq-act", 8, 32],
-];
-
 // Both backends dequantize the same stored integers; the reference computes in f32 with exact (q - z) * s, CUDA rounds
 // activations to f16 at each matmul input and weights to f16(q * s + f16(-z * s)) (relative ~5e-4 each). Over two
 // layers that stays well inside 3e-2 of the largest logit, while a wrong nibble order, zero or permutation moves
 // logits by O(1) of their range.
-for (const [kind, bits, G] of CASES) {
+for (const [kind, bits, G] of FIXTURE_CASES) {
   const name = `CudaBackend.load() runs a ${kind} int${bits} g${G} checkpoint like the reference backend`;
   Deno.test({
     name: skip ? `${name} (skipped: ${skip})` : name,

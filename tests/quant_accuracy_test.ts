@@ -37,23 +37,10 @@ function pooled(seqs: number[][], test: Float32Array[], ref: Float32Array[]): Ac
   return { ...compareLogits(seqs[0]!, 512, 512, test[0]!, ref[0]!), n, top1Agreement: agree / n, meanKl: kl / n };
 }
 
-Deno.test("quantizeModel() int4 g32 / int8 g64 with int8 / int4 KV: top-1 agreement and KL vs f32 on stories260K", async () => {
-  const data = await readReferenceLogits();
-  const seqs = [data.greedy_from_bos, ...data.cases.map((c) => c.tokens)];
-  const f32: Precision = { weight: "f32", kv: "f32", compute: "f32" };
-  const ref = await logitsOf(STORIES_DIR, f32, seqs);
-  const q4 = await Deno.makeTempDir(), q8 = await Deno.makeTempDir();
-  await quantizeModel({ model: STORIES_DIR, out: q4, bits: 4, groupSize: 32, method: "rtn", quiet: true });
-  await quantizeModel({ model: STORIES_DIR, out: q8, bits: 8, groupSize: 64, method: "rtn", quiet: true });
-  const runs: [string, string, Precision, number, number][] = [
-    // name, model, precision, min top-1, max mean KL
-    ["f32 weights + int8 KV", STORIES_DIR, { ...f32, kv: "int8" }, 0.98, 0.003],
-    ["f32 weights + int4 KV", STORIES_DIR, { ...f32, kv: "int4" }, 0.5, 0.4],
-    ["int8 g64 weights + f32 KV", q8, { weight: "int8", kv: "f32", compute: "f32" }, 0.95, 0.03],
-    ["int8 g64 weights + int8 KV", q8, { weight: "int8", kv: "int8", compute: "f32" }, 0.95, 0.03],
-    ["int4 g32 weights + int8 KV", q4, { weight: "int4", kv: "int8", compute: "f32" }, 0.25, 2.5],
-    ["int4 g32 weights + int4 KV", q4, { weight: "int4", kv: "int4", compute: "f32" }, 0.2, 3],
-  ];
+type Run = [name: string, dir: string, precision: Precision, minTop1: number, maxKl: number];
+
+/** Runs each configuration over `seqs`, asserts its top-1 / KL bounds, and prints one line per run. */
+async function checkRuns(runs: Run[], seqs: number[][], ref: Float32Array[]): Promise<void> {
   const lines: string[] = [];
   for (const [name, dir, p, minTop1, maxKl] of runs) {
     const r = pooled(seqs, await logitsOf(dir, p, seqs), ref);
@@ -65,6 +52,26 @@ Deno.test("quantizeModel() int4 g32 / int8 g64 with int8 / int4 KV: top-1 agreem
     assert.ok(r.meanKl! <= maxKl, line);
   }
   console.log(lines.join("\n"));
+}
+
+Deno.test("quantizeModel() int4 g32 / int8 g64 with int8 / int4 KV: top-1 agreement and KL vs f32 on stories260K", async () => {
+  const data = await readReferenceLogits();
+  const seqs = [data.greedy_from_bos, ...data.cases.map((c) => c.tokens)];
+  const f32: Precision = { weight: "f32", kv: "f32", compute: "f32" };
+  const ref = await logitsOf(STORIES_DIR, f32, seqs);
+  const q4 = await Deno.makeTempDir(), q8 = await Deno.makeTempDir();
+  await quantizeModel({ model: STORIES_DIR, out: q4, bits: 4, groupSize: 32, method: "rtn", quiet: true });
+  await quantizeModel({ model: STORIES_DIR, out: q8, bits: 8, groupSize: 64, method: "rtn", quiet: true });
+  const runs: Run[] = [
+    // name, model, precision, min top-1, max mean KL
+    ["f32 weights + int8 KV", STORIES_DIR, { ...f32, kv: "int8" }, 0.98, 0.003],
+    ["f32 weights + int4 KV", STORIES_DIR, { ...f32, kv: "int4" }, 0.5, 0.4],
+    ["int8 g64 weights + f32 KV", q8, { weight: "int8", kv: "f32", compute: "f32" }, 0.95, 0.03],
+    ["int8 g64 weights + int8 KV", q8, { weight: "int8", kv: "int8", compute: "f32" }, 0.95, 0.03],
+    ["int4 g32 weights + int8 KV", q4, { weight: "int4", kv: "int8", compute: "f32" }, 0.25, 2.5],
+    ["int4 g32 weights + int4 KV", q4, { weight: "int4", kv: "int4", compute: "f32" }, 0.2, 3],
+  ];
+  await checkRuns(runs, seqs, ref);
   await Deno.remove(q4, { recursive: true });
   await Deno.remove(q8, { recursive: true });
 });
@@ -90,21 +97,11 @@ Deno.test("quantizeModel() int8 on 2048 positions of the model's own samples: f1
   for (const s of seqs) ref.push(await windowedLogits(gen, s, 512, 512));
   const q8 = await Deno.makeTempDir();
   await quantizeModel({ model: STORIES_DIR, out: q8, bits: 8, groupSize: 32, method: "rtn", quiet: true });
-  const runs: [string, string, Precision, number, number][] = [
+  const runs: Run[] = [
     ["f16 weights, f32 KV", STORIES_DIR, { ...f32, weight: "f16" }, 0.97, 3e-4],
     ["f32 weights + int8 KV", STORIES_DIR, { ...f32, kv: "int8" }, 0.95, 5e-3],
     ["int8 g32 weights + int8 KV", q8, { weight: "int8", kv: "int8", compute: "f32" }, 0.85, 4e-2],
   ];
-  const lines: string[] = [];
-  for (const [name, dir, p, minTop1, maxKl] of runs) {
-    const r = pooled(seqs, await logitsOf(dir, p, seqs), ref);
-    const line = `${name}: top-1 ${(r.top1Agreement! * 100).toFixed(1)}%, mean KL ${
-      r.meanKl!.toExponential(2)
-    } (${r.n})`;
-    lines.push(line);
-    assert.ok(r.top1Agreement! >= minTop1, line);
-    assert.ok(r.meanKl! <= maxKl, line);
-  }
-  console.log(lines.join("\n"));
+  await checkRuns(runs, seqs, ref);
   await Deno.remove(q8, { recursive: true });
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { CheckpointError } from "../src/core/errors.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { writeSafetensors } from "../src/model/safetensors.ts";
-import { type Kind, LAYERS, writeFixture } from "./helpers/quant_fixtures.ts";
+import { FIXTURE_CASES, LAYERS, writeFixture } from "./helpers/quant_fixtures.ts";
 import { MemoryTensorSource } from "../src/model/memory_source.ts";
 import { layerNames, LINEAR_KEYS } from "../src/model/weights.ts";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
@@ -11,21 +11,9 @@ import { sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import type { OutTensor } from "../src/quant/tensors.ts";
-import type { QuantBits } from "../src/quant/types.ts";
-
-const CASES: [Kind, QuantBits, number][] = [
-  ["awq", 4, 32],
-  ["awq", 4, 64],
-  ["gptq-sym", 4, 32],
-  ["gptq-asym", 4, 64],
-  ["gptq-act", 4, 32],
-  ["gptq-sym", 8, 32],
-  ["gptq-asym", 8, 64],
-  ["gptq-act", 8, 32],
-];
 
 Deno.test("loadReferenceWeights() dequantizes AWQ and GPTQ checkpoints bit-exactly to (q - z) * s", async () => {
-  for (const [kind, bits, G] of CASES) {
+  for (const [kind, bits, G] of FIXTURE_CASES) {
     const { dir, linears } = await writeFixture(kind, bits, G);
     const ckpt = await openCheckpoint(dir);
     assert.equal(ckpt.spec.quantization?.bits, bits);

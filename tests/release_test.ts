@@ -3,6 +3,7 @@
 // official openai client over HTTP, then exits 0 on SIGTERM.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { servedUrl } from "./helpers/process.ts";
 
 const COMPILE = new URL("../release/compile.ts", import.meta.url).pathname;
 
@@ -65,19 +66,8 @@ Deno.test("release/compile.ts executable serves /v1/models and a chat completion
 
     const args = ["serve", "--backend", "reference", "--host", "127.0.0.1", "--port", "0", "--num-blocks", "32"];
     const child = command(exe, home, args).spawn();
-    const stderr = new Response(child.stderr).text();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let out = "";
-    while (!out.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += value;
-    }
-    const url = /http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[0];
-    if (!url) {
-      child.kill("SIGKILL");
-      assert.fail(`no URL in ${JSON.stringify(out)}; stderr: ${await stderr}`);
-    }
+    const srv = await servedUrl(child);
+    const url = srv.url;
     const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
     assert.ok(models.data.length >= 1 && models.data[0]!.id.length > 0, JSON.stringify(models));
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
@@ -90,11 +80,8 @@ Deno.test("release/compile.ts executable serves /v1/models and a chat completion
     assert.equal(chat.object, "chat.completion");
     assert.equal(typeof chat.choices[0]!.message.content, "string");
     assert.ok(chat.usage!.completion_tokens >= 1 && chat.usage!.completion_tokens <= 5);
-    child.kill("SIGTERM");
-    const status = await child.status;
-    reader.releaseLock();
-    await child.stdout.cancel().catch(() => {});
-    assert.equal(status.code, 0, await stderr);
+    const { code, stderr } = await srv.stop();
+    assert.equal(code, 0, stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

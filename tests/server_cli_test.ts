@@ -1,6 +1,7 @@
 // The `serve` and `chat` commands as processes: serve prints its URL, answers, and exits 0 on SIGTERM; chat reads
 // piped turns, keeps the conversation and forgets it on /reset.
 import assert from "node:assert/strict";
+import { servedUrl } from "./helpers/process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -23,17 +24,8 @@ Deno.test("serveCommand() prints its URL, serves, and exits 0 on SIGTERM after a
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const url = /http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[0];
-  assert.ok(url, `no URL in ${JSON.stringify(out)}`);
-  assert.doesNotMatch(url, /:0$/);
+  const srv = await servedUrl(child);
+  const url = srv.url;
   const health = await fetch(`${url}/health`);
   assert.deepEqual(await health.json(), { status: "ok" });
   const r = await fetch(`${url}/v1/completions`, {
@@ -41,12 +33,9 @@ Deno.test("serveCommand() prints its URL, serves, and exits 0 on SIGTERM after a
     body: JSON.stringify({ prompt: "ab", max_tokens: 3, ignore_eos: true }),
   });
   assert.equal(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 3);
-  child.kill("SIGTERM");
-  const status = await child.status;
-  reader.releaseLock();
-  await child.stdout.cancel().catch(() => {});
-  assert.equal(status.code, 0, await stderr);
-  assert.match(await stderr, /server stopped/);
+  const { code, stderr } = await srv.stop();
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /server stopped/);
 });
 
 Deno.test("chatCommand() answers piped turns and forgets the conversation on /reset", async () => {

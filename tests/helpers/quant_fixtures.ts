@@ -91,3 +91,15 @@ export async function writeFixture(kind: Kind, bits: QuantBits, G: number) {
   await writeSafetensors(`${dir}/model.safetensors`, tensors);
   return { dir, linears, tensors };
 }
+
+/** The format cases the tests cover: [kind, bits, group size]. */
+export const FIXTURE_CASES: readonly [Kind, QuantBits, number][] = [
+  ["awq", 4, 32],
+  ["awq", 4, 64],
+  ["gptq-sym", 4, 32],
+  ["gptq-asym", 4, 64],
+  ["gptq-act", 4, 32],
+  ["gptq-sym", 8, 32],
+  ["gptq-asym", 8, 64],
+  ["gptq-act", 8, 32],
+];

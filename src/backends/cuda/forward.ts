@@ -40,76 +40,12 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
   const s = m.spec, ops = m.ops, n = sh.n;
   const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
   const qkvDim = (nh + 2 * nkv) * d;
-  const positions = ws.input("positions");
   ops.embed(m.w.embed, ws.input("tokens"), ws.x, n, h, s.vocabSize);
   for (let l = 0; l < s.numLayers; l++) {
     const L = m.w.layers[l]!;
     ops.rmsnorm(ws.x, l === 0 ? 0n : ws.res, 0n, L.inputNorm, ws.xn, n, h, s.rmsEps);
     ops.linear(ws.xn, L.qkv, L.qkvBias, ws.qkv, n, qkvDim, h);
-    ops.ropeKv({
-      qkv: ws.qkv,
-      cos: m.cos,
-      sin: m.sin,
-      qNorm: L.qNorm,
-      kNorm: L.kNorm,
-      positions,
-      slots: ws.input("slots"),
-      q: ws.q,
-      kCache: m.kCache[l]!,
-      vCache: m.vCache[l]!,
-      kScale: m.kScale[l] ?? 0n,
-      vScale: m.vScale[l] ?? 0n,
-      n,
-      nh,
-      nkv,
-      d,
-      blockSize: sh.blockSize,
-      eps: s.rmsEps,
-    });
-    ops.attention({
-      q: ws.q,
-      kCache: m.kCache[l]!,
-      vCache: m.vCache[l]!,
-      kScale: m.kScale[l] ?? 0n,
-      vScale: m.vScale[l] ?? 0n,
-      blockTables: ws.input("tables"),
-      tokenSeq: ws.input("tokenSeq"),
-      positions,
-      tokenList: sh.useTokenList ? ws.input("tokenList") : 0n,
-      rows: sh.listed,
-      partO: ws.partO,
-      partML: ws.partML,
-      out: ws.attn,
-      n,
-      nh,
-      nkv,
-      d,
-      blockSize: sh.blockSize,
-      maxBlocks: sh.stride,
-      splits: sh.splits,
-      splitLen: sh.splitLen,
-      window: s.slidingWindow ?? 0,
-      scale: 1 / Math.sqrt(d),
-    });
-    ops.attentionPrefill({
-      q: ws.q,
-      kCache: m.kCache[l]!,
-      vCache: m.vCache[l]!,
-      kScale: m.kScale[l] ?? 0n,
-      vScale: m.vScale[l] ?? 0n,
-      blockTables: ws.input("tables"),
-      positions,
-      tileList: ws.input("tiles"),
-      tiles: sh.tiles,
-      out: ws.attn,
-      nh,
-      nkv,
-      d,
-      blockSize: sh.blockSize,
-      maxBlocks: sh.stride,
-      window: s.slidingWindow ?? 0,
-      scale: 1 / Math.sqrt(d),
-    });
+    enqueueAttention(m, ws, sh, l);
     ops.linear(ws.attn, L.o, L.oBias, ws.res, n, h, nh * d);
     ops.rmsnorm(ws.x, ws.res, 0n, L.postNorm, ws.xn, n, h, s.rmsEps);
     ops.linear(ws.xn, L.gateUp, L.gateUpBias, ws.gu, n, 2 * f, h);
@@ -121,4 +57,60 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
   ops.rmsnorm(ws.x, ws.res, ws.input("rowIdx"), m.w.finalNorm, ws.xn, sh.rows, h, s.rmsEps);
   ops.linear(ws.xn, m.w.lmHead, 0n, ws.logits, sh.rows, s.vocabSize, h);
   if (sh.argmax) ops.argmax(ws.logits, ws.ids, sh.rows, s.vocabSize);
+}
+
+/** Layer l's q/k norm + RoPE + KV write (quantized on write for int8 / int4 KV), then decode and prefill attention. */
+export function enqueueAttention(m: ModelOnDevice, ws: Workspace, sh: ForwardShape, l: number): void {
+  const s = m.spec, ops = m.ops, L = m.w.layers[l]!, n = sh.n;
+  const d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads;
+  const positions = ws.input("positions");
+  const cache = {
+    kCache: m.kCache[l]!,
+    vCache: m.vCache[l]!,
+    kScale: m.kScale[l] ?? 0n, // int8 / int4 KV only
+    vScale: m.vScale[l] ?? 0n,
+  };
+  ops.ropeKv({
+    qkv: ws.qkv,
+    cos: m.cos,
+    sin: m.sin,
+    qNorm: L.qNorm,
+    kNorm: L.kNorm,
+    positions,
+    slots: ws.input("slots"),
+    q: ws.q,
+    ...cache,
+    n,
+    nh,
+    nkv,
+    d,
+    blockSize: sh.blockSize,
+    eps: s.rmsEps,
+  });
+  const attn = {
+    q: ws.q,
+    ...cache,
+    blockTables: ws.input("tables"),
+    positions,
+    out: ws.attn,
+    nh,
+    nkv,
+    d,
+    blockSize: sh.blockSize,
+    maxBlocks: sh.stride,
+    window: s.slidingWindow ?? 0,
+    scale: 1 / Math.sqrt(d),
+  };
+  ops.attention({
+    ...attn,
+    tokenSeq: ws.input("tokenSeq"),
+    tokenList: sh.useTokenList ? ws.input("tokenList") : 0n,
+    rows: sh.listed,
+    partO: ws.partO,
+    partML: ws.partML,
+    n,
+    splits: sh.splits,
+    splitLen: sh.splitLen,
+  });
+  ops.attentionPrefill({ ...attn, tileList: ws.input("tiles"), tiles: sh.tiles });
 }

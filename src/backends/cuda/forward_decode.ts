@@ -10,7 +10,7 @@
 //   ws.qkv  [n, (nh+2nkv)*d] f32, ws.q, ws.partO, ws.partML, ws.attn [n, nh*d] act: as in enqueueForward
 //   ws.act  [n, f] act        silu(gate) * up
 import { DEC_MAX_M, DecodeOps, decParts, type DecVariant, type DecWarps } from "./decode_ops.ts";
-import type { ForwardShape, ModelOnDevice } from "./forward.ts";
+import { enqueueAttention, type ForwardShape, type ModelOnDevice } from "./forward.ts";
 import type { Workspace } from "./workspace.ts";
 
 const dense = (w: unknown): w is bigint => typeof w === "bigint";
@@ -59,7 +59,6 @@ export function enqueueDecodeForward(m: ModelOnDevice, ws: Workspace, sh: Forwar
   const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
   const qkvDim = (nh + 2 * nkv) * d, eps = s.rmsEps;
   const dec = new DecodeOps(ops.k, ops.wt, ops.act, fusedDecode.pdl, fusedDecode.warps);
-  const positions = ws.input("positions");
   const x = ws.x, xg = ws.xn, ss = ws.gu;
   const first = m.w.layers[0];
   if (!first) throw new Error("fused decode: model has no layers");
@@ -71,56 +70,9 @@ export function enqueueDecodeForward(m: ModelOnDevice, ws: Workspace, sh: Forwar
     if (!dense(L.qkv) || !dense(L.o) || !dense(L.gateUp) || !dense(L.down)) {
       throw new Error(`fused decode: layer ${l} has quantized weights (check fusedDecodeFits first)`);
     }
-    const scales = { kScale: m.kScale[l] ?? 0n, vScale: m.vScale[l] ?? 0n }; // int8 / int4 KV only
     const qkvArgs = { W: L.qkv, bias: L.qkvBias, xg, ss, parts, eps, rowIdx: 0n, y: ws.qkv, M: n, N: qkvDim, K: h };
     dec.gemvNorm(qkvArgs, fusedDecode.qkv);
-    ops.ropeKv({
-      qkv: ws.qkv,
-      cos: m.cos,
-      sin: m.sin,
-      qNorm: L.qNorm,
-      kNorm: L.kNorm,
-      positions,
-      slots: ws.input("slots"),
-      q: ws.q,
-      kCache: m.kCache[l]!,
-      vCache: m.vCache[l]!,
-      ...scales,
-      n,
-      nh,
-      nkv,
-      d,
-      blockSize: sh.blockSize,
-      eps,
-    });
-    const attn = {
-      q: ws.q,
-      kCache: m.kCache[l]!,
-      vCache: m.vCache[l]!,
-      ...scales,
-      blockTables: ws.input("tables"),
-      positions,
-      out: ws.attn,
-      nh,
-      nkv,
-      d,
-      blockSize: sh.blockSize,
-      maxBlocks: sh.stride,
-      window: s.slidingWindow ?? 0,
-      scale: 1 / Math.sqrt(d),
-    };
-    ops.attention({
-      ...attn,
-      tokenSeq: ws.input("tokenSeq"),
-      tokenList: sh.useTokenList ? ws.input("tokenList") : 0n,
-      rows: sh.listed,
-      partO: ws.partO,
-      partML: ws.partML,
-      n,
-      splits: sh.splits,
-      splitLen: sh.splitLen,
-    });
-    ops.attentionPrefill({ ...attn, tileList: ws.input("tiles"), tiles: sh.tiles });
+    enqueueAttention(m, ws, sh, l);
     const rr = fusedDecode.res;
     dec.gemvRes({ W: L.o, bias: L.oBias, xin: ws.attn, x, gNext: L.postNorm, xg, ss, M: n, N: h, K: nh * d }, rr);
     parts = decParts(h, dec.warps, DecodeOps.variantFor(n, rr)); // what the o / down epilogues write per row
