@@ -35,6 +35,8 @@ export const MODEL_FLAGS_HELP =
                          (int8/int4 on a float checkpoint: RTN-quantized at load, see --group-size)
   --group-size N         quantization group along the input dimension (default 128, or the checkpoint's)
   --kv-dtype D           KV cache precision: auto, f32, f16, bf16, int8, int4 (default auto)
+  --activations A        matmul inputs on the CUDA backend: half (default: the 16-bit weight dtype, as vLLM and
+                         LMDeploy run) or f32 (closer to an f32 reference; GEMMs do twice the tensor-core work)
   --quiet                no progress bar`;
 
 export const MODEL_FLAG_OPTIONS = {
@@ -43,6 +45,7 @@ export const MODEL_FLAG_OPTIONS = {
   dtype: { type: "string", default: "auto" },
   "kv-dtype": { type: "string", default: "auto" },
   "group-size": { type: "string" },
+  activations: { type: "string", default: "half" },
   quiet: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -56,7 +59,15 @@ export function parseIds(text: string | undefined, flag = "--ids"): number[] {
   return ids;
 }
 
-function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDtype: string, group?: string): Precision {
+function choosePrecision(
+  backend: Backend,
+  spec: ModelSpec,
+  dtype: string,
+  kvDtype: string,
+  group?: string,
+  activations = "half",
+): Precision {
+  if (activations !== "half" && activations !== "f32") throw new UserError(`--activations must be half or f32`);
   const all: readonly string[] = ["f32", "f16", "bf16", "int8", "int4"];
   if (dtype !== "auto" && !all.includes(dtype)) throw new UserError(`--dtype must be auto, ${all.join(", ")}`);
   if (kvDtype !== "auto" && !all.includes(kvDtype)) throw new UserError(`--kv-dtype must be auto, ${all.join(", ")}`);
@@ -83,7 +94,8 @@ function choosePrecision(backend: Backend, spec: ModelSpec, dtype: string, kvDty
     weight,
     ...(quantized ? { group: groupSize ?? 128 } : {}),
     kv,
-    compute: weight === "f32" ? "f32" : "f16",
+    // Matmul input precision (CUDA): 16-bit unless the weights are f32 or --activations f32 asks for it.
+    compute: weight === "f32" || activations === "f32" ? "f32" : "f16",
   };
 }
 
@@ -119,12 +131,20 @@ export async function loadModel(flags: {
   dtype: string;
   "kv-dtype": string;
   "group-size"?: string;
+  activations?: string;
   quiet: boolean;
 }): Promise<LoadedModel> {
   const backend = await createBackend(flags.backend);
   try {
     const m = await openModel(flags.model);
-    const precision = choosePrecision(backend, m.spec, flags.dtype, flags["kv-dtype"], flags["group-size"]);
+    const precision = choosePrecision(
+      backend,
+      m.spec,
+      flags.dtype,
+      flags["kv-dtype"],
+      flags["group-size"],
+      flags.activations,
+    );
     let bar: ProgressBar | null = null;
     try {
       await backend.load(m.spec, m.weights, precision, (done, total, label) => {

@@ -16,6 +16,8 @@ export interface StartServerOptions {
   readonly backend?: string;
   readonly dtype?: string;
   readonly kvDtype?: string;
+  /** Matmul input precision on CUDA: "half" (default) or "f32". */
+  readonly activations?: "half" | "f32";
   readonly quiet?: boolean;
   /** A model already loaded; the server takes it over and disposes its backend at shutdown. */
   readonly loaded?: LoadedModel;
@@ -74,6 +76,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     backend: opts.backend ?? "auto",
     dtype: opts.dtype ?? "auto",
     "kv-dtype": opts.kvDtype ?? "auto",
+    activations: opts.activations ?? "half",
     quiet: opts.quiet ?? true,
   });
   let engine: Engine;

@@ -28,13 +28,21 @@ function rng(seed: number): () => number {
 
 export type Kind = "awq" | "gptq-sym" | "gptq-asym" | "gptq-act";
 
-function randomLinear(N: number, K: number, bits: QuantBits, G: number, kind: Kind, r: () => number): QuantizedLinear {
+function randomLinear(
+  N: number,
+  K: number,
+  bits: QuantBits,
+  G: number,
+  kind: Kind,
+  r: () => number,
+  shared?: Int32Array | null,
+): QuantizedLinear {
   const qm = (1 << bits) - 1, nG = K / G;
   // GPTQ v1 stores zero - 1: zeros live in [1, 2^bits]; sym uses the constant 2^(bits-1).
   const zero = () =>
     kind === "awq" ? Math.floor(r() * (qm + 1)) : kind === "gptq-sym" ? (qm + 1) / 2 : 1 + Math.floor(r() * (qm + 1));
-  let gIdx: Int32Array | null = null;
-  if (kind === "gptq-act") {
+  let gIdx: Int32Array | null = shared ?? null;
+  if (kind === "gptq-act" && !gIdx) {
     const order = Array.from({ length: K }, (_, k) => k).sort(() => r() - 0.5);
     gIdx = new Int32Array(K);
     order.forEach((k, i) => (gIdx![k] = Math.floor(i / G)));
@@ -79,10 +87,15 @@ export async function writeFixture(kind: Kind, bits: QuantBits, G: number) {
   const linears = new Map<string, QuantizedLinear>();
   for (let l = 0; l < LAYERS; l++) {
     const n = layerNames(l);
+    const sharedGIdx = new Map<string, Int32Array>();
     tensors.push(f16Tensor(n.inputNorm, [H], vec(H, 1)), f16Tensor(n.postNorm, [H], vec(H, 1)));
     for (const key of LINEAR_KEYS) {
       const [N, K] = SHAPES[key]!;
-      const ql = randomLinear(N, K, bits, G, kind, r);
+      // GPTQ's act-order comes from the Hessian of the layer input, so linears that read the same input (q, k, v;
+      // gate, up) share one g_idx, as real checkpoints do.
+      const input = key === "q" || key === "k" || key === "v" ? "attn" : key === "gate" || key === "up" ? "mlp" : key;
+      const ql = randomLinear(N, K, bits, G, kind, r, sharedGIdx.get(input));
+      if (ql.gIdx) sharedGIdx.set(input, ql.gIdx);
       linears.set(n[key], ql);
       const base = n[key].slice(0, -".weight".length);
       tensors.push(...(kind === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));

@@ -177,7 +177,15 @@ export async function loadCudaWeights(
       );
       tick(n);
     }
-    const p = packFor({ kind: "cuda", sm }, stackQuantized(parts));
+    let stacked: QuantizedLinear;
+    try {
+      stacked = stackQuantized(parts);
+    } catch (e) {
+      // The CUDA kernels run q/k/v and gate/up as one matrix, so their act-order (g_idx) must agree, as GPTQ makes
+      // it for linears that read the same input.
+      throw new Error(`cuda: cannot fuse ${names.join(", ")}: ${(e as Error).message}`);
+    }
+    const p = packFor({ kind: "cuda", sm }, stacked);
     if (p.layout !== "mma-m16n8k16") throw new Error(`cuda: ${label}: unexpected packed layout ${p.layout}`);
     return uploadQuantMatrix(dev, alloc, p, scratch, label);
   };
