@@ -10,13 +10,10 @@ import { GraphCache } from "../src/backends/cuda/graphs.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { type CudaKv, kvRowBytes, kvScaleBytes } from "../src/backends/cuda/kv.ts";
 import { attentionPlan, CudaOps, DECODE_VARIANTS, type DecodeVariant } from "../src/backends/cuda/ops.ts";
-import { cudaSkipReason, randomArray, upload } from "../src/backends/cuda/testing.ts";
+import { randomArray, upload } from "../src/backends/cuda/testing.ts";
+import { exitUnlessCuda } from "./cuda_common.ts";
 
-const skip = cudaSkipReason();
-if (skip) {
-  console.log(`bench/cuda_attention.ts: skipped (${skip})`);
-  Deno.exit(0);
-}
+exitUnlessCuda("bench/cuda_attention.ts");
 const quick = Deno.args.includes("--quick");
 const NH = 32, NKV = 8, D = 128, BS = 16;
 await using dev = CudaDevice.open(0);

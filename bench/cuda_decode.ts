@@ -12,18 +12,11 @@ import { CudaOps } from "../src/backends/cuda/ops.ts";
 import { DecodeOps, decParts, type DecVariant } from "../src/backends/cuda/decode_ops.ts";
 import { cuda } from "../src/backends/cuda/ffi.ts";
 import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
-import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
+import { exitUnlessCuda, numArg } from "./cuda_common.ts";
 
-const arg = (name: string, def: number) => {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Number(Deno.args[i + 1]) : def;
-};
-const skip = cudaSkipReason();
-if (skip) {
-  console.log(`cuda_decode: skipped (${skip})`);
-  Deno.exit(0);
-}
+const arg = numArg;
+exitUnlessCuda("cuda_decode");
 // Llama-3-8B shape (optionally fewer layers); the weights are generated on the GPU by the backend.
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:bf16").spec, numLayers: arg("--layers", 32) };
 const STEPS = arg("--steps", 64), PROMPT = 128, PREFILL = 2048, BS = 16;

@@ -9,18 +9,14 @@ import { GraphCache } from "../src/backends/cuda/graphs.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { type ActDType, CudaOps, SKINNY_MAX_M } from "../src/backends/cuda/ops.ts";
 import { SKINNY_TILES, skinnyPlan, type SkinnyTile, skinnyTile } from "../src/backends/cuda/gemm_skinny.ts";
-import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
 import { weightCopies } from "./kernels.ts";
+import { exitUnlessCuda, msPerCall } from "./cuda_common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: { act: { type: "string", default: "both" }, m: { type: "string", default: "16,32,64,128,200,256" } },
 });
-const skip = cudaSkipReason();
-if (skip) {
-  console.log(`cuda_gemm: skipped (${skip})`);
-  Deno.exit(0);
-}
+exitUnlessCuda("cuda_gemm");
 const acts: ActDType[] = values.act === "both" ? ["f32", "bf16"] : [values.act as ActDType];
 const decodeMs = values.m.split(",").map(Number);
 const PREFILL_MS = [512, 2048];
@@ -33,24 +29,8 @@ using kernels = await Kernels.load(dev);
 using graphs = new GraphCache(dev);
 using timer = new CudaTimer(dev);
 
-/** ms per call of `enqueue`: warm-up, graph of REPS calls, best of 3 replays. */
-async function time(enqueue: () => void): Promise<number> {
-  enqueue();
-  await dev.sync();
-  graphs.capture(0, () => {
-    for (let i = 0; i < REPS; i++) enqueue();
-  });
-  graphs.launch(0);
-  await dev.sync();
-  let best = Infinity;
-  for (let i = 0; i < 3; i++) {
-    timer.start();
-    graphs.launch(0);
-    best = Math.min(best, await timer.stop());
-  }
-  graphs.clear();
-  return best / REPS;
-}
+/** ms per call of `enqueue` (a graph of REPS calls, best of 3 replays). */
+const time = (enqueue: () => void) => msPerCall(dev, graphs, timer, enqueue, REPS);
 
 // Ceiling: device-to-device copy of 1 GiB, bytes read + written.
 let copy: number;

@@ -3,7 +3,7 @@
 // Usage: deno run -A bench/cuda_gemv_lab.ts
 import { check, cuda, outPtr } from "../src/backends/cuda/ffi.ts";
 import { CudaDevice, CudaTimer } from "../src/backends/cuda/device.ts";
-import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
+import { exitUnlessCuda } from "./cuda_common.ts";
 
 const SRC = String.raw`
 #include <cuda_bf16.h>
@@ -58,11 +58,7 @@ extern "C" __global__ void readsum(const uint4* p, size_t n, float* out) {
 }
 `;
 
-const skip = cudaSkipReason();
-if (skip) {
-  console.log(`cuda_gemv_lab: skipped (${skip})`);
-  Deno.exit(0);
-}
+exitUnlessCuda("cuda_gemv_lab");
 await Deno.writeTextFile("/tmp/gemv_lab.cu", SRC);
 const cc = await new Deno.Command("nvcc", {
   args: ["-cubin", "-O3", "-arch=sm_90", "-o", "/tmp/gemv_lab.cubin", "/tmp/gemv_lab.cu"],

@@ -18,18 +18,11 @@ import {
   quantLinear,
   scratchNeed,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
+import { exitUnlessCuda, numArg } from "./cuda_common.ts";
 
-const arg = (name: string, def: number) => {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Number(Deno.args[i + 1]) : def;
-};
-const skip = cudaSkipReason();
-if (skip) {
-  console.log(`cuda_quant: skipped (${skip})`);
-  Deno.exit(0);
-}
+const arg = numArg;
+exitUnlessCuda("cuda_quant");
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
 const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16;
 const rows: [string, string][] = [];

@@ -18,6 +18,7 @@ import {
   type KernelRun,
   weightCopies,
 } from "./kernels.ts";
+import { msPerCall } from "./cuda_common.ts";
 
 const BLOCK = 16;
 /** Launches per captured graph (fewer when --reps says so). */
@@ -110,25 +111,12 @@ export async function cudaKernels(o: KernelOptions): Promise<KernelRun> {
   const ops = new CudaOps(kernels, "bf16", "bf16", "f32");
   const reps = Math.max(1, Math.min(GRAPH_REPS, o.maxReps));
 
-  /** Seconds per call: warm-up launch, capture `reps` launches as a graph, best of 3 event-timed replays. */
+  /** Seconds per call: warm-up launch, `reps` launches as one graph, best of 3 event-timed replays. */
   const time = async (c: KernelCase): Promise<number> => {
     const made: DeviceBuffer[] = [];
     try {
       const enqueue = setup(dev, ops, spec, c, made);
-      enqueue();
-      await dev.sync();
-      graphs.capture(0, () => {
-        for (let i = 0; i < reps; i++) enqueue();
-      });
-      graphs.launch(0);
-      await dev.sync();
-      let best = Infinity;
-      for (let i = 0; i < 3; i++) {
-        timer.start();
-        graphs.launch(0);
-        best = Math.min(best, await timer.stop());
-      }
-      return best / reps / 1000;
+      return await msPerCall(dev, graphs, timer, enqueue, reps) / 1000;
     } finally {
       graphs.clear();
       await dev.sync();
