@@ -24,6 +24,8 @@ ${MODEL_FLAGS_HELP}
   --num-blocks N         KV pool size in blocks (overrides --cache-fraction)
   --no-prefix-cache      disable prefix caching
   --max-model-len N      most tokens (prompt + output) per request (default: the model's context)
+  --multi-step K         decode steps per backend call when every running request samples on the device and none
+                         waits (backends with multi-step decode: WebGPU; default 8; 1 turns it off)
   --max-waiting N        requests allowed to wait for admission before new ones get 429 (default 1024)
   --shutdown-grace S     seconds in-flight requests get to finish at shutdown before they are aborted (default 30)`;
 
@@ -58,6 +60,7 @@ function parseServeFlags(args: string[]) {
       "num-blocks": { type: "string" },
       "no-prefix-cache": { type: "boolean", default: false },
       "max-model-len": { type: "string" },
+      "multi-step": { type: "string" },
       "max-waiting": { type: "string" },
       "shutdown-grace": { type: "string" },
     },
@@ -75,6 +78,7 @@ export async function serveCommand(args: string[]): Promise<void> {
       cacheFraction: fractionFlag(f["cache-fraction"], "cache-fraction"),
       numBlocks: intFlag(f["num-blocks"], "num-blocks", 1),
       maxModelLen: intFlag(f["max-model-len"], "max-model-len", 2),
+      multiStep: intFlag(f["multi-step"], "multi-step", 1),
       enablePrefixCache: !f["no-prefix-cache"],
     }).filter(([, v]) => v !== undefined),
   );
