@@ -1,6 +1,7 @@
 // `serve`: the OpenAI-compatible HTTP server. SIGINT/SIGTERM shut it down gracefully; a second signal exits at once.
 import { parseArgs } from "node:util";
 import { UserError } from "../core/errors.ts";
+import { ENV } from "../core/env.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "../engine/engine.ts";
 import { startServer } from "../server/server.ts";
 import { MODEL_FLAG_OPTIONS, MODEL_FLAGS_HELP } from "./common.ts";
@@ -84,10 +85,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   );
   const graceS = Number(f["shutdown-grace"] ?? 30);
   if (!Number.isFinite(graceS) || graceS < 0) throw new UserError(`--shutdown-grace must be a number of seconds >= 0`);
-  let apiKey = f["api-key"];
-  try {
-    apiKey ??= Deno.env.get("TURBODENO_API_KEY") || undefined;
-  } catch { /* no env permission */ }
+  const apiKey = f["api-key"] ?? ENV.apiKey;
   const cors = f.cors?.split(",").map((s) => s.trim()).filter((s) => s !== "") ?? [];
 
   const server = await startServer({

@@ -19,6 +19,12 @@ export const ENV = Object.freeze({
   hfOffline: get("HF_HUB_OFFLINE") === "1" || get("TRANSFORMERS_OFFLINE") === "1",
   /** Force a backend, as --backend does. */
   backend: get("TURBODENO_BACKEND"),
+  /** Default API key of `serve` (--api-key wins). */
+  apiKey: get("TURBODENO_API_KEY"),
+  /** TURBODENO_CUDA_GRAPHS=0: CUDA decode steps launch kernel by kernel instead of replaying graphs. */
+  cudaGraphs: get("TURBODENO_CUDA_GRAPHS") !== "0",
+  /** TURBODENO_CUDA_FUSED_DECODE=0: CUDA decode takes the unfused path (10 kernels per layer). */
+  cudaFusedDecode: get("TURBODENO_CUDA_FUSED_DECODE") !== "0",
   /** Set by CI; tests use it to refuse silent skips of what CI must run. */
   ci: get("CI") === "true" || get("CI") === "1",
   noColor: get("NO_COLOR") !== undefined,

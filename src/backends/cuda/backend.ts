@@ -25,6 +25,7 @@ import { loadCudaWeights } from "./weights.ts";
 import { Workspace } from "./workspace.ts";
 import { type CudaKv, DECODE_DIMS, kvBlockBytes, KvCache } from "./kv.ts";
 import { checkStep, packInputs } from "./step.ts";
+import { ENV } from "../../core/env.ts";
 
 /** Largest decode batch replayed from a graph. */
 export const MAX_GRAPH_BATCH = 256;
@@ -39,14 +40,6 @@ export interface CudaBackendOptions {
    * Default: the loaded Precision's `compute` ("f32" → "f32", 16-bit → "half").
    */
   readonly activations?: "f32" | "half";
-}
-
-function graphsFromEnv(): boolean {
-  try {
-    return Deno.env.get("TURBODENO_CUDA_GRAPHS") !== "0";
-  } catch {
-    return true;
-  }
 }
 
 export class CudaBackend implements Backend {
@@ -67,7 +60,7 @@ export class CudaBackend implements Backend {
   #graphGen = -1;
 
   private constructor(readonly dev: CudaDevice, readonly kernels: Kernels, opts: CudaBackendOptions) {
-    this.graphsEnabled = opts.graphs ?? graphsFromEnv();
+    this.graphsEnabled = opts.graphs ?? ENV.cudaGraphs;
     this.#activationsOpt = opts.activations ?? null;
     this.graphs = new GraphCache(dev);
   }

@@ -12,16 +12,9 @@
 import { DEC_MAX_M, DecodeOps, decParts, type DecVariant, type DecWarps } from "./decode_ops.ts";
 import { enqueueAttention, type ForwardShape, type ModelOnDevice } from "./forward.ts";
 import type { Workspace } from "./workspace.ts";
+import { ENV } from "../../core/env.ts";
 
 const dense = (w: unknown): w is bigint => typeof w === "bigint";
-
-function enabledFromEnv(): boolean {
-  try {
-    return Deno.env.get("TURBODENO_CUDA_FUSED_DECODE") !== "0";
-  } catch {
-    return true;
-  }
-}
 
 /**
  * Process-wide settings (benches toggle these, then drop graphs). On by default for dense weights: on the H100
@@ -37,7 +30,7 @@ export const fusedDecode: {
   res: DecVariant;
   lm: DecVariant;
 } = {
-  enabled: enabledFromEnv(),
+  enabled: ENV.cudaFusedDecode,
   pdl: true,
   warps: 8,
   qkv: "r2",
