@@ -8,7 +8,8 @@ import type { StepInputs } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
-import { CudaOps } from "../src/backends/cuda/ops.ts";
+import { CudaOps, PF_ROWS } from "../src/backends/cuda/ops.ts";
+import { upload } from "../src/backends/cuda/testing.ts";
 import { DecodeOps, decParts, type DecVariant } from "../src/backends/cuda/decode_ops.ts";
 import { cuda } from "../src/backends/cuda/ffi.ts";
 import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
@@ -65,6 +66,54 @@ for (const act of onlyDecode ? [] : ["bf16", "f32"] as const) {
     `GEMM 4096^3 mma.sync 128x128 tiles, activations ${act}`,
     `${tf.toFixed(0)} TFLOP/s (${median(ms).toFixed(2)} ms)`,
   ]);
+}
+
+// Prefill attention alone, one layer of the 8B shape at T = PREFILL (32 / 8 heads, d 128, causal, one sequence,
+// bf16 cache, bf16 output): the tensor-core kernel (what 16-bit-activation prefill runs) vs the CUDA-core one.
+if (!onlyDecode) {
+  const T = PREFILL, nh = 32, nkv = 8, d = 128, G = nh / nkv, per = Math.floor(PF_ROWS / G), tl: number[] = [];
+  for (let t = 0; t < T; t += per) tl.push(0, t, Math.min(per, T - t));
+  const ops = new CudaOps(b.kernels, "bf16", "bf16", "bf16");
+  using q = dev.alloc(T * nh * d * 4, "bench.q"), out = dev.alloc(T * nh * d * 2, "bench.out");
+  using kc = dev.alloc(T * nkv * d * 2, "bench.k"), vc = dev.alloc(T * nkv * d * 2, "bench.v");
+  dev.memset(q.ptr, 0x3c, T * nh * d * 4);
+  dev.memset(kc.ptr, 0x3c, T * nkv * d * 2);
+  dev.memset(vc.ptr, 0x3c, T * nkv * d * 2);
+  using tables = upload(dev, Int32Array.from({ length: T / BS }, (_, i) => i), "i32");
+  using pos = upload(dev, Int32Array.from({ length: T }, (_, i) => i), "i32");
+  using tiles = upload(dev, Int32Array.from(tl), "i32");
+  const a = {
+    q: q.ptr,
+    kCache: kc.ptr,
+    vCache: vc.ptr,
+    blockTables: tables.ptr,
+    positions: pos.ptr,
+    tileList: tiles.ptr,
+    tiles: tl.length / 3,
+    out: out.ptr,
+    nh,
+    nkv,
+    d,
+    blockSize: BS,
+    maxBlocks: T / BS,
+    window: 0,
+    scale: 1 / Math.sqrt(d),
+  };
+  using t = new CudaTimer(dev);
+  const flops = 4 * nh * d * (T * (T + 1) / 2);
+  for (const kernel of ["tc", "cores"] as const) {
+    ops.attentionPrefill({ ...a, kernel });
+    const ms: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      t.start();
+      ops.attentionPrefill({ ...a, kernel });
+      ms.push(await t.stop());
+    }
+    rows.push([
+      `prefill attention kernel alone, T=${T} causal 32/8 heads d=128 bf16 (${kernel})`,
+      `${median(ms).toFixed(3)} ms/layer, ${(flops / (median(ms) / 1e3) / 1e12).toFixed(0)} TFLOP/s`,
+    ]);
+  }
 }
 
 // Decode-shaped GEMV (M = 1) per projection of the 8B shape: bytes of weights over time (20 launches queued

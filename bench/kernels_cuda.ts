@@ -6,7 +6,7 @@ import { CudaDevice, CudaTimer, type DeviceBuffer } from "../src/backends/cuda/d
 import type { DevPtr } from "../src/backends/cuda/ffi.ts";
 import { GraphCache } from "../src/backends/cuda/graphs.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
-import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits } from "../src/backends/cuda/ops.ts";
+import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits, prefillTcFits } from "../src/backends/cuda/ops.ts";
 import { cudaSkipReason } from "../src/backends/cuda/testing.ts";
 import { UserError } from "../src/core/errors.ts";
 import type { ModelSpec } from "../src/core/types.ts";
@@ -92,7 +92,10 @@ function setup(dev: CudaDevice, ops: CudaOps, s: ModelSpec, c: KernelCase, made:
       for (let t = 0; t < T; t += perTile) list.push(0, t, Math.min(perTile, T - t));
       const positions = ints(Int32Array.from({ length: T }, (_, i) => i));
       const q = buf(T * nh * d * 4), out = buf(T * nh * d * 4), tileList = ints(Int32Array.from(list));
-      return () => ops.attentionPrefill({ ...common, q, out, positions, tileList, tiles: list.length / 3, scale });
+      // The tensor-core kernel where it fits (what 16-bit-activation prefill runs), else the CUDA-core one.
+      const kernel = prefillTcFits(ops.kv, G, d) ? "tc" : "cores";
+      return () =>
+        ops.attentionPrefill({ ...common, q, out, positions, tileList, tiles: list.length / 3, scale, kernel });
     }
   }
 }

@@ -1,6 +1,6 @@
-// RoPE + paged KV write and paged attention (decode and prefill rows in one launch, split-K) against
-// src/backends/reference/ops.ts, at head_dim 8 and 128, GQA groups 1, 2, 4, block sizes that do not divide the
-// lengths. Ignored (with the reason in the name) where no NVIDIA driver is present.
+// RoPE + paged KV write and paged attention (decode and prefill rows in one launch, split-K; the prefill tile kernels
+// on CUDA cores and on tensor cores) against src/backends/reference/ops.ts, at head_dim 8, 64 and 128, GQA groups 1,
+// 2, 4, 16, block sizes that do not divide the lengths. Ignored (with the reason in the name) where no NVIDIA driver is present.
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
 import { roundTo } from "../src/model/dtype.ts";
@@ -8,7 +8,15 @@ import { ropeTables } from "../src/model/rope.ts";
 import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
-import { attentionPlan, CudaOps, type Half, PF_ROWS, prefillKernelFits } from "../src/backends/cuda/ops.ts";
+import {
+  attentionPlan,
+  CudaOps,
+  type Half,
+  PF_ROWS,
+  type PrefillKernel,
+  prefillKernelFits,
+  prefillTcFits,
+} from "../src/backends/cuda/ops.ts";
 import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
 const skip = cudaSkipReason();
@@ -126,6 +134,8 @@ for (const kv of ["bf16", "f16"] as const) {
     [8, 2, 64, 7, 0, "decode"],
     [16, 1, 128, 16, 0, "prefill"],
     [8, 2, 64, 7, 100, "prefill"],
+    [8, 8, 80, 16, 0, "prefill"],
+    [32, 4, 96, 5, 0, "prefill"],
   ];
   for (const [nh, nkv, d, bs, window, splitMode] of CASES) {
     const label = `${kv}, ${nh}/${nkv} heads, d=${d}, block ${bs}${
@@ -225,23 +235,65 @@ for (const kv of ["bf16", "f16"] as const) {
           const e32 = relErr(await download(dev, o32, T * nh * d, "f32"), want);
           assert.ok(e32 < 1e-5, `split-K attention error with f32 output ${e32}`);
         }
-        // Tiled prefill kernel over every sequence (the 1-token decode row included), tiles of PF_ROWS/G tokens.
-        if (prefillKernelFits(nh / nkv, d)) {
-          const per = Math.floor(PF_ROWS / (nh / nkv)), tl: number[] = [];
+        // Tiled prefill kernels over every sequence (the 1-token decode row included), tiles of PF_ROWS/G tokens: the
+        // CUDA-core kernel (every case) and the tensor-core one (d = 64 and 128 here; d = 8 is the fallback's alone).
+        const G = nh / nkv;
+        if (prefillKernelFits(G, d)) {
+          const per = Math.floor(PF_ROWS / G), tl: number[] = [];
           seqs.forEach((s, b) => {
             for (let k = 0; k < s.n; k += per) tl.push(b, queryStarts[b]! + k, Math.min(per, s.n - k));
           });
-          using out = poisoned(dev, T * nh * d, 2);
           using tiles = upload(dev, Int32Array.from(tl), "i32");
-          o.attentionPrefill({ ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3, out: out.ptr });
-          const e = relErr(await download(dev, out, T * nh * d, kv), want);
-          assert.ok(e < bound, `prefill attention error ${e}`);
-          // With f32 output the kernel's own error shows: f32 arithmetic vs the reference's f64.
-          using o32 = poisoned(dev, T * nh * d, 4);
+          const args = { ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3 };
           const f32ops = new CudaOps(o.k, kv, kv, "f32");
-          f32ops.attentionPrefill({ ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3, out: o32.ptr });
-          const e32 = relErr(await download(dev, o32, T * nh * d, "f32"), want);
-          assert.ok(e32 < 1e-5, `prefill attention error with f32 output ${e32}`);
+          const kernels: PrefillKernel[] = prefillTcFits(kv, G, d) ? ["cores", "tc"] : ["cores"];
+          // The automatic choice: tensor cores for 16-bit activations where they fit, the exact kernel for f32.
+          assert.equal(f32ops.prefillKernel(G, d), "cores");
+          if (prefillTcFits(kv, G, d) && Deno.env.get("TURBODENO_CUDA_PREFILL_TC") !== "0") {
+            assert.equal(o.prefillKernel(G, d), "tc");
+          }
+          for (const kernel of kernels) {
+            using out = poisoned(dev, T * nh * d, 2);
+            o.attentionPrefill({ ...args, out: out.ptr, kernel });
+            const e = relErr(await download(dev, out, T * nh * d, kv), want);
+            assert.ok(e < bound, `prefill attention (${kernel}) error ${e}`);
+            // With f32 output the kernel's own error shows.
+            using o32 = poisoned(dev, T * nh * d, 4);
+            f32ops.attentionPrefill({ ...args, out: o32.ptr, kernel });
+            const got = await download(dev, o32, T * nh * d, "f32");
+            const e32 = relErr(got, want);
+            if (kernel === "cores") {
+              // f32 arithmetic vs the reference's f64.
+              assert.ok(e32 < 1e-5, `prefill attention (cores) error with f32 output ${e32}`);
+              continue;
+            }
+            assert.ok(e32 < bound, `prefill attention (tc) error with f32 output ${e32}`);
+            // Worst case of the tensor-core kernel (attention.cu, attn_prefill_tc): q * scale and p rounded to the
+            // cache type (unit roundoff u), K and V exact. A score is off by at most delta = u * scale * sum_i
+            // |q_i k_i| <= u * scale * |q|_1 * max|k|, so each weight p_j (rounded, in the P . V product) is off by a
+            // factor within e^{+-delta} (1 +- u) and the row sum (of unrounded p) by e^{+-delta}: with a =
+            // e^delta (1 + u) - 1, |o - o_exact| <= (a max|v| + a |o|) / (1 - a) <= 2a / (1 - a) max|v|. f16 adds
+            // subnormals (absolute 2^-25 on q * scale * log2 e and on p <= 1; at most 600 keys), f32 accumulation a
+            // 1e-5 relative slack.
+            const u = kv === "bf16" ? 2 ** -8 : 2 ** -11, sub = kv === "bf16" ? 0 : 2 ** -25;
+            let maxK = 0, maxV = 0;
+            for (let i = 0; i < cacheN; i++) {
+              maxK = Math.max(maxK, Math.abs(kCache[i]!));
+              maxV = Math.max(maxV, Math.abs(vCache[i]!));
+            }
+            const scl = 1 / Math.sqrt(d);
+            for (let r = 0; r < T * nh; r++) {
+              let q1 = 0;
+              for (let i = 0; i < d; i++) q1 += Math.abs(q[r * d + i]!);
+              const delta = u * scl * q1 * maxK + sub * d * maxK;
+              const a = Math.exp(delta) * (1 + u) - 1;
+              const lim = (2 * a / (1 - a)) * maxV + 600 * sub * maxV + 1e-5 * maxV + 1e-6;
+              for (let i = 0; i < d; i++) {
+                const err = Math.abs(got[r * d + i]! - want[r * d + i]!);
+                assert.ok(err <= lim, `prefill attention (tc) row ${r} dim ${i}: error ${err} > bound ${lim}`);
+              }
+            }
+          }
         }
       },
       kv,

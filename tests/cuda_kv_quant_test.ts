@@ -12,7 +12,7 @@ import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice, type DeviceBuffer } from "../src/backends/cuda/device.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { kvRowBytes } from "../src/backends/cuda/kv.ts";
-import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits } from "../src/backends/cuda/ops.ts";
+import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits, prefillTcFits } from "../src/backends/cuda/ops.ts";
 import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
 const skip = cudaSkipReason();
@@ -322,6 +322,10 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
           for (let j = 0; j < s.n; j += per) tl.push(b, queryStarts[b]! + j, Math.min(per, s.n - j));
         });
         using out = poisoned(dev, T * nh * d, 4), tiles = upload(dev, Int32Array.from(tl), "i32");
+        // f32 activations and quantized caches take the CUDA-core kernel (int8 / int4 dequantized on load); the
+        // tensor-core one is f16 / bf16 only (tested in cuda_attention_test.ts).
+        assert.equal(o.prefillKernel(nh / nkv, d), "cores");
+        if (kv !== "f16") assert.ok(!prefillTcFits(kv, nh / nkv, d));
         o.attentionPrefill({ ...common, ...rest, tileList: tiles.ptr, tiles: tl.length / 3, out: out.ptr });
         const e = relErr(await download(dev, out, T * nh * d, "f32"), want);
         assert.ok(e < bound, `prefill attention error ${e}`);

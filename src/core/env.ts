@@ -25,6 +25,8 @@ export const ENV = Object.freeze({
   cudaGraphs: get("TURBODENO_CUDA_GRAPHS") !== "0",
   /** TURBODENO_CUDA_FUSED_DECODE=0: CUDA decode takes the unfused path (10 kernels per layer). */
   cudaFusedDecode: get("TURBODENO_CUDA_FUSED_DECODE") !== "0",
+  /** TURBODENO_CUDA_PREFILL_TC=0: CUDA prefill attention stays on the CUDA-core kernel (attn_prefill). */
+  cudaPrefillTc: get("TURBODENO_CUDA_PREFILL_TC") !== "0",
   /** Set by CI; tests use it to refuse silent skips of what CI must run. */
   ci: get("CI") === "true" || get("CI") === "1",
   noColor: get("NO_COLOR") !== undefined,

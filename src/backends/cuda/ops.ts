@@ -1,4 +1,5 @@
 // Typed launchers for every kernel: the grid/block rules live here, so the backend and the tests share them.
+import { ENV } from "../../core/env.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import { attentionSmemBytes, type CudaKv, DEC_THREADS, DECODE_DIMS, decodeGroupPad, kvQuantized } from "./kv.ts";
@@ -103,6 +104,28 @@ export function prefillKernelFits(G: number, d: number): boolean {
   return d % 8 === 0 && d <= 128 && G <= PF_ROWS;
 }
 
+/** Head dims of the tensor-core prefill kernel (attn_prefill_tc_<kv>_d<D>_<act> in attention.cu). */
+export const PFT_DIMS: readonly number[] = [64, 80, 96, 128];
+/** Keys per step and warps (16 query rows each) of attn_prefill_tc (PFT_KEYS, PFT_WARPS in attention.cu). */
+export const PFT_KEYS = 64, PFT_WARPS = 4;
+
+/** The tensor-core prefill kernel takes f16 / bf16 caches, head dims PFT_DIMS and groups up to PF_ROWS heads. */
+export function prefillTcFits(kv: CudaKv, G: number, d: number): boolean {
+  return (kv === "bf16" || kv === "f16") && PFT_DIMS.includes(d) && G <= PF_ROWS;
+}
+
+/** Dynamic shared memory of attn_prefill_tc (pftSmemBytes): 2 stages of K and V [PFT_KEYS, d + 8] 16-bit + masks. */
+export function prefillTcSmemBytes(d: number): number {
+  return 2 * 2 * PFT_KEYS * (d + 8) * 2 + 2 * (PFT_KEYS / 32) * 4;
+}
+
+/**
+ * Which prefill kernel: "tc" (tensor cores; q and p rounded to the cache type, see attention.cu) or "cores" (f32 on
+ * CUDA cores, exact to f32 rounding). auto: "tc" where it fits, with 16-bit activations (f32 activations keep the
+ * exact kernel) and unless TURBODENO_CUDA_PREFILL_TC=0.
+ */
+export type PrefillKernel = "tc" | "cores";
+
 export interface PrefillArgs {
   /** [n, nh, d] f32 */ readonly q: DevPtr;
   /** rows [numBlocks, nkv, blockSize, kvRowBytes] (kv.ts layout) */ readonly kCache: DevPtr;
@@ -122,6 +145,8 @@ export interface PrefillArgs {
   readonly maxBlocks: number;
   readonly window: number;
   readonly scale: number;
+  /** Tests and benchmarks: force one kernel (it must fit); omitted: the automatic choice (PrefillKernel). */
+  readonly kernel?: PrefillKernel;
 }
 
 export interface AttentionPlan {
@@ -263,11 +288,26 @@ export class CudaOps {
   /** Flash-style causal attention over prefill tiles (see PrefillArgs); writes out rows of the tiles' tokens. */
   attentionPrefill(a: PrefillArgs): void {
     if (a.tiles === 0) return;
-    if (!prefillKernelFits(a.nh / a.nkv, a.d)) throw new RangeError(`attn_prefill: d=${a.d}, group ${a.nh / a.nkv}`);
+    const G = a.nh / a.nkv;
+    if (!prefillKernelFits(G, a.d)) throw new RangeError(`attn_prefill: d=${a.d}, group ${G}`);
+    if (this.prefillKernel(G, a.d, a.kernel) === "tc") {
+      if (!prefillTcFits(this.kv, G, a.d)) throw new RangeError(`attn_prefill_tc: ${this.kv} KV, d=${a.d}, group ${G}`);
+      const { tiles, tileList, kernel: _, kScale: _k, vScale: _v, d: _d, ...rest } = a;
+      const args = { ...rest, tiles: tileList };
+      const suffix = `${this.kv}_d${a.d}_${this.act}`;
+      this.k.launch("attn_prefill_tc", suffix, [a.nkv, tiles], [PFT_WARPS * 32], args, prefillTcSmemBytes(a.d));
+      return;
+    }
     const smem = 4 * (PF_ROWS * (a.d + 1) + PF_KEYS * (a.d + 1) + PF_KEYS * a.d + PF_ROWS * PF_KEYS + PF_KEYS);
-    const { tiles, tileList, ...rest } = a;
+    const { tiles, tileList, kernel: _, ...rest } = a;
     const args = { ...rest, ...kvScales(this.kv, "attn_prefill", a), tiles: tileList };
     this.k.launch(`attn_prefill`, `${this.kv}_${this.act}`, [a.nkv, tiles], [128], args, smem);
+  }
+
+  /** The prefill kernel attentionPrefill launches for group G and head dim d (`force`: PrefillArgs.kernel). */
+  prefillKernel(G: number, d: number, force?: PrefillKernel): PrefillKernel {
+    if (force) return force;
+    return ENV.cudaPrefillTc && this.act !== "f32" && prefillTcFits(this.kv, G, d) ? "tc" : "cores";
   }
 
   /** Dynamic shared memory of a GEMM tile config (3 stages of A and B tiles, rows padded by 16 bytes). */
