@@ -11,7 +11,7 @@ import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { type CudaKv, kvRowBytes, kvScaleBytes } from "../src/backends/cuda/kv.ts";
 import { attentionPlan, CudaOps, DECODE_VARIANTS, type DecodeVariant } from "../src/backends/cuda/ops.ts";
 import { randomArray, upload } from "../src/backends/cuda/testing.ts";
-import { exitUnlessCuda } from "./cuda_common.ts";
+import { copyBandwidth, exitUnlessCuda } from "./cuda_common.ts";
 
 exitUnlessCuda("bench/cuda_attention.ts");
 const quick = Deno.args.includes("--quick");
@@ -30,13 +30,7 @@ async function timeMs(fn: () => void, reps: number): Promise<number> {
 }
 
 // Copy roofline: 1 GiB device to device, read + write bytes over time.
-const copyBytes = 1 << 30;
-let copyBw: number;
-{
-  using a = dev.alloc(copyBytes, "bench.src"), b = dev.alloc(copyBytes, "bench.dst");
-  const ms = await timeMs(() => dev.copy(b.ptr, a.ptr, copyBytes), 5);
-  copyBw = (2 * copyBytes) / (ms / 1e3);
-}
+const copyBw = await copyBandwidth(dev, timer);
 console.log(`${dev.description}: copy bandwidth ${(copyBw / 1e9).toFixed(0)} GB/s (cuMemcpyDtoD 1 GiB, read + write)`);
 
 interface Row {

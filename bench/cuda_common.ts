@@ -44,3 +44,22 @@ export async function msPerCall(
   graphs.clear();
   return best / reps;
 }
+
+/**
+ * The copy roofline: bytes read + written per second by cuMemcpyDtoD of 1 GiB, median of 10 timed copies after one
+ * warm-up copy.
+ */
+export async function copyBandwidth(dev: CudaDevice, timer: CudaTimer): Promise<number> {
+  const n = 1 << 30;
+  using src = dev.alloc(n, "bench.src"), dst = dev.alloc(n, "bench.dst");
+  dev.memset(src.ptr, 1, n);
+  dev.copy(dst.ptr, src.ptr, n);
+  const ms: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    timer.start();
+    dev.copy(dst.ptr, src.ptr, n);
+    ms.push(await timer.stop());
+  }
+  ms.sort((a, b) => a - b);
+  return (2 * n) / (ms[Math.floor(ms.length / 2)]! / 1e3);
+}

@@ -14,7 +14,7 @@ import { DecodeOps, decParts, type DecVariant } from "../src/backends/cuda/decod
 import { cuda } from "../src/backends/cuda/ffi.ts";
 import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
-import { exitUnlessCuda, numArg } from "./cuda_common.ts";
+import { copyBandwidth, exitUnlessCuda, numArg } from "./cuda_common.ts";
 
 const arg = numArg;
 exitUnlessCuda("cuda_decode");
@@ -30,21 +30,12 @@ const dev = b.dev;
 rows.push(["device", b.device]);
 
 // Ceiling 1: device-to-device copy, bytes read + written.
+let hbm = 3e12;
 if (!onlyDecode) {
-  const n = 1 << 30;
-  using src = dev.alloc(n, "bench.src"), dst = dev.alloc(n, "bench.dst");
-  dev.memset(src.ptr, 1, n);
   using t = new CudaTimer(dev);
-  dev.copy(dst.ptr, src.ptr, n);
-  const ms: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    t.start();
-    dev.copy(dst.ptr, src.ptr, n);
-    ms.push(await t.stop());
-  }
-  rows.push(["HBM copy (cuMemcpyDtoD 1 GiB, read+write)", `${((2 * n) / (median(ms) / 1e3) / 1e9).toFixed(0)} GB/s`]);
+  hbm = await copyBandwidth(dev, t);
+  rows.push(["HBM copy (cuMemcpyDtoD 1 GiB, read+write)", `${(hbm / 1e9).toFixed(0)} GB/s`]);
 }
-const hbm = onlyDecode ? 3e12 : Number(rows[rows.length - 1]![1].split(" ")[0]) * 1e9;
 
 // Ceiling 2: this repo's tensor-core GEMM at a large shape (there is no cuBLAS here to compare with).
 for (const act of onlyDecode ? [] : ["bf16", "f32"] as const) {

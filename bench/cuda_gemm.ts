@@ -10,7 +10,7 @@ import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { type ActDType, CudaOps, SKINNY_MAX_M } from "../src/backends/cuda/ops.ts";
 import { SKINNY_TILES, skinnyPlan, type SkinnyTile, skinnyTile } from "../src/backends/cuda/gemm_skinny.ts";
 import { weightCopies } from "./kernels.ts";
-import { exitUnlessCuda, msPerCall } from "./cuda_common.ts";
+import { copyBandwidth, exitUnlessCuda, msPerCall } from "./cuda_common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -33,16 +33,7 @@ using timer = new CudaTimer(dev);
 const time = (enqueue: () => void) => msPerCall(dev, graphs, timer, enqueue, REPS);
 
 // Ceiling: device-to-device copy of 1 GiB, bytes read + written.
-let copy: number;
-{
-  const bytes = 2 ** 30;
-  using src = dev.alloc(bytes, "gbench.src"), dst = dev.alloc(bytes, "gbench.dst");
-  dev.memset(src.ptr, 1, bytes);
-  dev.copy(dst.ptr, src.ptr, bytes);
-  timer.start();
-  for (let i = 0; i < 10; i++) dev.copy(dst.ptr, src.ptr, bytes);
-  copy = (2 * bytes * 10) / ((await timer.stop()) / 1000);
-}
+const copy = await copyBandwidth(dev, timer);
 console.log(`${dev.description}: copy ${(copy / 1e9).toFixed(0)} GB/s`);
 
 type Path = { label: string; kind: "skinny" | "gemm" | "gemm128"; tile?: SkinnyTile };

@@ -19,7 +19,7 @@ import {
   scratchNeed,
 } from "../src/backends/cuda/qlinear.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
-import { exitUnlessCuda, numArg } from "./cuda_common.ts";
+import { copyBandwidth, exitUnlessCuda, numArg } from "./cuda_common.ts";
 
 const arg = numArg;
 exitUnlessCuda("cuda_quant");
@@ -52,18 +52,8 @@ row("device", b.device);
 // Ceiling: device-to-device copy, bytes read + written.
 let hbm: number;
 {
-  const n = 1 << 30;
-  using src = dev.alloc(n, "bench.src"), dst = dev.alloc(n, "bench.dst");
-  dev.memset(src.ptr, 1, n);
   using t = new CudaTimer(dev);
-  dev.copy(dst.ptr, src.ptr, n);
-  const ms: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    t.start();
-    dev.copy(dst.ptr, src.ptr, n);
-    ms.push(await t.stop());
-  }
-  hbm = (2 * n) / (median(ms) / 1e3);
+  hbm = await copyBandwidth(dev, t);
   row("HBM copy (cuMemcpyDtoD 1 GiB, read+write)", `${(hbm / 1e9).toFixed(0)} GB/s`);
 }
 
