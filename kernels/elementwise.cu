@@ -44,7 +44,7 @@ __device__ void siluMul(const float* gu, T* out, int rows, int f) {
 // KV cache quantization on write, bit-identical to quant/reference.ts kvRoundTrip (which works in f64): of the head
 // vector x (d f32 values), zero = largest f16 <= min x, scale = smallest f16 >= (max x - zero) / qmax (0 when
 // max x == zero), q = clamp(round half up ((x - zero) / scale), 0, qmax). The f64 arithmetic here is the
-// reference's, operation for operation. Cache layout (attention.cu): rows [numBlocks, nkv, blockSize, RB] bytes,
+// reference's, operation for operation. Cache layout (kv_cache.cuh): rows [numBlocks, nkv, blockSize, RB] bytes,
 // RB = d * bits / 8 rounded up to 16 (int4: value 2i in the low nibble of byte i; padding bytes 0), scales
 // [numBlocks, nkv, blockSize] half2 (scale, zero).
 __device__ __forceinline__ double f16Val(unsigned short b) { return (double)__half2float(__ushort_as_half(b)); }

@@ -268,7 +268,7 @@ for (const kv of ["bf16", "f16"] as const) {
               continue;
             }
             assert.ok(e32 < bound, `prefill attention (tc) error with f32 output ${e32}`);
-            // Worst case of the tensor-core kernel (attention.cu, attn_prefill_tc): q * scale and p rounded to the
+            // Worst case of the tensor-core kernel (attn_prefill.cu, attn_prefill_tc): q * scale and p rounded to the
             // cache type (unit roundoff u), K and V exact. A score is off by at most delta = u * scale * sum_i
             // |q_i k_i| <= u * scale * |q|_1 * max|k|, so each weight p_j (rounded, in the P . V product) is off by a
             // factor within e^{+-delta} (1 +- u) and the row sum (of unrounded p) by e^{+-delta}: with a =

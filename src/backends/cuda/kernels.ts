@@ -8,7 +8,7 @@ export interface ParamSpec {
   readonly name: string;
   readonly type: ParamType;
 }
-export type ModuleName = "elementwise" | "attention" | "gemm" | "qgemm" | "qgemv" | "decode";
+export type ModuleName = "elementwise" | "attn_decode" | "attn_prefill" | "gemm" | "qgemm" | "qgemv" | "decode";
 export interface KernelSpec {
   readonly module: ModuleName;
   readonly params: readonly ParamSpec[];
@@ -59,7 +59,7 @@ export const KERNELS = {
   },
   // suffix <kv>_d<D>_g<GP> (ops.ts attention); kScale / vScale: int8 / int4 caches only.
   attn_split: {
-    module: "attention",
+    module: "attn_decode",
     params: [
       p("q"),
       p("kCache"),
@@ -82,7 +82,7 @@ export const KERNELS = {
     ],
   },
   attn_combine: {
-    module: "attention",
+    module: "attn_decode",
     params: [
       p("partO"),
       p("partML"),
@@ -97,7 +97,7 @@ export const KERNELS = {
     ],
   },
   attn_prefill: {
-    module: "attention",
+    module: "attn_prefill",
     params: [
       p("q"),
       p("kCache"),
@@ -119,7 +119,7 @@ export const KERNELS = {
   },
   // Tensor-core prefill (suffix <kv>_d<D>_<act>, kv bf16 / f16, D in ops.ts PFT_DIMS): same tiles as attn_prefill.
   attn_prefill_tc: {
-    module: "attention",
+    module: "attn_prefill",
     params: [
       p("q"),
       p("kCache"),
@@ -298,7 +298,7 @@ export class Kernels implements Disposable {
 
   static async load(dev: CudaDevice): Promise<Kernels> {
     const k = new Kernels(dev);
-    for (const m of ["elementwise", "attention", "gemm", "qgemm", "qgemv", "decode"] as const) {
+    for (const m of ["elementwise", "attn_decode", "attn_prefill", "gemm", "qgemm", "qgemv", "decode"] as const) {
       const bytes = await readLib(m);
       const slot = new BigUint64Array(1);
       check(`cuModuleLoadData(${m})`, cuda().cuModuleLoadData(slot, bytes));

@@ -1,4 +1,4 @@
-// KV cache layout of the CUDA backend (kernels/attention.cu has the same rules) and the attention kernels'
+// KV cache layout of the CUDA backend (kernels/kv_cache.cuh has the same rules) and the attention kernels'
 // static choices: which head dims and query-group paddings are compiled, and their shared memory.
 //
 // Per layer and per K | V:
@@ -49,7 +49,7 @@ export function decodeGroupPad(G: number): number {
 export const DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS, DEC_TAB = 512;
 
 /**
- * Dynamic shared memory of attn_split for G query heads per KV head and head dim d (attention.cu attnDecode): the
+ * Dynamic shared memory of attn_split for G query heads per KV head and head dim d (attn_decode.cu attnDecode): the
  * warps' partial outputs [DEC_WARPS, G, d] f32, their max and sum of exp [DEC_WARPS, G] f32 each, block-table
  * entries [DEC_TAB] i32.
  */

@@ -34,7 +34,7 @@ export const SKINNY_MAX_M = 256;
  */
 export const ATTN_SPLIT = 512;
 export const ATTN_SPLIT_DECODE = 128;
-/** Threads per block of attn_combine (COMB_THREADS in attention.cu): each takes head dims i and i + 128. */
+/** Threads per block of attn_combine (COMB_THREADS in attn_decode.cu): each takes head dims i and i + 128. */
 export const COMBINE_THREADS = 128;
 export { ATTN_MAX_GROUP, type CudaKv } from "./kv.ts";
 
@@ -96,7 +96,7 @@ export interface AttentionArgs {
 export const DECODE_VARIANTS = { m2: ["f16", "int4"], d3: ["int8", "int4"] } as const;
 export type DecodeVariant = keyof typeof DECODE_VARIANTS;
 
-/** Query rows (token x head of one KV group) and keys per step of the prefill kernel (attention.cu). */
+/** Query rows (token x head of one KV group) and keys per step of the prefill kernel (attn_prefill.cu). */
 export const PF_ROWS = 64, PF_KEYS = 32;
 
 /** The prefill kernel takes head dims up to 128 (multiples of 8) and groups up to PF_ROWS heads. */
@@ -104,9 +104,9 @@ export function prefillKernelFits(G: number, d: number): boolean {
   return d % 8 === 0 && d <= 128 && G <= PF_ROWS;
 }
 
-/** Head dims of the tensor-core prefill kernel (attn_prefill_tc_<kv>_d<D>_<act> in attention.cu). */
+/** Head dims of the tensor-core prefill kernel (attn_prefill_tc_<kv>_d<D>_<act> in attn_prefill.cu). */
 export const PFT_DIMS: readonly number[] = [64, 80, 96, 128];
-/** Keys per step and warps (16 query rows each) of attn_prefill_tc (PFT_KEYS, PFT_WARPS in attention.cu). */
+/** Keys per step and warps (16 query rows each) of attn_prefill_tc (PFT_KEYS, PFT_WARPS in attn_prefill.cu). */
 export const PFT_KEYS = 64, PFT_WARPS = 4;
 
 /** The tensor-core prefill kernel takes f16 / bf16 caches, head dims PFT_DIMS and groups up to PF_ROWS heads. */
@@ -120,7 +120,7 @@ export function prefillTcSmemBytes(d: number): number {
 }
 
 /**
- * Which prefill kernel: "tc" (tensor cores; q and p rounded to the cache type, see attention.cu) or "cores" (f32 on
+ * Which prefill kernel: "tc" (tensor cores; q and p rounded to the cache type, see attn_prefill.cu) or "cores" (f32 on
  * CUDA cores, exact to f32 rounding). auto: "tc" where it fits, with 16-bit activations (f32 activations keep the
  * exact kernel) and unless TURBODENO_CUDA_PREFILL_TC=0.
  */
