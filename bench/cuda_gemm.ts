@@ -1,4 +1,5 @@
-// Linear-layer kernels of gemm.cu at Llama-3-8B shapes (bf16 weights) for batched decode and prefill row counts:
+// Linear-layer kernels of gemm.cu and gemm_skinny.cu at Llama-3-8B shapes (bf16 weights) for batched decode and
+// prefill row counts:
 // each path (skinny split-K with each row tile, 64x64 gemm, 128x128 gemm128) timed as a CUDA graph of back-to-back
 // launches (host launch cost excluded) over rotating weight copies (no L2 reuse between launches), as weight
 // bandwidth and % of the cuMemcpyDtoD bandwidth (read + write) measured in the same run.

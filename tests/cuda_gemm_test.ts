@@ -1,4 +1,4 @@
-// The skinny split-K GEMM (gemm.cu skinny<BM>_*, gemm_skinny.ts) against src/backends/reference/ops.ts on fresh
+// The skinny split-K GEMM (kernels/gemm_skinny.cu skinny<BM>_*, gemm_skinny.ts) against src/backends/reference/ops.ts on fresh
 // random inputs at awkward sizes, plus its plan. Without an NVIDIA driver the GPU tests are registered as ignored,
 // with the reason in their names; the plan tests run everywhere.
 import assert from "node:assert/strict";

@@ -1,17 +1,17 @@
-// Skinny-M split-K GEMM (gemm.cu skinny<BM>_*, batched decode): tile choice, split-K plan, the per-device split-K
+// Skinny-M split-K GEMM (kernels/gemm_skinny.cu skinny<BM>_*, batched decode): tile choice, split-K plan, the per-device split-K
 // scratch, and the launcher. The scratch is allocated when a CudaOps is built (never during graph capture) and is
 // shared by every launch on the device's one stream.
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 
-/** k-tile width and pipeline depth of skinny() in gemm.cu. */
+/** k-tile width and pipeline depth of skinny() in gemm_skinny.cu. */
 export const SKINNY_BK = 64, SKINNY_STAGES = 4;
 /** Kernel variant: rows of the output tile, and "w8" for 8 warps (two column groups) instead of 4. */
 export type SkinnyTile = "16" | "32" | "64" | "16w8" | "32w8" | "64w8";
 export const SKINNY_TILES: readonly SkinnyTile[] = ["16", "32", "64", "16w8", "32w8", "64w8"];
 /**
- * Output tile [bm, bn], warps per block, and blocks per SM the registers allow (gemm.cu SKINNY_ALL's MINB; 32w8
+ * Output tile [bm, bn], warps per block, and blocks per SM the registers allow (gemm_skinny.cu SKINNY_ALL's MINB; 32w8
  * is built for 3, but takes 56 registers, 4 blocks, at 16-bit activations, and at f32 its shared memory allows 3).
  */
 const CFG: Record<SkinnyTile, { bm: number; bn: number; warps: number; regBlocks: number }> = {

@@ -8,7 +8,15 @@ export interface ParamSpec {
   readonly name: string;
   readonly type: ParamType;
 }
-export type ModuleName = "elementwise" | "attn_decode" | "attn_prefill" | "gemm" | "qgemm" | "qgemv" | "decode";
+export type ModuleName =
+  | "elementwise"
+  | "attn_decode"
+  | "attn_prefill"
+  | "gemm"
+  | "gemm_skinny"
+  | "qgemm"
+  | "qgemv"
+  | "decode";
 export interface KernelSpec {
   readonly module: ModuleName;
   readonly params: readonly ParamSpec[];
@@ -24,6 +32,10 @@ const f = (name: string): ParamSpec => ({ name, type: "f32" });
 const u = (name: string): ParamSpec => ({ name, type: "u32" });
 
 const SKINNY_INTS = [i("M"), i("N"), i("K"), i("tps")];
+const SKINNY: KernelSpec = {
+  module: "gemm_skinny",
+  params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS],
+};
 
 /** Parameter lists, keyed by the kernel's base name (the function is `${base}_${suffix}`, suffix bf16/f16/f32). */
 export const KERNELS = {
@@ -140,13 +152,13 @@ export const KERNELS = {
   gemv1: { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] },
   gemm: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
   gemm128: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
-  // Skinny-M split-K GEMM (gemm.cu skinny<BM>; suffix act_weight): see src/backends/cuda/gemm_skinny.ts.
-  skinny16: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
-  skinny32: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
-  skinny64: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
-  skinny16w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
-  skinny32w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
-  skinny64w8: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS] },
+  // Skinny-M split-K GEMM (gemm_skinny.cu skinny<BM>[w8]; suffix act_weight): see src/backends/cuda/gemm_skinny.ts.
+  skinny16: SKINNY,
+  skinny32: SKINNY,
+  skinny64: SKINNY,
+  skinny16w8: SKINNY,
+  skinny32w8: SKINNY,
+  skinny64w8: SKINNY,
   // qgemv.cu / qgemm.cu (W4A16 / W8A16; suffix w4_m8, w4_m16, w8_m8, w8_m16 / w4, w8): see src/backends/cuda/qlinear.ts.
   qgemv: {
     module: "qgemv",
@@ -298,7 +310,18 @@ export class Kernels implements Disposable {
 
   static async load(dev: CudaDevice): Promise<Kernels> {
     const k = new Kernels(dev);
-    for (const m of ["elementwise", "attn_decode", "attn_prefill", "gemm", "qgemm", "qgemv", "decode"] as const) {
+    for (
+      const m of [
+        "elementwise",
+        "attn_decode",
+        "attn_prefill",
+        "gemm",
+        "gemm_skinny",
+        "qgemm",
+        "qgemv",
+        "decode",
+      ] as const
+    ) {
       const bytes = await readLib(m);
       const slot = new BigUint64Array(1);
       check(`cuModuleLoadData(${m})`, cuda().cuModuleLoadData(slot, bytes));
