@@ -1,6 +1,6 @@
 // `deno task compile` (release/compile.ts): the executable, copied alone into an empty folder and run with no Deno on
 // PATH and a fresh HOME, answers `info` and `generate`, and `serve` answers /v1/models and a chat completion from the
-// official openai client over HTTP, then exits 0 on SIGTERM.
+// official openai client over HTTP, then exits 0 on SIGTERM; `chat` answers a piped turn.
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { servedUrl } from "./helpers/process.ts";
@@ -25,14 +25,14 @@ async function build(dir: string): Promise<string> {
 }
 
 /** No Deno on PATH, a HOME of its own (so the unpack cache starts empty), run from the executable's folder. */
-function command(exe: string, home: string, args: string[], piped = true): Deno.Command {
+function command(exe: string, home: string, args: string[], stdin: "null" | "piped" = "null"): Deno.Command {
   return new Deno.Command(exe, {
     args,
     cwd: exe.slice(0, exe.lastIndexOf("/")),
     clearEnv: true,
     env: { PATH: "/usr/bin:/bin", HOME: home },
-    stdin: "null",
-    stdout: piped ? "piped" : "null",
+    stdin,
+    stdout: "piped",
     stderr: "piped",
   });
 }
@@ -63,6 +63,15 @@ Deno.test("release/compile.ts executable serves /v1/models and a chat completion
     assert.ok(gen.success, new TextDecoder().decode(gen.stderr));
     const genJson = JSON.parse(new TextDecoder().decode(gen.stdout)) as { ids: number[] };
     assert.equal(genJson.ids.length, 4);
+
+    const chatArgs = ["chat", "--backend", "reference", "--max-tokens", "4", "--temperature", "0"];
+    const chatCli = command(exe, home, chatArgs, "piped").spawn();
+    const w = chatCli.stdin.getWriter();
+    await w.write(new TextEncoder().encode("hello\n/exit\n"));
+    await w.close();
+    const chatOut = await chatCli.output();
+    assert.ok(chatOut.success, new TextDecoder().decode(chatOut.stderr));
+    assert.ok(new TextDecoder().decode(chatOut.stdout).trim().length > 0, "chat printed no reply");
 
     const args = ["serve", "--backend", "reference", "--host", "127.0.0.1", "--port", "0", "--num-blocks", "32"];
     const child = command(exe, home, args).spawn();
