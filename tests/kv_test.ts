@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { type BlockHashFn, hashBlock, KvManager, numBlocksFor, ROOT_KEY } from "../src/kv/mod.ts";
 import { mulberry32 } from "../src/core/prng.ts";
+import { kvBlockBytes } from "../src/backends/cuda/kv.ts";
+import { buildSyntheticModel } from "../src/model/synthetic.ts";
 
 const rng = mulberry32;
 
@@ -345,4 +347,16 @@ Deno.test("KvManager randomized with a colliding hash never matches a wrong pref
   const weak: BlockHashFn = (parent, tokens, start) => (parent * 4 + tokens[start]! + 1) % 11;
   randomized(4, { prefix: true, hash: weak, ops: 4000 });
   randomized(5, { prefix: true, hash: () => 0, ops: 2000 });
+});
+
+Deno.test("kvBlockBytes() at Llama-3-8B shape: int8 KV holds ~1.94x the tokens of f16 and int4 ~3.76x", () => {
+  // The CUDA backend's KV layout (src/backends/cuda/kv.ts, pure functions: no GPU needed) for d = 128: a token's K or
+  // V per KV head is 256 bytes in f16, 128 + 4 (f16 scale and zero) in int8, 64 + 4 in int4.
+  const spec = buildSyntheticModel("synthetic:llama3-8b").spec;
+  const free = 60 * 2 ** 30, fraction = 0.9, bs = 64;
+  const tokens = (kv: "f16" | "int8" | "int4") => numBlocksFor(free, fraction, kvBlockBytes(spec, kv, bs)) * bs;
+  const f16 = tokens("f16"), i8 = tokens("int8"), i4 = tokens("int4");
+  assert.equal(kvBlockBytes(spec, "f16", bs), 2 * spec.numLayers * bs * spec.numKvHeads * 256);
+  assert.ok(Math.abs(i8 / f16 - 256 / 132) < 0.01, `int8 / f16 tokens ${i8 / f16}`);
+  assert.ok(Math.abs(i4 / f16 - 256 / 68) < 0.01, `int4 / f16 tokens ${i4 / f16}`);
 });
