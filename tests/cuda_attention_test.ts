@@ -7,7 +7,6 @@ import { roundTo } from "../src/model/dtype.ts";
 import { ropeTables } from "../src/model/rope.ts";
 import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
-import { Kernels } from "../src/backends/cuda/kernels.ts";
 import {
   attentionPlan,
   CudaOps,
@@ -17,9 +16,8 @@ import {
   prefillKernelFits,
   prefillTcFits,
 } from "../src/backends/cuda/ops.ts";
-import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
-const skip = cudaSkipReason();
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 const ROPE: RopeSpec = {
@@ -35,15 +33,7 @@ const ROPE: RopeSpec = {
 };
 
 function gpuTest(name: string, fn: (o: CudaOps, dev: CudaDevice) => Promise<void>, kv: Half) {
-  Deno.test({
-    name: skip ? `${name} (skipped: ${skip})` : name,
-    ignore: skip !== null,
-    fn: async () => {
-      await using dev = CudaDevice.open(0);
-      using k = await Kernels.load(dev);
-      await fn(new CudaOps(k, kv, kv, kv), dev);
-    },
-  });
+  cudaKernelTest(name, (k, dev) => fn(new CudaOps(k, kv, kv, kv), dev));
 }
 
 /** My layout [nb, nkv, bs, d] -> the reference's [nb, bs, nkv, d]. */

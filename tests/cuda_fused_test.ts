@@ -11,9 +11,8 @@ import { CudaDevice } from "../src/backends/cuda/device.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
 import type { ActDType, Half } from "../src/backends/cuda/ops.ts";
 import { DEC_VARIANTS, DEC_WARPS, DecodeOps, decParts } from "../src/backends/cuda/decode_ops.ts";
-import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
-const skip = cudaSkipReason();
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 const EPS = 1e-5;
@@ -32,15 +31,7 @@ const OUT_BOUND: Record<ActDType, number> = { f32: 1e-4, bf16: 1.6e-2, f16: 2e-3
 const gpuTest = (name: string, fn: (d: DecodeOps, dev: CudaDevice, wt: Half, act: ActDType) => Promise<void>) => {
   for (const [wt, act] of COMBOS) {
     const full = `${name} (weights ${wt}, activations ${act})`;
-    Deno.test({
-      name: skip ? `${full} (skipped: ${skip})` : full,
-      ignore: skip !== null,
-      fn: async () => {
-        await using dev = CudaDevice.open(0);
-        using k = await Kernels.load(dev);
-        await fn(new DecodeOps(k, wt, act), dev, wt, act);
-      },
-    });
+    cudaKernelTest(full, (k, dev) => fn(new DecodeOps(k, wt, act), dev, wt, act));
   }
 };
 

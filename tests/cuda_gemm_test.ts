@@ -4,13 +4,10 @@
 import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
 import { roundTo } from "../src/model/dtype.ts";
-import { CudaDevice } from "../src/backends/cuda/device.ts";
-import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { type ActDType, CudaOps, type Half, matmulKind } from "../src/backends/cuda/ops.ts";
 import { SKINNY_BK, SKINNY_TILES, skinnyPlan, type SkinnyTile } from "../src/backends/cuda/gemm_skinny.ts";
-import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
-const skip = cudaSkipReason();
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 
@@ -47,45 +44,39 @@ Deno.test("matmulKind() routes decode batches to the skinny GEMM unless gemm128 
 
 const COMBOS = [["bf16", "bf16"], ["f16", "f16"], ["bf16", "f32"], ["f16", "f32"]] as const;
 for (const [wt, act] of COMBOS) {
-  Deno.test({
-    name: `linearWith("skinny") matches the reference, bitwise repeatable (weights ${wt}, activations ${act})` +
-      (skip ? ` (skipped: ${skip})` : ""),
-    ignore: skip !== null,
-    fn: async () => {
-      await using dev = CudaDevice.open(0);
-      using k = await Kernels.load(dev);
-      const o = new CudaOps(k, wt as Half, wt as Half, act as ActDType);
-      // [M, N, K, bias]: K = 1000 (16 k-tiles, the last ragged: split-K with 2-tile splits), 1003 (not a multiple of
-      // 8: guarded scalar loads), 4104, 72 (2 k-tiles: no split, direct store); N not a multiple of the 64 / 32
-      // column tiles.
-      const shapes: [number, number, number, boolean][] = [
-        [9, 172, 1000, true],
-        [16, 200, 1003, false],
-        [33, 172, 4104, true],
-        [64, 200, 72, true],
-        [100, 172, 1000, false],
-        [255, 200, 1003, true],
-        [17, 4099, 200, true],
-      ];
-      for (const [M, N, K, hasBias] of shapes) {
-        const x = act === "f32" ? rnd(M * K) : roundTo(rnd(M * K), act), w = roundTo(rnd(N * K), wt), bias = rnd(N);
-        using xb = upload(dev, x, act), wb = upload(dev, w, wt), bb = upload(dev, bias, "f32");
-        // Products of 16-bit values are exact in f32; f32 activations are split into hi + lo halves (~16
-        // significant bits, residual < 2^-16 relative), and the sums are f32: the error relative to max |y| (~3
-        // sqrt(K) |x w|) is ~1e-6 for these K; 1e-4 leaves room for the worst output.
-        const want = ops.linear(x, w, M, K, N, hasBias ? bias : null);
-        for (const tile of [undefined, ...SKINNY_TILES] as (SkinnyTile | undefined)[]) {
-          using y1 = poisoned(dev, M * N, 4), y2 = poisoned(dev, M * N, 4);
-          const bp = hasBias ? bb.ptr : 0n;
-          o.linearWith("skinny", xb.ptr, wb.ptr, bp, y1.ptr, M, N, K, tile);
-          // A second launch checks that the split-K counters were reset and that the reduction order is fixed.
-          o.linearWith("skinny", xb.ptr, wb.ptr, bp, y2.ptr, M, N, K, tile);
-          const got = await download(dev, y1, M * N, "f32"), again = await download(dev, y2, M * N, "f32");
-          const e = relErr(got, want), tag = `M=${M} N=${N} K=${K} tile=${tile ?? "auto"}`;
-          assert.ok(e < 1e-4, `${tag}: error ${e}`);
-          assert.deepEqual(again, got, `${tag}: second launch differs`);
-        }
+  const name = `linearWith("skinny") matches the reference, bitwise repeatable (weights ${wt}, activations ${act})`;
+  cudaKernelTest(name, async (k, dev) => {
+    const o = new CudaOps(k, wt as Half, wt as Half, act as ActDType);
+    // [M, N, K, bias]: K = 1000 (16 k-tiles, the last ragged: split-K with 2-tile splits), 1003 (not a multiple of
+    // 8: guarded scalar loads), 4104, 72 (2 k-tiles: no split, direct store); N not a multiple of the 64 / 32
+    // column tiles.
+    const shapes: [number, number, number, boolean][] = [
+      [9, 172, 1000, true],
+      [16, 200, 1003, false],
+      [33, 172, 4104, true],
+      [64, 200, 72, true],
+      [100, 172, 1000, false],
+      [255, 200, 1003, true],
+      [17, 4099, 200, true],
+    ];
+    for (const [M, N, K, hasBias] of shapes) {
+      const x = act === "f32" ? rnd(M * K) : roundTo(rnd(M * K), act), w = roundTo(rnd(N * K), wt), bias = rnd(N);
+      using xb = upload(dev, x, act), wb = upload(dev, w, wt), bb = upload(dev, bias, "f32");
+      // Products of 16-bit values are exact in f32; f32 activations are split into hi + lo halves (~16
+      // significant bits, residual < 2^-16 relative), and the sums are f32: the error relative to max |y| (~3
+      // sqrt(K) |x w|) is ~1e-6 for these K; 1e-4 leaves room for the worst output.
+      const want = ops.linear(x, w, M, K, N, hasBias ? bias : null);
+      for (const tile of [undefined, ...SKINNY_TILES] as (SkinnyTile | undefined)[]) {
+        using y1 = poisoned(dev, M * N, 4), y2 = poisoned(dev, M * N, 4);
+        const bp = hasBias ? bb.ptr : 0n;
+        o.linearWith("skinny", xb.ptr, wb.ptr, bp, y1.ptr, M, N, K, tile);
+        // A second launch checks that the split-K counters were reset and that the reduction order is fixed.
+        o.linearWith("skinny", xb.ptr, wb.ptr, bp, y2.ptr, M, N, K, tile);
+        const got = await download(dev, y1, M * N, "f32"), again = await download(dev, y2, M * N, "f32");
+        const e = relErr(got, want), tag = `M=${M} N=${N} K=${K} tile=${tile ?? "auto"}`;
+        assert.ok(e < 1e-4, `${tag}: error ${e}`);
+        assert.deepEqual(again, got, `${tag}: second launch differs`);
       }
-    },
+    }
   });
 }

@@ -6,10 +6,10 @@ import * as ops from "../src/backends/reference/ops.ts";
 import { roundTo } from "../src/model/dtype.ts";
 import { staleness } from "../kernels/build.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
-import { Kernels, packArgs } from "../src/backends/cuda/kernels.ts";
+import { packArgs } from "../src/backends/cuda/kernels.ts";
 import { type ActDType, CudaOps, type Half } from "../src/backends/cuda/ops.ts";
 import {
-  cudaSkipReason,
+  cudaKernelTest,
   download,
   downloadI32,
   poisoned,
@@ -18,22 +18,12 @@ import {
   upload,
 } from "../src/backends/cuda/testing.ts";
 
-const skip = cudaSkipReason();
 const gpuTest = (
   name: string,
   fn: (o: CudaOps, dev: CudaDevice) => Promise<void>,
   wt: Half = "bf16",
   act: ActDType = wt,
-) =>
-  Deno.test({
-    name: skip ? `${name} (skipped: ${skip})` : name,
-    ignore: skip !== null,
-    fn: async () => {
-      await using dev = CudaDevice.open(0);
-      using k = await Kernels.load(dev);
-      await fn(new CudaOps(k, wt, wt, act), dev);
-    },
-  });
+) => cudaKernelTest(name, (k, dev) => fn(new CudaOps(k, wt, wt, act), dev));
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 /** Output rounding bound of a 16-bit result (a few ulps relative to the largest value). */

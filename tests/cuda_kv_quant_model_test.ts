@@ -3,16 +3,14 @@
 import assert from "node:assert/strict";
 import type { Precision } from "../src/core/types.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
-import { cudaSkipReason, relErr } from "../src/backends/cuda/testing.ts";
+import { cudaTest, relErr } from "../src/backends/cuda/testing.ts";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
 
-const skip = cudaSkipReason();
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== null, fn });
+const gpuTest = cudaTest;
 
 // stories260K (d = 8, GQA 2) with int8 / int4 KV, f16 weights, f32 activations, vs the reference backend at the
 // same KV precision. Both quantize each K/V row the same way, but their K/V values differ by f32 rounding

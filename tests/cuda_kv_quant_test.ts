@@ -10,12 +10,10 @@ import { f16Down, f16Up, qMax } from "../src/quant/types.ts";
 import { kvRoundTrip } from "../src/quant/reference.ts";
 import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice, type DeviceBuffer } from "../src/backends/cuda/device.ts";
-import { Kernels } from "../src/backends/cuda/kernels.ts";
 import { kvRowBytes } from "../src/backends/cuda/kv.ts";
 import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits, prefillTcFits } from "../src/backends/cuda/ops.ts";
-import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
-const skip = cudaSkipReason();
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 const ROPE: RopeSpec = {
@@ -32,17 +30,7 @@ const ROPE: RopeSpec = {
 type QKv = "int8" | "int4";
 const bitsOf = (kv: QKv) => (kv === "int8" ? 8 : 4);
 
-function gpuTest(name: string, fn: (k: Kernels, dev: CudaDevice) => Promise<void>) {
-  Deno.test({
-    name: skip ? `${name} (skipped: ${skip})` : name,
-    ignore: skip !== null,
-    fn: async () => {
-      await using dev = CudaDevice.open(0);
-      using k = await Kernels.load(dev);
-      await fn(k, dev);
-    },
-  });
-}
+const gpuTest = cudaKernelTest;
 
 /** The reference's quantization of one head vector (kvRoundTrip's formulas): q per value, scale, zero. */
 function quantizeRef(x: Float32Array, bits: 4 | 8): { q: Uint8Array; scale: number; zero: number } {

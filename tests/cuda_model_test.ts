@@ -8,14 +8,12 @@ import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
-import { cudaSkipReason, relErr } from "../src/backends/cuda/testing.ts";
+import { cudaTest, relErr } from "../src/backends/cuda/testing.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
 
-const skip = cudaSkipReason();
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
 const BF16: Precision = { weight: "bf16", kv: "bf16", compute: "f32" };
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== null, fn });
+const gpuTest = cudaTest;
 
 async function load<B extends Backend>(backend: B, precision: Precision): Promise<B> {
   const ckpt = await openCheckpoint(STORIES_DIR);

@@ -6,12 +6,10 @@ import type { Backend, Precision } from "../src/core/types.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
-import { cudaSkipReason, relErr } from "../src/backends/cuda/testing.ts";
+import { cudaTest, relErr } from "../src/backends/cuda/testing.ts";
 import { sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { FIXTURE_CASES, writeFixture } from "./helpers/quant_fixtures.ts";
-
-const skip = cudaSkipReason();
 
 async function load<B extends Backend>(backend: B, dir: string, precision: Precision): Promise<B> {
   const ckpt = await openCheckpoint(dir);
@@ -26,24 +24,20 @@ async function load<B extends Backend>(backend: B, dir: string, precision: Preci
 // logits by O(1) of their range.
 for (const [kind, bits, G] of FIXTURE_CASES) {
   const name = `CudaBackend.load() runs a ${kind} int${bits} g${G} checkpoint like the reference backend`;
-  Deno.test({
-    name: skip ? `${name} (skipped: ${skip})` : name,
-    ignore: skip !== null,
-    async fn() {
-      const { dir } = await writeFixture(kind, bits, G);
-      try {
-        const precision: Precision = { weight: bits === 4 ? "int4" : "int8", kv: "f16", compute: "f16" };
-        await using oracle = await load(new ReferenceBackend(), dir, precision);
-        await using cuda = await load(await CudaBackend.create(), dir, precision);
-        const greedy = { ...defaultSamplingParams(), temperature: 0 };
-        for (const ids of [[1, 5, 9, 33, 2, 60, 17], [3, 14, 15, 9, 26, 53, 58, 9, 7, 9, 32, 38, 46]]) {
-          const err = relErr(await sequenceLogits(cuda, ids, greedy), await sequenceLogits(oracle, ids, greedy));
-          console.log(`  ${kind} int${bits} g${G}, ${ids.length} tokens: logits vs reference ${err.toExponential(2)}`);
-          assert.ok(err < 3e-2, `${kind} int${bits} g${G}: logits error ${err}`);
-        }
-      } finally {
-        await Deno.remove(dir, { recursive: true });
+  cudaTest(name, async () => {
+    const { dir } = await writeFixture(kind, bits, G);
+    try {
+      const precision: Precision = { weight: bits === 4 ? "int4" : "int8", kv: "f16", compute: "f16" };
+      await using oracle = await load(new ReferenceBackend(), dir, precision);
+      await using cuda = await load(await CudaBackend.create(), dir, precision);
+      const greedy = { ...defaultSamplingParams(), temperature: 0 };
+      for (const ids of [[1, 5, 9, 33, 2, 60, 17], [3, 14, 15, 9, 26, 53, 58, 9, 7, 9, 32, 38, 46]]) {
+        const err = relErr(await sequenceLogits(cuda, ids, greedy), await sequenceLogits(oracle, ids, greedy));
+        console.log(`  ${kind} int${bits} g${G}, ${ids.length} tokens: logits vs reference ${err.toExponential(2)}`);
+        assert.ok(err < 3e-2, `${kind} int${bits} g${G}: logits error ${err}`);
       }
-    },
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   });
 }

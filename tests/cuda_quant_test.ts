@@ -26,12 +26,10 @@ import {
   tileN,
   uploadQuantMatrix,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaSkipReason, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
 
-const skip = cudaSkipReason();
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== null, fn });
+const gpuTest = cudaTest;
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
 

@@ -1,6 +1,8 @@
-// Helpers for the CUDA tests and benches: why CUDA cannot run here (for test names), and host<->device arrays.
+// Helpers for the CUDA tests and benches: why CUDA cannot run here (for test names), GPU-gated tests, and
+// host<->device arrays.
 import { fromF32, toF32 } from "../../model/dtype.ts";
-import type { CudaDevice, DeviceBuffer } from "./device.ts";
+import { CudaDevice, type DeviceBuffer } from "./device.ts";
+import { Kernels } from "./kernels.ts";
 import type { ActDType } from "./ops.ts";
 
 /** null when an NVIDIA driver and libcuda.so.1 are present, else the reason the GPU tests are skipped. */
@@ -19,6 +21,27 @@ export function cudaSkipReason(): string | null {
     return "no NVIDIA driver: libcuda.so.1 not found";
   }
   return null;
+}
+
+let probed: { reason: string | null } | null = null;
+
+/**
+ * Deno.test that runs where CUDA can, and is ignored elsewhere with the reason in its name ("NAME (skipped: ...)"),
+ * never a silent pass.
+ */
+export function cudaTest(name: string, fn: () => Promise<void>): void {
+  probed ??= { reason: cudaSkipReason() };
+  const skip = probed.reason;
+  Deno.test({ name: skip ? `${name} (skipped: ${skip})` : name, ignore: skip !== null, fn });
+}
+
+/** cudaTest on a fresh device with every kernel module loaded (both released afterwards). */
+export function cudaKernelTest(name: string, fn: (k: Kernels, dev: CudaDevice) => Promise<void>): void {
+  cudaTest(name, async () => {
+    await using dev = CudaDevice.open(0);
+    using k = await Kernels.load(dev);
+    await fn(k, dev);
+  });
 }
 
 /** Deterministic uniform [-scale, scale) values, never exactly zero. */
