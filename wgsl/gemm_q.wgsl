@@ -15,29 +15,13 @@ struct Params { M: u32, N: u32, K: u32, hasBias: u32, Kw: u32, gw: u32, nG: u32,
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [N] f32 (dummy when hasBias == 0)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;   // [M, N] f32
 
+fn load_w(n: u32, k4: u32) -> vec4<f32> {
+  let kw = k4 / V4;
+  return dq4(w[n * p.Kw + kw], k4 % V4, sb[n * p.nG + kw / p.gw]);
+}
+
 @compute @workgroup_size(16, 16)
 fn gemm_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-  let n0 = wid.x * TILE;
-  let m0 = wid.y * TILE;
-  let K4 = p.K / 4u;
-  let lr = li / 4u;  // tile row this thread loads (0..63)
-  let lk = li % 4u;  // which vec4 of the 16-wide k slice
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < K4; k0 += TK / 4u) {
-    let k4 = k0 + lk;
-    var xv = vec4<f32>(0.0);
-    if (m0 + lr < p.M && k4 < K4) { xv = x[(m0 + lr) * K4 + k4]; }
-    var wv = vec4<f32>(0.0);
-    let n = n0 + lr;
-    if (n < p.N && k4 < K4) {
-      let kw = k4 / V4;
-      wv = dq4(w[n * p.Kw + kw], k4 % V4, sb[n * p.nG + kw / p.gw]);
-    }
-    tile_stage(lr, lk, xv, wv);
-    workgroupBarrier();
-    tile_accumulate(lid, &acc);
-    workgroupBarrier();
-  }
-  tile_store(m0, n0, lid, acc);
+  tile_gemm(wid, lid, li);
 }

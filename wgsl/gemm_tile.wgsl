@@ -1,7 +1,9 @@
 // The 64x64 output tile shared by gemm.wgsl and gemm_q.wgsl: a 16x16 workgroup computes y[m0.., n0..] (each thread
 // rows ty + 16i, columns tx + 16j, so stores coalesce); k advances 16 at a time through workgroup memory, each thread
 // staging one vec4 of x and one (dequantized) vec4 of w per step. The including shader declares the uniform `p`
-// (with M, N, hasBias), `bias` ([N] f32) and `y` ([M, N] f32); only how w is loaded differs between the two.
+// (with M, N, K, hasBias), `x` ([M, K/4] vec4<f32>), `bias` ([N] f32), `y` ([M, N] f32) and
+// `fn load_w(n: u32, k4: u32) -> vec4<f32>` (weights k4*4 .. k4*4+3 of row n, f32; called only for n < N, k4 < K/4):
+// only how w is loaded differs between the two.
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -47,4 +49,26 @@ fn tile_store(m0: u32, n0: u32, lid: vec3<u32>, acc: array<vec4<f32>, 4>) {
       y[m * p.N + n] = v;
     }
   }
+}
+
+// The whole tile: y[m0.., n0..] for workgroup wid (x: N tiles, y: M tiles), K % 4 == 0.
+fn tile_gemm(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
+  let n0 = wid.x * TILE;
+  let m0 = wid.y * TILE;
+  let K4 = p.K / 4u;
+  let lr = li / 4u;  // tile row this thread loads (0..63)
+  let lk = li % 4u;  // which vec4 of the 16-wide k slice
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < K4; k0 += TK / 4u) {
+    let k4 = k0 + lk;
+    var xv = vec4<f32>(0.0);
+    if (m0 + lr < p.M && k4 < K4) { xv = x[(m0 + lr) * K4 + k4]; }
+    var wv = vec4<f32>(0.0);
+    if (n0 + lr < p.N && k4 < K4) { wv = load_w(n0 + lr, k4); }
+    tile_stage(lr, lk, xv, wv);
+    workgroupBarrier();
+    tile_accumulate(lid, &acc);
+    workgroupBarrier();
+  }
+  tile_store(m0, n0, lid, acc);
 }
