@@ -1,4 +1,5 @@
 // #include "common.wgsl"
+// #include "gemv_reduce.wgsl"
 // GEMV for decode (M <= MMAX tokens): y[M, N] = x[M, K] · w[N, K]^T (+ bias[N]), f32 accumulation.
 // Decode is memory-bound on w, so each weight row is streamed once with wide loads: a workgroup of 256 threads
 // handles ROWS = 8 rows, 32 lanes per row; each lane keeps 4 independent vec4<WT> loads in flight (8 bytes each for f16,
@@ -7,19 +8,14 @@
 
 struct Params { M: u32, N: u32, K: u32, hasBias: u32 }
 
-// ROWS (rows per workgroup) comes from the host (kernels.ts GEMV_ROWS), which sizes the grid with it.
-const LANES: u32 = 32u;
-const MMAX: u32 = 8u;
+// ROWS (rows per workgroup) comes from the host (kernels.ts GEMV_ROWS), which sizes the grid with it; LANES, MMAX
+// and the lane-partial buffer come from gemv_reduce.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // [M, K/4] activations
 @group(0) @binding(2) var<storage, read> w: array<vec4<WT>>;   // [N, K/4] weights
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [N] (dummy when hasBias == 0)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [M, N]
-
-var<workgroup> red: array<f32, ROWS * MMAX * LANES>;  // [ROWS, MMAX, LANES] lane partials
-
-const_assert ROWS * LANES == 256u;  // the workgroup size below
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -54,15 +50,5 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       k4 += LANES;
     }
   }
-  for (var m = 0u; m < MMAX; m++) {
-    red[(r * MMAX + m) * LANES + lane] = acc[m];
-  }
-  workgroupBarrier();
-  if (n < p.N && lane < p.M) {
-    let o = (r * MMAX + lane) * LANES;
-    var s = 0.0;
-    for (var l = 0u; l < LANES; l++) { s += red[o + l]; }
-    if (p.hasBias != 0u) { s += bias[n]; }
-    y[lane * p.N + n] = s;
-  }
+  gemv_reduce(acc, r, lane, n);
 }

@@ -1,5 +1,6 @@
 // #include "common.wgsl"
 // #include "qweight.wgsl"
+// #include "gemv_reduce.wgsl"
 // Quantized GEMV for decode (M <= MMAX tokens): y[M, N] = x[M, K] · W[N, K]^T (+ bias[N]), W int8/int4 packed along
 // K ("rows-k", see qweight.wgsl), dequantized in registers with one FMA per weight, f32 accumulation.
 // A workgroup of 256 threads handles ROWS = 8 rows, 32 lanes per row; each lane keeps 4 independent u32 word loads
@@ -10,9 +11,6 @@
 
 struct Params { M: u32, N: u32, K: u32, hasBias: u32, Kw: u32, gw: u32, nG: u32, _pad: u32 }
 
-const LANES: u32 = 32u;
-const MMAX: u32 = 8u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [M, K/4] f32 activations
 @group(0) @binding(2) var<storage, read> w: array<u32>;         // [N, Kw] u32 packed q, row-major
@@ -20,10 +18,7 @@ const MMAX: u32 = 8u;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [N] f32 (dummy when hasBias == 0)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;   // [M, N] f32
 
-var<workgroup> red: array<f32, ROWS * MMAX * LANES>;  // [ROWS, MMAX, LANES] lane partials
-var<private> acc: array<f32, MMAX>;                   // this lane's partial sums, one per token row
-
-const_assert ROWS * LANES == 256u;
+var<private> acc: array<f32, MMAX>;  // this lane's partial sums, one per token row
 
 // Adds word kw of this row (already loaded as u, with its group's (scale, bias)) times x to every token row.
 fn apply_word(u: u32, sbv: vec2<f32>, kw: u32) {
@@ -70,15 +65,5 @@ fn gemv_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
       kw += LANES;
     }
   }
-  for (var m = 0u; m < MMAX; m++) {
-    red[(r * MMAX + m) * LANES + lane] = acc[m];
-  }
-  workgroupBarrier();
-  if (n < p.N && lane < p.M) {
-    let o = (r * MMAX + lane) * LANES;
-    var s = 0.0;
-    for (var l = 0u; l < LANES; l++) { s += red[o + l]; }
-    if (p.hasBias != 0u) { s += bias[n]; }
-    y[lane * p.N + n] = s;
-  }
+  gemv_reduce(acc, r, lane, n);
 }
