@@ -67,7 +67,9 @@ function choosePrecision(
   group?: string,
   activations = "half",
 ): Precision {
-  if (activations !== "half" && activations !== "f32") throw new UserError(`--activations must be half or f32`);
+  if (activations !== "half" && activations !== "f32") {
+    throw new UserError(`--activations must be half or f32, got ${activations}`);
+  }
   const all: readonly string[] = ["f32", "f16", "bf16", "int8", "int4"];
   if (dtype !== "auto" && !all.includes(dtype)) throw new UserError(`--dtype must be auto, ${all.join(", ")}`);
   if (kvDtype !== "auto" && !all.includes(kvDtype)) throw new UserError(`--kv-dtype must be auto, ${all.join(", ")}`);

@@ -105,6 +105,8 @@ export function quantizeGptq(
 ): QuantizedLinear {
   if (w.length !== N * K) throw new Error(`quantizeGptq: ${w.length} values for [${N}, ${K}]`);
   if (!Number.isInteger(group) || group <= 0) throw new Error(`quantizeGptq: bad group size ${group}`);
+  const bad = w.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new Error(`quantizeGptq: non-finite weight at row ${Math.floor(bad / K)}, column ${bad % K}`);
   const H = hessian(x, T, K);
   const W = Float64Array.from(w);
   let mean = 0;

@@ -47,13 +47,12 @@ export function quantizeRtn(
   return { outDim: N, inDim: K, bits, groupSize: group, q, scales, zeros, gIdx: null };
 }
 
-/** Scale and zero of one group of values by the rule above (also GPTQ's, on its updated weights). */
+/** Scale and zero of one group of finite values by the rule above (also GPTQ's, on its updated weights). */
 export function groupParams(x: ArrayLike<number>, bits: QuantBits, minZero = 0): { s: number; z: number } {
   const qm = qMax(bits);
   let lo = 0, hi = 0;
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
-    if (!Number.isFinite(v)) throw new Error(`quantize: non-finite weight at offset ${i} of a group`);
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }

@@ -16,8 +16,8 @@ export interface StartServerOptions {
   readonly backend?: string;
   readonly dtype?: string;
   readonly kvDtype?: string;
-  /** Matmul input precision on CUDA: "half" (default) or "f32". */
-  readonly activations?: "half" | "f32";
+  /** Matmul input precision on CUDA: "half" (default) or "f32" (checked where the precision is chosen). */
+  readonly activations?: string;
   readonly quiet?: boolean;
   /** A model already loaded; the server takes it over and disposes its backend at shutdown. */
   readonly loaded?: LoadedModel;
