@@ -22,9 +22,10 @@ import { STORIES_DIR } from "./helpers/models.ts";
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const types: StorageType[] = ctx?.hasF16 ? ["f32", "f16"] : ["f32"];
 
-/** What the fused kernel computes, from the reference ops: y (=|+=) linear(prologue(x)) + bias. */
+/** What the fused kernel computes, from the reference ops: y (=|+=) linear(prologue(x)) + bias (silupair: pairs). */
 function reference(
   pro: Prologue,
+  epi: Epilogue,
   x: Float32Array,
   w: Float32Array,
   nw: Float32Array,
@@ -35,20 +36,25 @@ function reference(
   eps: number,
 ): Float32Array {
   let input = x;
-  if (pro === "norm") input = ops.rmsNorm(x, nw, M, K, eps);
-  if (pro === "silu") {
-    const gate = new Float32Array(M * K), up = new Float32Array(M * K);
-    for (let m = 0; m < M; m++) {
-      gate.set(x.subarray(m * 2 * K, m * 2 * K + K), m * K);
-      up.set(x.subarray(m * 2 * K + K, (m + 1) * 2 * K), m * K);
-    }
-    input = ops.siluMul(gate, up);
+  // "prenorm" is handed r * nw and r itself (checkCase): the reference norms r.
+  if (pro === "norm" || pro === "prenorm") input = ops.rmsNorm(x, nw, M, K, eps);
+  if (pro === "silu") input = silu(x, M, K);
+  const out = ops.linear(input, w, M, K, N, bias);
+  return epi === "silupair" ? silu(out, M, N / 2) : out;
+}
+
+/** silu(gate) * up over rows [gate (K) | up (K)] of a [M, 2K] matrix. */
+function silu(x: Float32Array, M: number, K: number): Float32Array {
+  const gate = new Float32Array(M * K), up = new Float32Array(M * K);
+  for (let m = 0; m < M; m++) {
+    gate.set(x.subarray(m * 2 * K, m * 2 * K + K), m * K);
+    up.set(x.subarray(m * 2 * K + K, (m + 1) * 2 * K), m * K);
   }
-  return ops.linear(input, w, M, K, N, bias);
+  return ops.siluMul(gate, up);
 }
 
 gpuTest(
-  "FusedLinearOp.encode() behaviour: norm / silu prologues and add epilogue match the reference ops",
+  "FusedLinearOp.encode() behaviour: norm / silu / prenorm prologues and add / addnorm / silupair epilogues match the reference ops",
   async () => {
     const rand = rng(SEED + 40);
     // K: hidden 172 (FFN-like, K % 8 != 0: the f16 x4 loads), heads x head_dim 3 x 8 = 24 and 2 x 128 = 256 (the
@@ -63,41 +69,63 @@ gpuTest(
       [4, 301, 8, "none", "store", false],
       [1, 45, 256, "silu", "add", true],
       [1, 77, 128, "none", "store", false],
+      [1, 37, 172, "prenorm", "store", true],
+      [6, 41, 256, "prenorm", "store", false],
+      [1, 24, 172, "none", "addnorm", true],
+      [7, 33, 256, "none", "addnorm", false],
+      [1, 46, 172, "prenorm", "silupair", true],
+      [8, 58, 1000, "prenorm", "silupair", false],
+      [3, 30, 24, "none", "silupair", true],
+      [1, 90, 256, "norm", "silupair", false],
     ];
     for (const wt of types) {
-      for (const c of cases) await checkCase(wt, DEFAULT_GEMV_SHAPE, c, rand);
+      for (const c of cases) await checkCase(wt, c[4] === "silupair" ? PAIR_SHAPE : DEFAULT_GEMV_SHAPE, c, rand);
     }
   },
 );
 
 type Case = [number, number, number, Prologue, Epilogue, boolean];
 
+/** The default shape with the two rows per group a silupair epilogue needs. */
+const PAIR_SHAPE: GemvShape = { ...DEFAULT_GEMV_SHAPE, r: 2 };
+
 /** Runs one (M, N, K, prologue, epilogue, bias) case of the fused GEMV built with `shape` against the reference. */
 async function checkCase(wt: StorageType, shape: GemvShape, c: Case, rand: () => number) {
   const g = ctx!, [M, N, K, pro, epi, hasBias] = c, eps = 1e-5;
-  const xw = pro === "silu" ? 2 * K : K;
+  const xw = pro === "silu" ? 2 * K : K, yN = epi === "silupair" ? N / 2 : N;
   const x = randn(rand, M * xw, 2), w = uploadAs(g, "w", randn(rand, N * K), wt);
-  const nw = randn(rand, K), bias = hasBias ? randn(rand, N) : null, y0 = randn(rand, M * N);
+  const nw = randn(rand, K), bias = hasBias ? randn(rand, N) : null, y0 = randn(rand, M * yN);
+  const eg = randn(rand, N), xg = g.pool.upload("xg", new Float32Array(M * N));
   const y = g.pool.upload("y", y0);
+  // prenorm: the kernel reads x * nw (what an addnorm producer writes) and the raw x for the sum of squares.
+  const xs = pro === "prenorm" ? x.map((v, i) => Math.fround(v * nw[i % K]!)) : x;
   const tag = `${shape.wgs}.${shape.lanes}.${shape.r}.${shape.u}`;
   const op = await FusedLinearOp.create(g, `t.fused.${wt}.${pro}.${epi}.${tag}`, wt, pro, epi, shape);
   op.prepare({ M, N, K, bias: hasBias, eps });
   await runPass(g, (pass) =>
     op.encode(pass, {
-      x: g.pool.upload("x", x),
+      x: g.pool.upload("x", xs),
       w: w.buf,
       ...(pro === "norm" ? { norm: g.pool.upload("nw", nw) } : {}),
+      ...(pro === "prenorm" ? { residual: g.pool.upload("r", x) } : {}),
       ...(bias ? { bias: g.pool.upload("bias", bias) } : {}),
+      ...(epi === "addnorm" ? { nextNorm: g.pool.upload("eg", eg), xg } : {}),
       y,
     }));
-  const want = reference(pro, x, w.values, nw, bias, M, N, K, eps);
-  if (epi === "add") { for (let i = 0; i < want.length; i++) want[i]! += y0[i]!; }
+  const want = reference(pro, epi, x, w.values, nw, bias, M, N, K, eps);
+  if (epi === "add" || epi === "addnorm") { for (let i = 0; i < want.length; i++) want[i]! += y0[i]!; }
   // The reference uses the stored (for f16: rounded) weights, so what differs is f32 summation order over K
   // <= 2056 terms (~K * 2^-24 relative, below 2e-4 worst case, ~1e-6 typical as the errors are random), the norm's
   // inverse square root and exp() in SiLU (a few ulp). Bound 1e-5 of the output's scale for both storage types.
-  const err = relError(await readF32(g, y, M * N), want);
+  const err = relError(await readF32(g, y, M * yN), want);
   const what = `${wt} shape ${tag} M=${M} N=${N} K=${K} ${pro}/${epi}${hasBias ? " +bias" : ""}`;
   assert.ok(err < 1e-5, `${what}: error ${err} >= 1e-5 ${seedNote}`);
+  if (epi === "addnorm") {
+    // xg = y * eg, from the same y (one more rounding): same bound.
+    const wantXg = want.map((v, i) => v * eg[i % N]!);
+    const errXg = relError(await readF32(g, xg, M * N), wantXg);
+    assert.ok(errXg < 1e-5, `${what}: xg error ${errXg} >= 1e-5 ${seedNote}`);
+  }
 }
 
 gpuTest(
@@ -110,7 +138,9 @@ gpuTest(
     // workgroup; M = 1 (scalar build) and 8 (MMAX 8, M = LANES for the 8-lane shape).
     const shapes: GemvShape[] = [
       { wgs: 64, lanes: 8, r: 1, u: 1 },
+      { wgs: 64, lanes: 8, r: 2, u: 1 },
       { wgs: 128, lanes: 16, r: 3, u: 2 },
+      { wgs: 256, lanes: 128, r: 2, u: 4 },
       { wgs: 256, lanes: 256, r: 1, u: 8 },
       { wgs: 256, lanes: 32, r: 4, u: 2 },
       ...new Set(Object.values(DECODE_GEMV_SHAPES)),
@@ -120,11 +150,16 @@ gpuTest(
       [8, 19, 1000, "silu", "add", false],
       [1, 23, 172, "none", "add", false],
       [3, 13, 2056, "norm", "store", false],
+      [1, 29, 2056, "prenorm", "store", false],
+      [5, 17, 1000, "none", "addnorm", true],
+      [1, 38, 2056, "prenorm", "silupair", true],
+      [8, 22, 1000, "prenorm", "silupair", false],
     ];
-    // f16 (the decode path) under every shape, f32 (CH = 4 loads) under the first.
+    // f16 (the decode path) under every shape, f32 (CH = 4 loads) under the first. silupair cases run under the
+    // shapes with two rows per group (the rest refuse it: next test).
     for (const [i, shape] of shapes.entries()) {
       for (const wt of i === 0 ? types : types.slice(-1)) {
-        for (const c of cases) await checkCase(wt, shape, c, rand);
+        for (const c of cases) if (c[4] !== "silupair" || shape.r === 2) await checkCase(wt, shape, c, rand);
       }
     }
   },
@@ -145,18 +180,26 @@ gpuTest("FusedLinearOp.create() behaviour: refuses a workgroup shape the kernel 
       RangeError,
     );
   }
+  const r1 = { wgs: 256, lanes: 32, r: 1, u: 2 } as const;
+  await assert.rejects(() => FusedLinearOp.create(ctx!, "t.fused.bad", "f32", "none", "silupair", r1), RangeError);
   for (const u of [0, 9, 2.5]) {
     const bad = { wgs: 256, lanes: 32, r: 1, u } as unknown as GemvShape;
     await assert.rejects(() => FusedLinearOp.create(ctx!, "t.fused.bad", "f32", "none", "store", bad), RangeError);
   }
 });
 
-gpuTest("FusedLinearOp.prepare() behaviour: refuses more than 8 rows and K % 4 != 0", async () => {
-  const op = await FusedLinearOp.create(ctx!, "t.fused.check", "f32", "norm", "store");
-  assert.throws(() => op.prepare({ M: 9, N: 4, K: 8, bias: false, eps: 1e-5 }), RangeError);
-  assert.throws(() => op.prepare({ M: 1, N: 4, K: 6, bias: false, eps: 1e-5 }), RangeError);
-  assert.throws(() => op.prepare({ M: 1, N: 4, K: 8, bias: false, eps: 0 }), RangeError);
-});
+gpuTest(
+  "FusedLinearOp.prepare() behaviour: refuses more than 8 rows, K % 4 != 0, eps <= 0 and an odd silupair N",
+  async () => {
+    const op = await FusedLinearOp.create(ctx!, "t.fused.check", "f32", "norm", "store");
+    assert.throws(() => op.prepare({ M: 9, N: 4, K: 8, bias: false, eps: 1e-5 }), RangeError);
+    assert.throws(() => op.prepare({ M: 1, N: 4, K: 6, bias: false, eps: 1e-5 }), RangeError);
+    assert.throws(() => op.prepare({ M: 1, N: 4, K: 8, bias: false, eps: 0 }), RangeError);
+    const pair = await FusedLinearOp.create(ctx!, "t.fused.pair", "f32", "prenorm", "silupair", PAIR_SHAPE);
+    assert.throws(() => pair.prepare({ M: 1, N: 5, K: 8, bias: false, eps: 1e-5 }), RangeError);
+    assert.throws(() => pair.prepare({ M: 1, N: 4, K: 8, bias: false, eps: 0 }), RangeError);
+  },
+);
 
 gpuTest("WebGpuBackend.forward() behaviour: the fused decode layer gives the unfused layer's logits", async () => {
   const ckpt = await openCheckpoint(STORIES_DIR);

@@ -1,23 +1,30 @@
 // The fused decode GEMV (wgsl/gemv_fused.wgsl): wide weight loads, with an RMSNorm or SiLU-mul prologue and a
-// store or residual-add epilogue, so a decode layer takes 5 dispatches instead of 9 (layers.ts).
+// store, residual-add or SiLU-pair epilogue, so a decode layer takes 5 dispatches instead of 9 (layers.ts).
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
 import { BYTES, GEMV_MAX_ROWS } from "./kernels.ts";
 import { gemvLoop } from "./gemv_gen.ts";
 import type { Kernel, StorageType } from "./shaders.ts";
 
-/** What the GEMV reads as its input: x itself, RMSNorm(x) (times the norm weight), or silu(gate) * up. */
-export type Prologue = "none" | "norm" | "silu";
-/** What it does with the result: store it, or add it into y (the residual stream). */
-export type Epilogue = "store" | "add";
+/**
+ * What the GEMV reads as its input: x itself, RMSNorm(x) (times the norm weight), silu(gate) * up, or "prenorm":
+ * RMSNorm of a residual r whose product with the norm weight, x = r * nw, a producer already wrote ("addnorm").
+ */
+export type Prologue = "none" | "norm" | "silu" | "prenorm";
+/**
+ * What it does with the result: store it; add it into y (the residual stream); "addnorm": add it and also write
+ * xg = y * eg (the next RMSNorm's pre-scaled input); "silupair": rows j and N/2 + j of the fused gate|up matrix
+ * make y[j] = silu(gate) * up (y is [M, N/2]; the shape's R must be 2).
+ */
+export type Epilogue = "store" | "add" | "addnorm" | "silupair";
 
-const PRO: Record<Prologue, number> = { none: 0, norm: 1, silu: 2 };
-const EPI: Record<Epilogue, number> = { store: 0, add: 1 };
+const PRO: Record<Prologue, number> = { none: 0, norm: 1, silu: 2, prenorm: 3 };
+const EPI: Record<Epilogue, number> = { store: 0, add: 1, addnorm: 2, silupair: 3 };
 
 /**
  * Shape of the GEMV's work: WGS threads per workgroup in row groups of LANES lanes, each group owning R adjacent
  * rows (R * WGS / LANES rows per workgroup), each lane keeping U 16-byte loads per row in flight (R * U <= 8).
  * R > 1 shares each input load and its prologue (norm scale, SiLU) between R rows. The 8-token-row builds
- * (MMAX 8) take R = 1 (their accumulators would not fit otherwise).
+ * (MMAX 8) take R = 1 (their accumulators would not fit otherwise), except the silupair epilogue's R = 2.
  */
 export interface GemvShape {
   readonly wgs: 64 | 128 | 256;
@@ -38,13 +45,15 @@ export type GemvRole = "qkv" | "o" | "gu" | "down" | "lm";
  * that bench/webgpu_decode.ts --gemv-shapes can try others before a model is loaded.
  */
 export const DECODE_GEMV_SHAPES: Record<GemvRole, GemvShape> = {
-  // Best of 28 shapes swept over three H100 runs (2026-11-24; the spread between runs is a few points). Few
-  // registers per lane (R = 1, one or two loads in flight) with 64 lanes per row won: occupancy matters more than
-  // bytes in flight per lane. % of copy in the final run: qkv 53, o 74, gate_up 85, down 73, lm_head 107.
-  qkv: { wgs: 128, lanes: 64, r: 1, u: 2 },
-  o: { wgs: 128, lanes: 64, r: 1, u: 1 },
-  gu: { wgs: 256, lanes: 32, r: 2, u: 2 },
-  down: { wgs: 128, lanes: 64, r: 1, u: 1 },
+  // Best of 28 shapes swept on the H100 (bench/webgpu_gemv.ts, 2026-11-24, weights rotated so none comes from L2),
+  // with the pre-scaled norm input and the SiLU pairs (layers.ts); the shapes of the measured decode run in
+  // bench/RESULTS.md. Mostly two or four rows per group (one input read for all) with one 16-byte load per row in
+  // flight. Run-to-run spread is ~10 points on the small matrices, so neighbours of these shapes are as good. % of
+  // copy in that sweep: qkv 59, o 59, gate_up 85, down 82, lm_head 106.
+  qkv: { wgs: 128, lanes: 64, r: 4, u: 1 },
+  o: { wgs: 64, lanes: 64, r: 1, u: 2 },
+  gu: { wgs: 256, lanes: 128, r: 2, u: 1 },
+  down: { wgs: 128, lanes: 128, r: 2, u: 1 },
   lm: { wgs: 128, lanes: 64, r: 1, u: 2 },
 };
 
@@ -115,8 +124,11 @@ export class FusedLinearOp {
     shape: GemvShape = DEFAULT_GEMV_SHAPE,
   ): Promise<FusedLinearOp> {
     checkGemvShape(shape);
+    if (epilogue === "silupair" && shape.r !== 2) {
+      throw new RangeError(`gemv shape ${JSON.stringify(shape)}: the silupair epilogue needs r = 2`);
+    }
     const variant = (file: string, MMAX: number) => {
-      const R = MMAX === 1 ? shape.r : 1, U = shape.u;
+      const R = MMAX === 1 || epilogue === "silupair" ? shape.r : 1, U = shape.u;
       return ctx.pipelines.get("gemv_fused.wgsl", "gemv_fused", {
         consts: { WGS: shape.wgs, LANES: shape.lanes, R, U, MMAX, PRO: PRO[prologue], EPI: EPI[epilogue] },
         files: { "gemv_wload.wgsl": file },
@@ -141,42 +153,75 @@ export class FusedLinearOp {
     dim(p.K, "fused linear K");
     if (p.M > GEMV_MAX_ROWS) throw new RangeError(`fused linear: M=${p.M} > ${GEMV_MAX_ROWS} rows`);
     if (!fusedLinearFits(p.K)) throw new RangeError(`fused linear: K=${p.K} must be a multiple of 4`);
-    if (this.prologue === "norm" && !(p.eps > 0)) throw new RangeError(`fused linear: eps must be > 0: ${p.eps}`);
-    const eps = this.prologue === "norm" ? p.eps : 0;
+    const normed = this.prologue === "norm" || this.prologue === "prenorm";
+    if (normed && !(p.eps > 0)) throw new RangeError(`fused linear: eps must be > 0: ${p.eps}`);
+    if (this.epilogue === "silupair" && p.N % 2 !== 0) throw new RangeError(`fused linear: silupair N=${p.N} is odd`);
+    const eps = normed ? p.eps : 0;
     this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, eps, _a: 0, _b: 0, _c: 0 });
     this.#p = p;
   }
 
   /**
-   * x [M, K] f32 ("silu": [M, 2K] gate | up), w [N, K] WT, norm [K] f32 (only "norm"), bias [N] f32,
-   * y [M, N] f32 (stored, or added to with "add")
+   * x [M, K] f32 ("silu": [M, 2K] gate | up; "prenorm": r * nw), w [N, K] WT, norm [K] f32 (only "norm"),
+   * residual [M, K] f32 (only "prenorm": the raw r), bias [N] f32, y [M, N] f32 (stored, or added to with "add" /
+   * "addnorm"; "silupair": [M, N/2] stored), nextNorm [N] f32 and xg [M, N] f32 (only "addnorm": xg = y * nextNorm)
    */
   encode(
     pass: GPUComputePassEncoder,
-    b: { x: GPUBuffer; w: GPUBuffer; norm?: GPUBuffer | null; bias?: GPUBuffer | null; y: GPUBuffer },
+    b: {
+      x: GPUBuffer;
+      w: GPUBuffer;
+      norm?: GPUBuffer | null;
+      residual?: GPUBuffer;
+      bias?: GPUBuffer | null;
+      y: GPUBuffer;
+      nextNorm?: GPUBuffer;
+      xg?: GPUBuffer;
+    },
   ): void {
     const p = this.#p;
     if (!p) throw new Error("FusedLinearOp: encode() before prepare()");
     const { M, N, K } = p;
-    need(b.x, M * K * 4 * (this.prologue === "silu" ? 2 : 1), "fused linear x");
+    const pro = this.prologue, epi = this.epilogue, d = this.ctx.dummy;
+    need(b.x, M * K * 4 * (pro === "silu" ? 2 : 1), "fused linear x");
     need(b.w, N * K * BYTES[this.wt], "fused linear w");
-    need(b.y, M * N * 4, "fused linear y");
-    if (this.prologue === "norm") need(b.norm ?? this.ctx.dummy, K * 4, "fused linear norm");
-    else if (b.norm) throw new Error(`fused linear: a norm weight was given to a "${this.prologue}" prologue`);
+    need(b.y, M * (epi === "silupair" ? N / 2 : N) * 4, "fused linear y");
+    if (pro === "norm") need(b.norm ?? d, K * 4, "fused linear norm");
+    else if (b.norm) throw new Error(`fused linear: a norm weight was given to a "${pro}" prologue`);
+    if (pro === "prenorm") {
+      if (!b.residual) throw new Error("fused linear: the prenorm prologue needs the raw residual");
+      need(b.residual, M * K * 4, "fused linear residual");
+    } else if (b.residual) throw new Error(`fused linear: a residual was given to a "${pro}" prologue`);
+    if (epi === "addnorm") {
+      if (!b.nextNorm || !b.xg) throw new Error("fused linear: the addnorm epilogue needs nextNorm and xg");
+      need(b.nextNorm, N * 4, "fused linear next norm");
+      need(b.xg, M * N * 4, "fused linear xg");
+    } else if (b.nextNorm || b.xg) throw new Error(`fused linear: nextNorm / xg given to a "${epi}" epilogue`);
     if (p.bias !== !!b.bias) {
       throw new Error(`fused linear: prepared bias=${p.bias} but bias ${b.bias ? "given" : "absent"}`);
     }
     if (b.bias) need(b.bias, N * 4, "fused linear bias");
-    if (b.x === b.y || b.w === b.y) throw new Error("fused linear: y must not alias x or w");
-    const d = this.ctx.dummy;
+    const outs = [b.y, ...(b.xg ? [b.xg] : [])];
+    const ins = [b.x, b.w, b.norm, b.residual, b.bias, b.nextNorm];
+    if (outs.some((o) => ins.includes(o)) || b.y === b.xg) {
+      throw new Error("fused linear: y / xg must not alias each other or an input");
+    }
     const narrow = this.wt === "f16" && K % 8 !== 0;
     const k = M === 1 ? (narrow ? this.k.k4m1 : this.k.k8m1) : (narrow ? this.k.k4 : this.k.k8);
-    const bufs = { p: this.slot.buffer, x: b.x, w: b.w, nw: b.norm ?? d, bias: b.bias ?? d, y: b.y };
-    this.ctx.dispatch(
-      pass,
-      k,
-      bufs,
-      this.ctx.grid2d(Math.ceil(N / (M === 1 ? gemvRows(this.shape) : this.shape.wgs / this.shape.lanes))),
-    );
+    const bufs = {
+      p: this.slot.buffer,
+      x: b.x,
+      w: b.w,
+      nw: b.norm ?? d,
+      bias: b.bias ?? d,
+      y: b.y,
+      xr: b.residual ?? d,
+      eg: b.nextNorm ?? d,
+      xg: b.xg ?? this.ctx.pool.scratch("gemv.xg_unused", 256), // written only by "addnorm"; not the read-only dummy
+    };
+    const groups = this.shape.wgs / this.shape.lanes;
+    const rows = epi === "silupair" ? N / 2 : N;
+    const perGroup = epi === "silupair" ? groups : M === 1 ? gemvRows(this.shape) : groups;
+    this.ctx.dispatch(pass, k, bufs, this.ctx.grid2d(Math.ceil(rows / perGroup)));
   }
 }

@@ -3,8 +3,11 @@
 //   - unfused (prefill, quantized matrices): per layer rmsnorm(+residual) → qkv → rope_kv → attention → o →
 //     rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
 //   - fused (decode rows, dense f16/f32 matrices; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv →
-//     attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue → down GEMV with
-//     SiLU-mul on its input loads, adding into the residual stream: 5 dispatches (6 with split-K attention).
+//     attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of
+//     each gate / up row pair in its epilogue → down GEMV adding into the residual stream: 5 dispatches (6 with
+//     split-K attention). The o and down GEMVs also write xg = x * (the next RMSNorm's weight), so the next qkv /
+//     gate|up GEMV reads one input vector per weight chunk (its prologue only sums x^2, split over the workgroup);
+//     layer 0's qkv applies the norm weight itself (the embedding writes only x).
 // After either, x holds the residual stream; the unfused path leaves the last down output in y (not yet added).
 import type { ModelSpec, StepInputs } from "../../core/types.ts";
 import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
@@ -31,6 +34,8 @@ export interface ModelOps {
   readonly down: AnyLinearOp;
   /** Fused decode GEMVs (fused.ts), null where the matrices are quantized or do not fit its loads. */
   readonly fused: {
+    /** Layer 0's qkv (RMSNorm prologue over the embedding); later layers' qkv reads the pre-scaled xg. */
+    readonly qkv0: FusedLinearOp;
     readonly qkv: FusedLinearOp;
     readonly o: FusedLinearOp;
     readonly gu: FusedLinearOp;
@@ -87,10 +92,11 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
     down: await linearOp(ctx, "linear.down", wt, L?.down),
     fused: canFuse
       ? {
-        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "norm", "store", shape("qkv", h)),
-        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "add", shape("o", qd)),
-        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "norm", "store", shape("gu", h)),
-        down: await FusedLinearOp.create(ctx, "fused.down", wt, "silu", "add", shape("down", F)),
+        qkv0: await FusedLinearOp.create(ctx, "fused.qkv0", wt, "norm", "store", shape("qkv", h)),
+        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "prenorm", "store", shape("qkv", h)),
+        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "addnorm", shape("o", qd)),
+        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "prenorm", "silupair", shape("gu", h)),
+        down: await FusedLinearOp.create(ctx, "fused.down", wt, "none", "addnorm", shape("down", F)),
         lm: await FusedLinearOp.create(ctx, "fused.lm_head", wt, "none", "store", shape("lm", h)),
       }
       : null,
@@ -183,17 +189,23 @@ export function encodeLayers(
   ops.embed.encode(pass, { ids: b.tok, table: w.embed, x });
 
   if (fused) {
+    const xg = pool.scratch("xg", T * h * 4); // [T, h] f32 x * the next RMSNorm's weight
+    fused.qkv0.prepare({ M: T, N: qkvDim, K: h, bias: spec.attentionBias, eps });
     fused.qkv.prepare({ M: T, N: qkvDim, K: h, bias: spec.attentionBias, eps });
     fused.o.prepare({ M: T, N: h, K: qd, bias: spec.outputBias, eps });
     fused.gu.prepare({ M: T, N: 2 * F, K: h, bias: spec.mlpBias, eps });
     fused.down.prepare({ M: T, N: h, K: F, bias: spec.mlpBias, eps });
     for (let l = 0; l < spec.numLayers; l++) {
       const L = w.layers[l]!;
-      fused.qkv.encode(pass, { x, w: L.qkv as GPUBuffer, norm: L.inputNorm, bias: L.qkvBias, y: qkv });
+      const qb = { w: L.qkv as GPUBuffer, bias: L.qkvBias, y: qkv };
+      if (l === 0) fused.qkv0.encode(pass, { x, norm: L.inputNorm, ...qb });
+      else fused.qkv.encode(pass, { x: xg, residual: x, ...qb });
       attention(l);
-      fused.o.encode(pass, { x: attnOut, w: L.o as GPUBuffer, bias: L.oBias, y: x });
-      fused.gu.encode(pass, { x, w: L.gu as GPUBuffer, norm: L.postNorm, bias: L.guBias, y: gu });
-      fused.down.encode(pass, { x: gu, w: L.down as GPUBuffer, bias: L.downBias, y: x });
+      fused.o.encode(pass, { x: attnOut, w: L.o as GPUBuffer, bias: L.oBias, y: x, nextNorm: L.postNorm, xg });
+      fused.gu.encode(pass, { x: xg, residual: x, w: L.gu as GPUBuffer, bias: L.guBias, y: act });
+      // The last layer's xg (times the final norm's weight) goes unread: the head gathers and norms x itself.
+      const nextNorm = w.layers[l + 1]?.inputNorm ?? w.finalNorm;
+      fused.down.encode(pass, { x: act, w: L.down as GPUBuffer, bias: L.downBias, y: x, nextNorm, xg });
     }
     return { x, y: null };
   }

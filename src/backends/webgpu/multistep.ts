@@ -51,20 +51,21 @@ export function checkDecodeRun(step: StepInputs, k: number): void {
 }
 
 /**
- * Look-ahead (double-buffered staging): after submitting a run of k steps, the first LOOK_AHEAD.steps steps (0: off) of the
- * run that would follow (positions + k, tokens = this run's last ids, already on the GPU) are submitted too,
- * writing the other of two staging buffers, before this run's ids are mapped. When the next call asks for exactly
- * that run, its first steps are already on the GPU and the host only encodes the rest, so the GPU does not idle
- * while the host maps ids, hands them to the engine and encodes. Otherwise the look-ahead is dropped: its KV
+ * Look-ahead (double-buffered staging): after submitting a run of k steps, the first LOOK_AHEAD.steps steps (0: off)
+ * of the run that would follow (positions + k, tokens = this run's last ids, already on the GPU) are submitted too,
+ * writing the other of two staging buffers, while this run's ids are being mapped. When the next call asks for
+ * exactly that run, its first steps are already on the GPU and the host only encodes the rest, so the GPU does not
+ * idle while the host maps ids, hands them to the engine and encodes. Otherwise the look-ahead is dropped: its KV
  * writes went to positions at or past every sequence's end (the call that follows rewrites any it keeps), and
  * only into blocks its block table lists past the tail that this run wrote, which the scheduler reserved for that
  * sequence alone (shared prefix blocks lie before the tail). Anything else that touches the token buffer or
  * the KV pool (forward(), copyBlocks(), allocateKv(), load()) drops it first (dropLookAhead).
- * Off by default: on Deno 2.9 mapAsync returns only once the queue is idle, look-ahead included, so on the H100
- * it gained no wall time (context 128, k = 8: 10.45 ms per step without, 10.49 with, 2026-11-24) while a dropped
- * look-ahead costs its steps' GPU time ahead of whatever comes next (a prefill, say).
+ * Deno 2.9's mapAsync blocks until the queue is idle, then sleeps 10 ms before it resolves; so the look-ahead is
+ * submitted right after the mapAsync call (its first step encoded before it), not before: submitted before, the
+ * map waited for it too and nothing was gained (H100, context 128, k = 8: 10.45 ms per step without, 10.49 with).
+ * A dropped look-ahead costs its steps' GPU time ahead of whatever comes next (a prefill, say).
  */
-export const LOOK_AHEAD = { steps: 0 };
+export const LOOK_AHEAD = { steps: 2 };
 
 interface LookAhead {
   /** The first step of the run it predicts, and that run's length. */
@@ -137,27 +138,28 @@ export async function runDecodeSteps(m: ModelState, step: StepInputs, k: number)
   device.pushErrorScope("validation");
   // [B] i32: step 0 from the host (unless the look-ahead already runs it), later steps from the sampler
   const tok = hit ? ctx.pool.scratch("tokens", B * 4) : upload(ctx, "tokens", step.tokens);
-  const encodeRun = async (run: StepInputs[], from: number, to: number, out: GPUBuffer, drawBase: number) => {
-    for (let j = from; j < to; j++) {
-      const s = run[j]!;
-      const plan = await planFor(m, s);
-      if (plan.chunks.length !== 1 || plan.nHost !== 0 || plan.rows.length !== B) {
-        throw new RangeError("webgpu decodeSteps: the step must sample every row on the GPU in one LM-head chunk");
-      }
-      const enc = device.createCommandEncoder({ label: `decode step ${j}` });
-      const ids = encodeStep(m, s, plan, enc, tok, {
-        staging: out,
-        base: j * B * 4,
-        query: prof ? 2 * j : -1,
-        drawOffset: drawBase + j,
-      })!; // [B] i32, row b = sequence b (every row sampled on the GPU, in batch order)
-      enc.copyBufferToBuffer(ids, 0, tok, 0, B * 4); // the next step's (or the look-ahead's) tokens
-      if (prof && j === k - 1) {
-        enc.resolveQuerySet(prof.querySet, 0, 2 * k, prof.resolve, 0);
-        enc.copyBufferToBuffer(prof.resolve, 0, out, idsBytes, k * 16);
-      }
-      device.queue.submit([enc.finish()]);
+  /** Encodes step j of a run writing staging buffer `out` into its own command buffer (not yet submitted). */
+  const encodeOne = async (s: StepInputs, j: number, out: GPUBuffer, drawBase: number) => {
+    const plan = await planFor(m, s);
+    if (plan.chunks.length !== 1 || plan.nHost !== 0 || plan.rows.length !== B) {
+      throw new RangeError("webgpu decodeSteps: the step must sample every row on the GPU in one LM-head chunk");
     }
+    const enc = device.createCommandEncoder({ label: `decode step ${j}` });
+    const ids = encodeStep(m, s, plan, enc, tok, {
+      staging: out,
+      base: j * B * 4,
+      query: prof ? 2 * j : -1,
+      drawOffset: drawBase + j,
+    })!; // [B] i32, row b = sequence b (every row sampled on the GPU, in batch order)
+    enc.copyBufferToBuffer(ids, 0, tok, 0, B * 4); // the next step's (or the look-ahead's) tokens
+    if (prof && j === k - 1) {
+      enc.resolveQuerySet(prof.querySet, 0, 2 * k, prof.resolve, 0);
+      enc.copyBufferToBuffer(prof.resolve, 0, out, idsBytes, k * 16);
+    }
+    return enc.finish();
+  };
+  const encodeRun = async (run: StepInputs[], from: number, to: number, out: GPUBuffer, drawBase: number) => {
+    for (let j = from; j < to; j++) device.queue.submit([await encodeOne(run[j]!, j, out, drawBase)]);
   };
   await encodeRun(steps, hit ? ahead.submitted : 0, k, staging, 0);
   const t1 = performance.now();
@@ -174,16 +176,29 @@ export async function runDecodeSteps(m: ModelState, step: StepInputs, k: number)
     }
   });
   let la: LookAhead | null = null;
-  if (next.length > 0 && covered) {
-    const other = ctx.pool.scratch(`staging_multi.${1 - parity}`, idsBytes + extra, USAGE.MAP_READ | USAGE.COPY_DST);
-    await encodeRun(next, 0, next.length, other, k);
+  const other = next.length > 0 && covered
+    ? ctx.pool.scratch(`staging_multi.${1 - parity}`, idsBytes + extra, USAGE.MAP_READ | USAGE.COPY_DST)
+    : null;
+  // Its first step is encoded now, while the GPU still runs this run; its uniform and index writes wait in the
+  // queue for the submit that follows.
+  const first = other ? await encodeOne(next[0]!, 0, other, k) : null;
+  // mapAsync blocks this thread until the queue is idle and then resolves ~10 ms later (Deno 2.9 polls the device
+  // once, then sleeps 10 ms). Work submitted after the call runs during that sleep without delaying the map: the
+  // look-ahead goes in right after it, so the GPU idles only for one submit between runs.
+  const mapped = staging.mapAsync(MAP_READ, 0, idsBytes + extra);
+  if (other && first) {
+    device.queue.submit([first]);
+    await encodeRun(next, 1, next.length, other, k);
     la = { step: next[0]!, k, submitted: next.length, staging: other, parity: 1 - parity };
     lookAheadStats.submitted++;
   }
   const valErr = await device.popErrorScope();
   const memErr = await device.popErrorScope();
-  if (valErr || memErr) throw new Error(`webgpu decodeSteps failed: ${(valErr ?? memErr)!.message}`);
-  await staging.mapAsync(MAP_READ, 0, idsBytes + extra);
+  if (valErr || memErr) {
+    await mapped.then(() => staging.unmap(), () => {}); // leave the staging buffer usable
+    throw new Error(`webgpu decodeSteps failed: ${(valErr ?? memErr)!.message}`);
+  }
+  await mapped;
   const raw = staging.getMappedRange(0, idsBytes + extra).slice(0);
   staging.unmap();
   let gpuMs = NaN;
