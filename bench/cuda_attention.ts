@@ -3,8 +3,9 @@
 // KV bytes read (rows + scales), and that over the copy bandwidth (cuMemcpyDtoD, read + write) measured in the same
 // run. Each timing replays a CUDA graph of launches over distinct cache copies (>= 256 MiB in all, so L2 holds
 // none of it), like one per layer in a model.
-// Also times bench-only register-budget variants of attn_split (ops.ts DECODE_VARIANTS) at context 8k.
-// Usage: deno run -A bench/cuda_attention.ts [--quick]
+// Also times bench-only variants of attn_split (ops.ts DECODE_VARIANTS: cp.async stages, blocks per SM) at context 8k.
+// Usage: deno run -A bench/cuda_attention.ts [--quick] [--only kv:batch:ctx:splitLen[:variant]]
+// (--only: that one configuration, e.g. under ncu: `ncu -k regex:attn_split ... deno run ... --only int4:16:8192:1024`)
 import { CudaDevice, CudaTimer } from "../src/backends/cuda/device.ts";
 import { GraphCache } from "../src/backends/cuda/graphs.ts";
 import { Kernels } from "../src/backends/cuda/kernels.ts";
@@ -15,6 +16,8 @@ import { copyBandwidth, exitUnlessCuda } from "./cuda_common.ts";
 
 exitUnlessCuda("bench/cuda_attention.ts");
 const quick = Deno.args.includes("--quick");
+const onlyArg = Deno.args.indexOf("--only");
+const only = onlyArg >= 0 ? (Deno.args[onlyArg + 1] ?? "").split(":") : null;
 const NH = 32, NKV = 8, D = 128, BS = 16;
 await using dev = CudaDevice.open(0);
 using k = await Kernels.load(dev);
@@ -46,10 +49,11 @@ interface Row {
 }
 const rows: Row[] = [];
 const contexts = quick ? [4096] : [1024, 4096, 8192];
-for (const kv of ["f16", "int8", "int4"] as const) {
+const kvs: readonly CudaKv[] = only ? [only[0] as CudaKv] : ["f16", "int8", "int4"];
+for (const kv of kvs) {
   const o = new CudaOps(k, "f16", kv, "f16");
-  for (const batch of [1, 16]) {
-    for (const ctx of contexts) {
+  for (const batch of only ? [Number(only[1])] : [1, 16]) {
+    for (const ctx of only ? [Number(only[2])] : contexts) {
       const perSeq = ctx / BS, blocks = batch * perSeq;
       const rowB = kvRowBytes(kv, D), scB = kvScaleBytes(kv);
       const readBytes = 2 * batch * ctx * NKV * (rowB + scB); // K and V rows + scales
@@ -71,15 +75,18 @@ for (const kv of ["f16", "int8", "int4"] as const) {
       using pos = upload(dev, new Int32Array(batch).fill(ctx - 1), "i32");
       using seq = upload(dev, Int32Array.from({ length: batch }, (_, b) => b), "i32");
       using q = upload(dev, randomArray(batch * NH * D, 7), "f32");
-      const base = attentionPlan(batch, ctx);
-      const lens = quick ? [base.splitLen] : batch === 1 ? [64, 128, 256, 512] : [128, 256, 512, 1024];
-      // Register-budget variants (bench only) at context 8k: batch 1 with splits of 256, batch 16 with 512 / 1024.
+      const base = attentionPlan(batch, ctx, kv);
+      const lens = quick ? [base.splitLen] : batch === 1 ? [64, 128, 256, 512] : [256, 512, 1024, 1376, 1648, 2048];
+      // Kernel variants (bench only, ops.ts DECODE_VARIANTS) at context 8k: batch 1 with splits of 512, batch 16 with
+      // 1024 / 1648 / 2048.
       const variants = (Object.keys(DECODE_VARIANTS) as DecodeVariant[]).filter((v) =>
-        (DECODE_VARIANTS[v] as readonly string[]).includes(kv)
+        (DECODE_VARIANTS[v].kvs as readonly string[]).includes(kv)
       );
-      const runs: [number, DecodeVariant | undefined][] = lens.map((l) => [l, undefined]);
-      if (!quick && ctx === 8192) {
-        for (const l of batch === 1 ? [256] : [512, 1024]) for (const v of variants) runs.push([l, v]);
+      const runs: [number, DecodeVariant | undefined][] = only
+        ? [[Number(only[3]), only[4] as DecodeVariant | undefined]]
+        : lens.map((l) => [l, undefined]);
+      if (!quick && !only && ctx === 8192) {
+        for (const l of batch === 1 ? [512] : [1024, 1648, 2048]) for (const v of variants) runs.push([l, v]);
       }
       for (const [splitLen, variant] of runs) {
         const splits = Math.ceil(ctx / splitLen);
@@ -133,11 +140,11 @@ for (const kv of ["f16", "int8", "int4"] as const) {
     }
   }
 }
-console.log("\nkv   var   ctx   batch splitLen splits    us/call   MB read   GB/s  % copy roofline (* default plan)");
+console.log("\nkv   var    ctx   batch splitLen splits    us/call   MB read   GB/s  % copy roofline (* default plan)");
 for (const r of rows) {
-  const def = attentionPlan(r.batch, r.ctx).splitLen === r.splitLen ? "*" : " ";
+  const def = attentionPlan(r.batch, r.ctx, r.kv).splitLen === r.splitLen ? "*" : " ";
   console.log(
-    `${r.kv.padEnd(4)} ${r.variant.padEnd(3)} ${String(r.ctx).padStart(5)} ${String(r.batch).padStart(6)} ${
+    `${r.kv.padEnd(4)} ${r.variant.padEnd(4)} ${String(r.ctx).padStart(5)} ${String(r.batch).padStart(6)} ${
       String(r.splitLen).padStart(8)
     }` +
       ` ${String(r.splits).padStart(6)} ${r.us.toFixed(2).padStart(10)} ${r.mb.toFixed(2).padStart(9)}` +

@@ -1,6 +1,7 @@
 // Embedding, RMSNorm (+ fused residual add), SiLU-and-multiply, RoPE fused with the paged KV write, argmax.
 // Residual stream x is f32; matmul inputs (activations) are f32 or the weight dtype; KV caches are the KV dtype.
 #include "common.cuh"
+#include "ptx.cuh"
 
 // x[t, :] = f32(table[ids[t], :]). table: [vocab, h] T; x: [n, h] f32. grid n, block 256.
 template <typename T>
@@ -33,6 +34,8 @@ __device__ void rmsnorm(float* x, const float* res, const int* rowIdx, const flo
 // out[r, j] = T(silu(gu[r, j]) * gu[r, f + j]). gu: [rows, 2f] f32 (gate | up); out: [rows, f] T.
 template <typename T>
 __device__ void siluMul(const float* gu, T* out, int rows, int f) {
+  pdlLaunchDependents();  // launched as a programmatic dependent (ops.ts): the next GEMV may start its weight loads
+  pdlWait();
   const size_t n = (size_t)rows * f;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     const size_t r = i / f, j = i % f;
@@ -112,6 +115,8 @@ __device__ void ropeKv(const float* qkv, const float* cosT, const float* sinT, c
                        const int* positions, const int* slots, float* q, KV* kCache, KV* vCache, __half2* kScale,
                        __half2* vScale, int nh, int nkv, int d, int blockSize, float eps) {
   __shared__ float stage[BITS < 16 ? 4 : 1][BITS < 16 ? ROPE_MAXD : 1];  // [warp, d] quantizer input
+  pdlLaunchDependents();  // launched as a programmatic dependent (ops.ts): wait for the qkv projection first
+  pdlWait();
   const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int head = blockIdx.y * (blockDim.x >> 5) + warp;
   if (head >= nh + 2 * nkv) return;

@@ -4,8 +4,10 @@
 // Weights are the MMA A operand (y^T = W · x^T): the words a lane loads for one 16-k tile already hold the A
 // fragments of 16-column blocks (int4 word j = columns 16j .. 16j+15 of the n-tile; int8 words 2p, 2p+1 = block p),
 // so a tile takes 4 (int4) or 2 (int8) m16n8k16 MMAs per 8 rows of x, and x (the B operand, 8 rows) is padded to 8
-// rows only (MB = 1: M <= 8; MB = 2: M <= 16). Each group's (scale, bias) pairs are split into half2 splats once per
-// group (the words of the next two groups are in flight).
+// rows only (MB = 1: M <= 8; MB = 2: M <= 16). The MMAs take the exact integers q (two instructions per weight pair);
+// each group's per-column scale s and bias z (w = s q + z) are applied once per group to the f32 sums:
+// sum_k w x = s sum_k q x + z sum_k x, the x sums per k-tile precomputed when x is staged. (This halved the
+// instructions per 512-byte tile, ~124 -> ~60, but not the time: see kernels/NOTES.md "W4A16 decode GEMV".)
 //
 // Work: warp = one n-tile (64 / 32 columns) over `tps` consecutive k-tiles (a contiguous run of 512-byte tiles).
 // Block = 4 warps = (4 / ksb) n-tiles x ksb k-ranges (ksb 1, 2 or 4; il = 1: the ksb warps of an n-tile take every
@@ -17,6 +19,9 @@
 // cp.async.wait_group alone orders them (no barrier).
 // Programmatic dependent launch (sm_90): the first D groups of weight copies and the first group's scales are
 // issued before griddepcontrol.wait (weights are never written by kernels); x, part, counters and y only after it.
+// Fused decode-step ends (forward_decode_quant.ts): xg != null: the input is f16(xg * 1 / rms), xg [M, K] f32 =
+// x * gamma and 1 / rms from the producer's partial sums ss [M, parts]; rx != null: instead of y, rx [M, N] f32 +=
+// y, xgOut = rx * gNext and ssOut [M, gridDim.x] = this block column's sums of rx^2 (in a fixed order).
 // H100, int4 g128, M = 1 (bench/cuda_quant.ts, 2026-11-24): 28672x4096 and 4096x14336 at ~60% of copy bandwidth,
 // 6144x4096 / 4096x4096 at ~40% (launch, x staging and the split-K tail are ~5 us of their ~8-11 us).
 #include "common.cuh"
@@ -38,42 +43,38 @@ template <int BITS> struct QV {
   static constexpr int SBW = BITS == 4 ? 8 : 4;  // (scale, bias) words a lane needs per group
 };
 
-// A fragments of one tile's 16-column block j, w = the lane's 4 words, s / z = (scale, bias) splats per word half.
+// A fragments of one tile's 16-column block j as the exact integers q (f16), w = the lane's 4 words. The scale and
+// bias are applied once per group to the f32 partial sums instead (see qgemv), so a weight pair costs two instructions
+// (a lop3 into the f16 magic 1024 + v, then one sub or fma); integers up to 255 are exact in f16.
 // int4: word j, halves h = 0 (column 16j + r, r = lane / 4) and 1 (column 16j + 8 + r); lo = k-pair k0, k0 + 1,
 // hi = k0 + 8, k0 + 9 (r rows / r + 8 rows of A, cols k / k + 8): a = {lo0, lo1, hi0, hi1}.
 // int8: words 2j (column 16j + r) and 2j + 1 (column 16j + 8 + r).
-template <int BITS>
-__device__ __forceinline__ void fragA(const uint32_t* w, int j, const half2* s, const half2* z, uint32_t* a) {
+template <int BITS> __device__ __forceinline__ void fragQ(const uint32_t* w, int j, uint32_t* a) {
+  const half2 k1024 = u2h(0x64006400u);
   if (BITS == 4) {
-    const half2 k1024 = u2h(0x64006400u), k16th = u2h(0x2c002c00u), km64 = u2h(0xd400d400u);
+    const half2 k16th = u2h(0x2c002c00u), km64 = u2h(0xd400d400u);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const uint32_t v = h ? w[j] >> 8 : w[j];
-      const half2 lo = __hsub2(u2h(lop3AndOr(v, 0x000f000fu, 0x64006400u)), k1024);
-      const half2 hi = __hfma2(u2h(lop3AndOr(v, 0x00f000f0u, 0x64006400u)), k16th, km64);
-      a[h] = h2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
-      a[2 + h] = h2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
+      a[h] = h2u(__hsub2(u2h(lop3AndOr(v, 0x000f000fu, 0x64006400u)), k1024));
+      a[2 + h] = h2u(__hfma2(u2h(lop3AndOr(v, 0x00f000f0u, 0x64006400u)), k16th, km64));
     }
   } else {
-    const half2 k1024 = u2h(0x64006400u);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
       const uint32_t v = w[2 * j + h];
-      const half2 lo = __hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4140)), k1024);
-      const half2 hi = __hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4342)), k1024);
-      a[h] = h2u(__hfma2(lo, s[2 * j + h], z[2 * j + h]));
-      a[2 + h] = h2u(__hfma2(hi, s[2 * j + h], z[2 * j + h]));
+      a[h] = h2u(__hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4140)), k1024));
+      a[2 + h] = h2u(__hsub2(u2h(__byte_perm(v, 0x64646464u, 0x4342)), k1024));
     }
   }
 }
 
-// Group scales of one lane: the current group's splats and the raw words of the next two groups (loaded two groups
-// ahead, so that warps taking every ksb-th tile, two tiles per group, do not wait on them).
-template <int BITS> struct QvScales {
+// Group scales of one lane: the half2 (scale, bias) words of the current group for the lane's W columns (index
+// 2j + h, as in fragQ) and of the next AHEAD groups (loaded ahead, so the flush at a group's end does not wait).
+template <int BITS, int AHEAD> struct QvScales {
   static constexpr int W = QV<BITS>::SBW;
-  half2 s[W], z[W];
-  uint32_t r1[W], r2[W];  // groups g + 1, g + 2
-  int g, gEnd;            // current group, its first k-tile past the end
+  uint32_t r[AHEAD + 1][W];  // r[a]: half2 (scale, bias) of group g + a
+  int g, gEnd;               // current group, its first k-tile past the end
   __device__ __forceinline__ static void load(const uint32_t* scaleBias, int gi, int nG, int Np, int nt, int lane,
                                               uint32_t* raw) {
     if (gi >= nG) return;
@@ -81,36 +82,31 @@ template <int BITS> struct QvScales {
 #pragma unroll
     for (int i = 0; i < W; i++) raw[i] = __ldg(row + (BITS == 4 ? 16 * (i >> 1) + 8 * (i & 1) : 8 * i));
   }
-  // Starts before group g0 (its words and the next group's in flight).
+  // Starts before group g0 (its words and the next AHEAD - 1 groups' in flight).
   __device__ __forceinline__ void start(const uint32_t* scaleBias, int g0, int nG, int Np, int nt, int lane) {
-    load(scaleBias, g0, nG, Np, nt, lane, r1);
-    load(scaleBias, g0 + 1, nG, Np, nt, lane, r2);
+#pragma unroll
+    for (int i = 0; i < W; i++) r[0][i] = 0u;
+#pragma unroll
+    for (int a = 1; a <= AHEAD; a++) load(scaleBias, g0 + a - 1, nG, Np, nt, lane, r[a]);
     g = g0 - 1;
     gEnd = -1;
   }
+  // True when k-tile kt leaves the current group (the caller flushes the group's sums, then calls next(kt)).
+  __device__ __forceinline__ bool ends(int kt) const { return kt >= gEnd; }
   // Makes the group of k-tile kt current (tiles are visited in increasing order); gt = k-tiles per group.
-  __device__ __forceinline__ void at(const uint32_t* scaleBias, int kt, int gt, int nG, int KT, int Np, int nt,
-                                     int lane) {
-    if (kt < gEnd) return;
+  __device__ __forceinline__ void next(const uint32_t* scaleBias, int kt, int gt, int nG, int KT, int Np, int nt,
+                                       int lane) {
     const int gk = kt / gt;
-    if (gk == g + 2) {
-#pragma unroll
-      for (int i = 0; i < W; i++) r1[i] = r2[i];
-    } else if (gk != g + 1) {
-      load(scaleBias, gk, nG, Np, nt, lane, r1);
-    }
-#pragma unroll
-    for (int i = 0; i < W; i++) {
-      s[i] = u2h(__byte_perm(r1[i], 0, 0x1010));
-      z[i] = u2h(__byte_perm(r1[i], 0, 0x3232));
-    }
     if (gk == g + 1) {
 #pragma unroll
-      for (int i = 0; i < W; i++) r1[i] = r2[i];
+      for (int a = 0; a < AHEAD; a++)
+#pragma unroll
+        for (int i = 0; i < W; i++) r[a][i] = r[a + 1][i];
+      load(scaleBias, gk + AHEAD, nG, Np, nt, lane, r[AHEAD]);
     } else {
-      load(scaleBias, gk + 1, nG, Np, nt, lane, r1);
+#pragma unroll
+      for (int a = 0; a <= AHEAD; a++) load(scaleBias, gk + a, nG, Np, nt, lane, r[a]);
     }
-    load(scaleBias, gk + 2, nG, Np, nt, lane, r2);
     g = gk;
     gEnd = min(KT, (gk + 1) * gt);
   }
@@ -128,16 +124,37 @@ __device__ __forceinline__ uint4 qvX8(const f16* x, const int* perm, int K, int 
   return v;
 }
 
-template <int BITS, int MB, int D>
+// The same 8 channels of the fused-norm input: f16(xg[m, ch] * inv), xg [M, K] f32 = x * gamma.
+__device__ __forceinline__ uint4 qvX8Norm(const float* xg, const int* perm, int K, int m, int k, float inv, bool vec) {
+  if (k >= K) return make_uint4(0, 0, 0, 0);
+  float f[8];
+  const float* row = xg + (size_t)m * K;
+  if (vec) {
+    const float4 a = *reinterpret_cast<const float4*>(row + k), b = *reinterpret_cast<const float4*>(row + k + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = k + i < K ? row[perm ? __ldg(perm + k + i) : k + i] : 0.f;
+  }
+  uint4 v;
+  half2* h = reinterpret_cast<half2*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(f[2 * i] * inv, f[2 * i + 1] * inv);
+  return v;
+}
+
+template <int BITS, int MB, int D, int AHEAD>
 __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, const uint32_t* scaleBias,
                       const float* bias, float* y, float* part, unsigned* counters, int M, int N, int K, int Np,
-                      int KT, int G, int tps, int ksb, int il, int S) {
+                      int KT, int G, int tps, int ksb, int il, int S, const float* xg, const float* ss, int parts,
+                      float eps, float* rx, const float* gNext, float* xgOut, float* ssOut) {
   constexpr int T = QV<BITS>::T, NB = QV<BITS>::NB, NACC = MB * NB * 4, GU = QV_GROUP, RING = D * GU;
   static_assert(NACC * 32 * 4 <= RING * 512, "a warp's reduction slice must fit in its ring slice");
   extern __shared__ __align__(16) unsigned char qsm[];
   // [8] f16 zeros (rows >= M of the B operand read these); ring [4 warps, RING tiles, 32 lanes] uint4: each lane's
   // 16-byte weight words in flight (cp.async), later the warp's slice of the in-block reduction [NACC, 32] f32;
-  // xs [M, ld] f16: x rows, packed channels of the block's k-range.
+  // xs [M, ld] f16: x rows, packed channels of the block's k-range; xsum [ksb * tps, R] f32 (R = M rounded up to
+  // even; 16-byte aligned after xs): per k-tile of the block's range, the sum of the 16 x values of each row.
   f16* zeros = reinterpret_cast<f16*>(qsm);
   uint4* ring = reinterpret_cast<uint4*>(qsm + 16);
   f16* xs = reinterpret_cast<f16*>(ring + 4 * RING * 32);
@@ -150,6 +167,8 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   const int f = il ? bk0 + ks : min(bk1, bk0 + ks * tps), st = il ? ksb : 1;
   const int nw = il ? (f < bk1 ? (bk1 - f + ksb - 1) / ksb : 0) : min(bk1, f + tps) - f;
   const int ld = ksb * tps * 16 + 8;
+  float* xsum = reinterpret_cast<float*>(xs + ((M * ld + 7) & ~7));
+  const int R = (M + 1) & ~1;
   const bool active = nt < nTiles && nw > 0;
   const uint4* wp = reinterpret_cast<const uint4*>(qweight) + (size_t)(nt < nTiles ? nt : 0) * KT * 32 + lane;
   const int gt = G >= K ? KT : G / 16, nG = (KT + gt - 1) / gt;
@@ -166,7 +185,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     qvCommit();
   };
 
-  QvScales<BITS> sc;
+  QvScales<BITS, AHEAD> sc;
   if (active) {
 #pragma unroll
     for (int q = 0; q < D; q++) issue(q);
@@ -174,21 +193,74 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   }
   pdlWait();
   if (threadIdx.x < 2) reinterpret_cast<uint2*>(zeros)[threadIdx.x] = make_uint2(0u, 0u);
+  // Fused RMSNorm input (xg != null): row m's 1 / rms from the producer's partial sums of squares, summed in order.
+  __shared__ float sInv[16];
+  if (xg) {
+    for (int m = warp; m < M; m += 4) {
+      float sum = 0.f;
+      for (int i = lane; i < parts; i += 32) sum += ss[(size_t)m * parts + i];
+      sum = warpSum(sum);
+      if (lane == 0) sInv[m] = rsqrtf(sum / K + eps);
+    }
+    __syncthreads();
+  }
   {
-    const bool vec = !perm && K % 8 == 0 && ((uintptr_t)x & 15) == 0;
-    const int chunksPerRow = (bk1 - bk0) * 2;
-    for (int c = threadIdx.x; c < M * chunksPerRow; c += blockDim.x) {
-      const int m = c / chunksPerRow, kc = (c % chunksPerRow) * 8;
-      *reinterpret_cast<uint4*>(xs + m * ld + kc) = qvX8(x, perm, K, m, bk0 * 16 + kc, vec);
+    const bool vec = !perm && K % 8 == 0 && ((uintptr_t)(xg ? (const void*)xg : (const void*)x) & 15) == 0;
+    // One k-tile (16 channels) of one B row per item: staged as f16, and its sum (of the f16 values the MMA reads).
+    const int tiles = bk1 - bk0;
+    for (int c = threadIdx.x; c < R * tiles; c += blockDim.x) {
+      const int m = c / tiles, t = c % tiles;
+      float sum = 0.f;
+      if (m < M) {
+        uint4 v[2];
+        if (xg) {
+          v[0] = qvX8Norm(xg, perm, K, m, (bk0 + t) * 16, sInv[m], vec);
+          v[1] = qvX8Norm(xg, perm, K, m, (bk0 + t) * 16 + 8, sInv[m], vec);
+        } else {
+          v[0] = qvX8(x, perm, K, m, (bk0 + t) * 16, vec);
+          v[1] = qvX8(x, perm, K, m, (bk0 + t) * 16 + 8, vec);
+        }
+        *reinterpret_cast<uint4*>(xs + m * ld + 16 * t) = v[0];
+        *reinterpret_cast<uint4*>(xs + m * ld + 16 * t + 8) = v[1];
+        const half2* hv = reinterpret_cast<const half2*>(v);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+          const float2 p = __half22float2(hv[i]);
+          sum += p.x + p.y;
+        }
+      }
+      xsum[t * R + m] = sum;
     }
   }
   __syncthreads();
 
-  float acc[MB][NB][4];
+  // acc: the result; accg: sum over the current group's tiles of q · x (exact integer weights, f32 MMA sums); xg: sum
+  // of the x values those tiles met (xgs), for the lane's two B rows per 8-row block. At the end of a group (flush),
+  // with the group's per-column scale s and bias z (w = s q + z): acc += s accg + z xgs, so the scale and bias cost two
+  // FMAs per accumulator per group instead of one per weight pair.
+  float acc[MB][NB][4], accg[MB][NB][4], xgs[MB][2];
 #pragma unroll
-  for (int b = 0; b < MB; b++)
+  for (int b = 0; b < MB; b++) {
+    xgs[b][0] = xgs[b][1] = 0.f;
 #pragma unroll
-    for (int j = 0; j < NB; j++) acc[b][j][0] = acc[b][j][1] = acc[b][j][2] = acc[b][j][3] = 0.f;
+    for (int j = 0; j < NB; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[b][j][e] = accg[b][j][e] = 0.f;
+  }
+  auto flush = [&]() {
+#pragma unroll
+    for (int b = 0; b < MB; b++) {
+#pragma unroll
+      for (int j = 0; j < NB; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const float2 sz = __half22float2(u2h(sc.r[0][2 * j + (e >> 1)]));  // (scale, bias)
+          acc[b][j][e] = fmaf(sz.y, xgs[b][e & 1], fmaf(sz.x, accg[b][j][e], acc[b][j][e]));
+          accg[b][j][e] = 0.f;
+        }
+      xgs[b][0] = xgs[b][1] = 0.f;
+    }
+  };
 
   if (active) {
     // B operand rows: ldmatrix lanes 0-7 address rows 0-7 at k, lanes 8-15 at k + 8 (x2); MB = 2 (x4): lanes
@@ -197,41 +269,50 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     const f16* bp = r < M ? xs + r * ld + ((lane >> 3) & 1) * 8 : zeros;
     const int bstep = r < M ? 16 : 0;
     const int groups = (nw + GU - 1) / GU;
+    // One k-tile: the lane's 16-byte word wv of tile k.
+    auto tile = [&](int k, uint4 wv) {
+      if (sc.ends(k)) {
+        flush();
+        sc.next(scaleBias, k, gt, nG, KT, Np, nt, lane);
+      }
+#pragma unroll
+      for (int b = 0; b < MB; b++) {
+        // Rows >= M read row 0's sums: their results are never stored.
+        const int m0 = 8 * b + 2 * (lane & 3);
+        const float2 xv = *reinterpret_cast<const float2*>(xsum + (k - bk0) * R + (m0 < M ? m0 : 0));
+        xgs[b][0] += xv.x;
+        xgs[b][1] += xv.y;
+      }
+      const uint32_t sm = (uint32_t)__cvta_generic_to_shared(bp + (k - bk0) * bstep);
+      uint32_t xb[4];
+      if (MB == 2) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(xb[0]), "=r"(xb[1]), "=r"(xb[2]), "=r"(xb[3])
+                     : "r"(sm));
+      } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(xb[0]), "=r"(xb[1]) : "r"(sm));
+      }
+      const uint32_t w[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+      for (int j = 0; j < NB; j++) {
+        uint32_t a[4];
+        fragQ<BITS>(w, j, a);
+#pragma unroll
+        for (int b = 0; b < MB; b++) mmaF16(accg[b][j], a, xb[2 * b], xb[2 * b + 1]);
+      }
+    };
     for (int q = 0; q < groups; q++) {
       qvWaitGroups<D - 1>();  // D + q groups committed: group q has landed
-      uint4 wv[GU];
-#pragma unroll
-      for (int u = 0; u < GU; u++) wv[u] = myRing[32 * ((q % D) * GU + u)];
 #pragma unroll
       for (int u = 0; u < GU; u++) {
-        const int i = q * GU + u, k = f + st * i;
-        if (i < nw) {
-          sc.at(scaleBias, k, gt, nG, KT, Np, nt, lane);
-          const uint32_t sm = (uint32_t)__cvta_generic_to_shared(bp + (k - bk0) * bstep);
-          uint32_t xb[4];
-          if (MB == 2) {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(xb[0]), "=r"(xb[1]), "=r"(xb[2]), "=r"(xb[3])
-                         : "r"(sm));
-          } else {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
-                         : "=r"(xb[0]), "=r"(xb[1])
-                         : "r"(sm));
-          }
-          const uint32_t w[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-#pragma unroll
-          for (int j = 0; j < NB; j++) {
-            uint32_t a[4];
-            fragA<BITS>(w, j, sc.s, sc.z, a);
-#pragma unroll
-            for (int b = 0; b < MB; b++) mmaF16(acc[b][j], a, xb[2 * b], xb[2 * b + 1]);
-          }
-        }
+        const int i = q * GU + u;
+        if (i < nw) tile(f + st * i, myRing[32 * ((q % D) * GU + u)]);
       }
       // The slots of group q were read (their words are consumed above): refill them with group q + D.
       issue(q + D);
     }
     qvWaitGroups<0>();
+    flush();
   }
   pdlLaunchDependents();
 
@@ -260,7 +341,12 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     }
   }
   const int rq = 2 * (lane & 3), cr = lane >> 2;
+  // Residual epilogue (rx != null), S == 1: each finishing warp's sums of x^2 for its rows, [4 warps, 16 rows].
+  __shared__ float sSS[4][16];
   if (ks == 0 && nt < nTiles) {
+    float v2[MB][2];
+#pragma unroll
+    for (int b = 0; b < MB; b++) v2[b][0] = v2[b][1] = 0.f;
 #pragma unroll
     for (int b = 0; b < MB; b++)
 #pragma unroll
@@ -270,13 +356,48 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
           const int m = 8 * b + rq + (e & 1), n = nt * T + 16 * j + 8 * (e >> 1) + cr;
           if (m >= M) continue;
           if (S == 1) {
-            if (n < N) y[(size_t)m * N + n] = acc[b][j][e] + (bias ? bias[n] : 0.f);
+            if (n >= N) continue;
+            const size_t i = (size_t)m * N + n;
+            const float v = acc[b][j][e] + (bias ? bias[n] : 0.f);
+            if (rx) {
+              const float xv = rx[i] + v;
+              rx[i] = xv;
+              xgOut[i] = xv * gNext[n];
+              v2[b][e & 1] += xv * xv;
+            } else {
+              y[i] = v;
+            }
           } else {
             part[((size_t)blockIdx.y * M + m) * Np + n] = acc[b][j][e];
           }
         }
+    if (S == 1 && rx) {
+      // Lanes with the same lane % 4 hold the same rows: sum over the other lane bits, in a fixed order.
+#pragma unroll
+      for (int b = 0; b < MB; b++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          float v = v2[b][r];
+          v += __shfl_xor_sync(~0u, v, 4);
+          v += __shfl_xor_sync(~0u, v, 8);
+          v += __shfl_xor_sync(~0u, v, 16);
+          const int m = 8 * b + rq + r;
+          if (lane < 4 && m < M) sSS[warp / ksb][m] = v;
+        }
+    }
   }
-  if (S == 1) return;
+  if (S == 1) {
+    if (rx) {
+      // ssOut [M, gridDim.x]: this block's partial sum of x^2 per row, its n-tiles added in order.
+      __syncthreads();
+      if ((int)threadIdx.x < M) {
+        float sum = 0.f;
+        for (int w = 0; w < ntb && blockIdx.x * ntb + w < nTiles; w++) sum += sSS[w][threadIdx.x];
+        ssOut[(size_t)threadIdx.x * gridDim.x + blockIdx.x] = sum;
+      }
+    }
+    return;
+  }
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) lastBlock = atomicAdd(counters + blockIdx.x, 1u) == (unsigned)(S - 1);
@@ -289,12 +410,27 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   auto chunk = [&](int i) {
     return reinterpret_cast<const float4*>(part + (size_t)(i / wq) * Np + c0 + 4 * (i % wq));
   };
+  // Residual epilogue: chunkSS [total] f32 (in the ring, past rs below): each chunk's sum of x^2.
+  float* chunkSS = reinterpret_cast<float*>(ring) + 1024;
   auto store = [&](int i, float4 v) {
     const int m = i / wq, n0 = c0 + 4 * (i % wq);
     const float e[4] = {v.x, v.y, v.z, v.w};
+    float v2 = 0.f;
 #pragma unroll
-    for (int q = 0; q < 4; q++)
-      if (n0 + q < N) y[(size_t)m * N + n0 + q] = e[q] + (bias ? bias[n0 + q] : 0.f);
+    for (int q = 0; q < 4; q++) {
+      if (n0 + q >= N) continue;
+      const size_t o = (size_t)m * N + n0 + q;
+      const float val = e[q] + (bias ? bias[n0 + q] : 0.f);
+      if (rx) {
+        const float xv = rx[o] + val;
+        rx[o] = xv;
+        xgOut[o] = xv * gNext[n0 + q];
+        v2 += xv * xv;
+      } else {
+        y[o] = val;
+      }
+    }
+    if (rx) chunkSS[i] = v2;
   };
   const int P = min(S, 128 / total);
   if (P >= 2) {
@@ -361,18 +497,32 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     for (int j = 0; j < JMAX; j++)
       if (threadIdx.x + 128 * j < total) store(threadIdx.x + 128 * j, v[j]);
   }
+  if (rx) {
+    __syncthreads();
+    if ((int)threadIdx.x < M) {
+      float sum = 0.f;
+      for (int c = 0; c < wq; c++) sum += chunkSS[threadIdx.x * wq + c];
+      ssOut[(size_t)threadIdx.x * gridDim.x + blockIdx.x] = sum;
+    }
+  }
   if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
 }
 
 #define QV_ARGS                                                                                                  \
   const f16 *x, const int *perm, const uint32_t *qweight, const uint32_t *scaleBias, const float *bias, float *y, \
-      float *part, unsigned *counters, int M, int N, int K, int Np, int KT, int G, int tps, int ksb, int il, int S
-#define QV_CALL x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, G, tps, ksb, il, S
-// D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 20 tiles = 40 KiB per block at M <= 8, 8 =
-// 16 KiB at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors these).
+      float *part, unsigned *counters, int M, int N, int K, int Np, int KT, int G, int tps, int ksb, int il, int S,  \
+      const float *xg, const float *ss, int parts, float eps, float *rx, const float *gNext, float *xgOut,         \
+      float *ssOut
+#define QV_CALL \
+  x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, G, tps, ksb, il, S, xg, ss, parts, eps, rx, \
+      gNext, xgOut, ssOut
+// D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 12 tiles = 24 KiB per block at M <= 8, 8 =
+// 16 KiB at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors these). H100 at M = 1:
+// D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower). M <= 16 keeps two accumulator
+// sets of 32 floats per lane: 168 registers, 3 blocks per SM (at 128 it spilled).
 #define INSTANTIATE_QV(B)                                                                                       \
-  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m8(QV_ARGS) { qgemv<B, 1, 5>(QV_CALL); }  \
-  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, 2>(QV_CALL); }
+  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m8(QV_ARGS) { qgemv<B, 1, 3, 2>(QV_CALL); }  \
+  extern "C" __global__ void __launch_bounds__(128, 3) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, 2, 2>(QV_CALL); }
 
 INSTANTIATE_QV(4)
 INSTANTIATE_QV(8)

@@ -11,7 +11,15 @@ import { kvRoundTrip } from "../src/quant/reference.ts";
 import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice, type DeviceBuffer } from "../src/backends/cuda/device.ts";
 import { kvRowBytes } from "../src/backends/cuda/kv.ts";
-import { attentionPlan, CudaOps, PF_ROWS, prefillKernelFits, prefillTcFits } from "../src/backends/cuda/ops.ts";
+import {
+  attentionPlan,
+  ATTN_SPLIT,
+  ATTN_SPLIT_QUANT,
+  CudaOps,
+  PF_ROWS,
+  prefillKernelFits,
+  prefillTcFits,
+} from "../src/backends/cuda/ops.ts";
 import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
@@ -280,8 +288,9 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
       };
       const rest = { blockSize: bs, maxBlocks, window: 0, scale: 1 / Math.sqrt(d) };
       // Same dequantized numbers on both sides: only f32 vs f64 arithmetic (sums over <= 600 keys) differ. The
-      // decode kernel runs on tensor cores with exact operands: the integer q values are exact in f16, and q * scale
-      // and p * vScale enter as hi + lo f16 pairs (2^-22 relative), so its products are f32-exact as before.
+      // decode kernel runs on tensor cores with exact operands: K . q as exact s32 dot products of the stored q values
+      // with q * scale in three s8 fixed-point pieces (2^-22 of the head's max |q|), p * vScale as hi + lo f16 pairs
+      // (2^-22 relative) against V's q values as exact f16 subnormals: f32-exact products as before.
       const bound = 1e-5;
       for (const n of [1, T]) {
         const plan = attentionPlan(n, 600), splits = plan.splits + 1; // decode-sized and prefill-sized plans
@@ -321,3 +330,13 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
     },
   );
 }
+
+Deno.test("attentionPlan() gives int8 / int4 KV longer splits in batched steps, leaving at least 4", () => {
+  assert.deepEqual(attentionPlan(16, 8192, "int4"), { splitLen: ATTN_SPLIT_QUANT, splits: 4 });
+  assert.deepEqual(attentionPlan(16, 4096, "int8"), { splitLen: 1024, splits: 4 });
+  assert.deepEqual(attentionPlan(16, 2047, "int8"), { splitLen: ATTN_SPLIT, splits: 4 });
+  assert.deepEqual(attentionPlan(16, 1 << 17, "int4"), { splitLen: ATTN_SPLIT_QUANT, splits: 64 });
+  // 16-bit KV and decode-sized steps keep their plans.
+  assert.deepEqual(attentionPlan(16, 8192, "f16"), attentionPlan(16, 8192));
+  assert.deepEqual(attentionPlan(4, 8192, "int4"), attentionPlan(4, 8192));
+});

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { f16ToF32 as f16, roundTo } from "../src/model/dtype.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { dequantizeFused, type MmaPacked, packFor } from "../src/quant/pack.ts";
+import { type MmaPacked, packFor } from "../src/quant/pack.ts";
 import { dequantize } from "../src/quant/reference.ts";
-import { type QuantBits, type QuantizedLinear, toF16 } from "../src/quant/types.ts";
+import { type QuantBits, toF16 } from "../src/quant/types.ts";
 import type { Backend, Precision } from "../src/core/types.ts";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
@@ -26,50 +26,11 @@ import {
   tileN,
   uploadQuantMatrix,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaTest, download, poisoned, relErr, upload } from "../src/backends/cuda/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
+import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
 const gpuTest = cudaTest;
-let seed = Math.floor(Math.random() * 1e9);
-const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
-
-/** A random group-quantized [N, K] linear; with actOrder, g_idx assigns a random permutation's runs of G. */
-function randomLinear(bits: QuantBits, N: number, K: number, G: number, actOrder: boolean): QuantizedLinear {
-  const qm = (1 << bits) - 1, nG = Math.ceil(K / G);
-  const u = rnd(N * K + 2 * N * nG + K);
-  const at = (i: number) => (u[i]! + 1) / 2; // [0, 1)
-  const q = Uint8Array.from({ length: N * K }, (_, i) => Math.min(qm, Math.floor(at(i) * (qm + 1))));
-  const scales = Float32Array.from({ length: N * nG }, (_, i) => toF16((0.5 + at(N * K + i)) / qm / Math.sqrt(K)));
-  const zeros = Uint16Array.from({ length: N * nG }, (_, i) => Math.floor(at(N * K + N * nG + i) * (qm + 1)));
-  let gIdx: Int32Array | null = null;
-  if (actOrder) {
-    const order = Array.from({ length: K }, (_, k) => k).sort((a, b) =>
-      u[N * K + 2 * N * nG + a]! - u[N * K + 2 * N * nG + b]!
-    );
-    gIdx = new Int32Array(K);
-    order.forEach((k, i) => (gIdx![k] = Math.floor(i / G)));
-  }
-  return { outDim: N, inDim: K, bits, groupSize: G, q, scales, zeros, gIdx };
-}
-
-/**
- * y [M, N] = x [M, K] · W^T + bias in f64, W = f16(dequantizeFused(p)) (the kernel's hfma2 result) in packed channel
- * order, x read through perm as the kernel does.
- */
-function reference(p: MmaPacked, x: Float32Array, bias: Float32Array, M: number): Float32Array {
-  const { outDim: N, inDim: K } = p;
-  const w = roundTo(dequantizeFused(p), "f16");
-  const y = new Float32Array(M * N);
-  for (let m = 0; m < M; m++) {
-    const xr = Float64Array.from({ length: K }, (_, k) => x[m * K + (p.perm ? p.perm[k]! : k)]!);
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += xr[k]! * w[n * K + k]!;
-      y[m * N + n] = s + bias[n]!;
-    }
-  }
-  return y;
-}
 
 Deno.test("qgemvPlan() covers K in one wave with block K-ranges that fit 4 blocks per SM and the scratch", () => {
   for (const bits of [4, 8] as const) {
@@ -102,10 +63,11 @@ Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx", () 
   assert.throws(() => stackQuantized([randomLinear(4, 8, 64, 32, true), randomLinear(4, 8, 64, 32, true)]), /g_idx/);
 });
 
-// Bound: both sides multiply the same f16 x by the same f16 weights (the reference rounds dequantizeFused to f16 as
-// the kernel's hfma2 does); products of two f16 values are exact in f32, so only the f32 summation order differs
-// (~sqrt(K) * 2^-24 relative, < 1e-5 here) plus a rare f16 double-rounding tie in a weight (one f16 ulp, 2^-11, of
-// one term). 1e-3 of max |y| leaves a wide margin, while a wrong nibble, scale column or permutation gives O(1).
+// Bound: the reference multiplies the same f16 x by f16(dequantizeFused(W)) (qgemm's per-weight hfma2 rounds the
+// same way); qgemv instead sums q · x exactly in f32 and applies the f32 scale and bias once per group, so it differs
+// from the reference by the f16 rounding of each weight (<= 2^-11 relative, random in sign, so ~2^-11 / sqrt(3) of a
+// typical |y| at most: max |error| / max |y| ~ 3e-4) plus the f32 summation order (~sqrt(K) * 2^-24). 1e-3 of
+// max |y| leaves a margin, while a wrong nibble, scale column, bias or permutation gives O(1).
 const CASES: [QuantBits, number, number, number, boolean][] = [
   // bits, N, K, G, act-order
   [4, 172, 200, 32, false], // K not a multiple of 16: padded k-tile, partial last group

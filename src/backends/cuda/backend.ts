@@ -20,7 +20,7 @@ import { enqueueForward, type ModelOnDevice } from "./forward.ts";
 import { decodeBucket, GraphCache } from "./graphs.ts";
 import { Kernels } from "./kernels.ts";
 import { attentionPlan, ATTN_MAX_GROUP, CudaOps, type Half } from "./ops.ts";
-import { needsHostSampling } from "./sampling.ts";
+import { gpuRowStates, needsHostSampling, packRowConfigs } from "./sampling.ts";
 import { loadCudaWeights } from "./weights.ts";
 import { Workspace } from "./workspace.ts";
 import { type CudaKv, DECODE_DIMS, kvBlockBytes, KvCache } from "./kv.ts";
@@ -58,6 +58,8 @@ export class CudaBackend implements Backend {
   #numBlocks = 0;
   #blockSize = 0;
   #graphGen = -1;
+  /** Rows downloaded so far: sampled ids, and logits rows (allLogits steps and host-sampled rows only). */
+  readonly downloads = { idRows: 0, logitRows: 0 };
 
   private constructor(readonly dev: CudaDevice, readonly kernels: Kernels, opts: CudaBackendOptions) {
     this.graphsEnabled = opts.graphs ?? ENV.cudaGraphs;
@@ -176,6 +178,7 @@ export class CudaBackend implements Backend {
     const plan = attentionPlan(
       listed,
       useGraph ? (window > 0 ? Math.min(window, s.maxPositions) : s.maxPositions) : info.maxSpan,
+      m.ops.kv,
     );
     const stride = Math.max(step.maxBlocksPerSeq, Math.ceil(s.maxPositions / this.#blockSize));
     ws.ensure({ n, B: useGraph ? n : B, stride, splits: plan.splits, rows: useGraph ? n : rows.length });
@@ -184,28 +187,39 @@ export class CudaBackend implements Backend {
       this.#graphGen = ws.generation;
     }
     packInputs(this.dev, ws, step, info, n);
-    const hostRows = rows.filter((_, r) => info.hostSample[r]).length;
-    const gpuArgmax = rows.length > 0;
+    const V = s.vocabSize;
+    const hostRows = rows.filter((_, r) => info.hostSample[r]);
+    const rowStates = gpuRowStates(step.sampling, info);
+    const gpuSample = rowStates.some((st) => st !== null);
+    // One GPU sampler config row per logits row (a graph samples all n rows of its bucket; padding is greedy).
+    if (gpuSample || useGraph) this.dev.upload(ws.sampleCfg, packRowConfigs(rowStates, useGraph ? n : rows.length));
     const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed };
     if (useGraph) {
-      const shape = { ...common, rows: n, argmax: true, useTokenList: false, tiles: 0 };
+      const shape = { ...common, rows: n, sample: true, useTokenList: false, tiles: 0 };
       if (!this.graphs.has(n)) this.graphs.capture(n, () => enqueueForward(m, ws, shape));
       this.graphs.launch(n);
     } else {
       const shape = {
         ...common,
         rows: rows.length,
-        argmax: gpuArgmax,
+        sample: gpuSample,
         useTokenList: true,
         tiles: info.tiles.length / 3,
       };
       enqueueForward(m, ws, shape);
     }
     const ids = new Int32Array(rows.length);
-    if (gpuArgmax) this.dev.download(ids, ws.ids);
-    const wantLogits = step.allLogits || hostRows > 0;
-    const logits = wantLogits ? new Float32Array(rows.length * s.vocabSize) : null;
-    if (logits) this.dev.download(logits, ws.logits);
+    if (gpuSample) this.dev.download(ids, ws.ids);
+    if (gpuSample) this.downloads.idRows += ids.length;
+    // Logits come back for allLogits steps (every row) and for host-sampled rows (those rows only).
+    const logits = step.allLogits || hostRows.length > 0 ? new Float32Array(rows.length * V) : null;
+    if (logits && step.allLogits) this.dev.download(logits, ws.logits);
+    else if (logits) {
+      rows.forEach((_, r) => {
+        if (info.hostSample[r]) this.dev.download(logits.subarray(r * V, (r + 1) * V), ws.logits + BigInt(r * V * 4));
+      });
+    }
+    this.downloads.logitRows += step.allLogits ? rows.length : hostRows.length;
     await this.dev.sync();
     const tokens = new Int32Array(B).fill(-1);
     const logprobs: StepResult["logprobs"] = new Array(B).fill(null);
@@ -213,7 +227,7 @@ export class CudaBackend implements Backend {
       const r = info.sampleRow[b]!;
       if (r < 0) continue;
       if (info.hostSample[r]) {
-        const res = sampleToken(logits!.subarray(r * s.vocabSize, (r + 1) * s.vocabSize), step.sampling[b]!);
+        const res = sampleToken(logits!.subarray(r * V, (r + 1) * V), step.sampling[b]!);
         tokens[b] = res.id;
         logprobs[b] = res.logprobs;
       } else tokens[b] = ids[r]!;

@@ -6,6 +6,7 @@ import type { CudaOps } from "./ops.ts";
 import type { CudaWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
 import { enqueueDecodeForward, fusedDecodeFits } from "./forward_decode.ts";
+import { enqueueQuantDecodeForward, quantDecodeFits } from "./forward_decode_quant.ts";
 
 export interface ModelOnDevice {
   readonly spec: ModelSpec;
@@ -32,11 +33,13 @@ export interface ForwardShape {
   readonly tiles: number;
   readonly stride: number;
   readonly blockSize: number;
-  /** run argmax over the logits rows */ readonly argmax: boolean;
+  /** sample the logits rows on the GPU (ws.sampleCfg per row: greedy, temperature, top-k, top-p) */
+  readonly sample: boolean;
 }
 
 export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
   if (fusedDecodeFits(m, sh.n)) return enqueueDecodeForward(m, ws, sh); // decode-sized, dense: fused kernels
+  if (quantDecodeFits(m, sh.n)) return enqueueQuantDecodeForward(m, ws, sh); // decode-sized, quantized linears
   const s = m.spec, ops = m.ops, n = sh.n;
   const h = s.hiddenSize, d = s.headDim, nh = s.numHeads, nkv = s.numKvHeads, f = s.intermediateSize;
   const qkvDim = (nh + 2 * nkv) * d;
@@ -56,7 +59,7 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
   // Final norm over the selected rows only (adding the last down_proj output into them), then the LM head.
   ops.rmsnorm(ws.x, ws.res, ws.input("rowIdx"), m.w.finalNorm, ws.xn, sh.rows, h, s.rmsEps);
   ops.linear(ws.xn, m.w.lmHead, 0n, ws.logits, sh.rows, s.vocabSize, h);
-  if (sh.argmax) ops.argmax(ws.logits, ws.ids, sh.rows, s.vocabSize);
+  if (sh.sample) ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
 }
 
 /** Layer l's q/k norm + RoPE + KV write (quantized on write for int8 / int4 KV), then decode and prefill attention. */

@@ -1,7 +1,7 @@
 // The fused decode forward pass (n <= DEC_MAX_M tokens, dense 16-bit weights): 7 launches per layer instead of 10.
 // embed → per layer: qkv (norm in the prologue) · rope_kv · attn_split · attn_combine · o (+ residual) ·
 // gate_up (norm in the prologue, SiLU-mul in the epilogue) · down (+ residual) → LM head (final norm in the
-// prologue) → argmax. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
+// prologue) → sample. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
 //
 // Buffers (all from the Workspace, sized for n tokens):
 //   ws.x    [n, h] f32        residual stream, updated in place by the o / down epilogues
@@ -89,5 +89,5 @@ export function enqueueDecodeForward(m: ModelOnDevice, ws: Workspace, sh: Forwar
     K: h,
   };
   dec.gemvNorm(lmArgs, fusedDecode.lm);
-  if (sh.argmax) ops.argmax(ws.logits, ws.ids, sh.rows, s.vocabSize);
+  if (sh.sample) ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
 }

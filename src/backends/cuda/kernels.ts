@@ -16,7 +16,8 @@ export type ModuleName =
   | "gemm_skinny"
   | "qgemm"
   | "qgemv"
-  | "decode";
+  | "decode"
+  | "sample";
 export interface KernelSpec {
   readonly module: ModuleName;
   readonly params: readonly ParamSpec[];
@@ -47,6 +48,8 @@ export const KERNELS = {
   silu_mul: { module: "elementwise", params: [p("gu"), p("out"), i("rows"), i("f")] },
   synth_fill: { module: "elementwise", params: [p("dst"), i("n"), u("seed"), u("stream"), f("amp"), f("base")] },
   argmax: { module: "elementwise", params: [p("logits"), p("ids"), i("vocab")] },
+  // sample.cu (suffix f32: one block per row, c8_f32 / c8t512_f32: a cluster of 8 per row): see cuda/sampling.ts.
+  sample: { module: "sample", params: [p("logits"), p("cfg"), p("ids"), i("vocab"), i("cached")] },
   rope_kv: {
     module: "elementwise",
     params: [
@@ -163,12 +166,12 @@ export const KERNELS = {
   qgemv: {
     module: "qgemv",
     params: [
-      p("x"),
+      o("x"),
       o("perm"),
       p("qweight"),
       p("scaleBias"),
       o("bias"),
-      p("y"),
+      o("y"),
       o("part"),
       o("counters"),
       i("M"),
@@ -181,6 +184,14 @@ export const KERNELS = {
       i("ksb"),
       i("il"),
       i("S"),
+      o("xg"),
+      o("ss"),
+      i("parts"),
+      f("eps"),
+      o("rx"),
+      o("gNext"),
+      o("xgOut"),
+      o("ssOut"),
     ],
   },
   qgemm: {
@@ -320,6 +331,7 @@ export class Kernels implements Disposable {
         "qgemm",
         "qgemv",
         "decode",
+        "sample",
       ] as const
     ) {
       const bytes = await readLib(m);

@@ -49,12 +49,31 @@ export function decodeGroupPad(G: number): number {
 export const DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS, DEC_TAB = 512;
 
 /**
+ * cp.async stages per warp of attn_split for int8 / int4 caches (decStages in attn_decode.cu): 2, one tile in flight
+ * while one is computed; 16-bit caches load into registers (0).
+ */
+export function decodeStages(kv: CudaKv): number {
+  return kvQuantized(kv) ? 2 : 0;
+}
+
+/**
+ * Bytes of one cp.async stage of attn_split (DecShape::SB): K rows [16, kStride], V rows [16, vStride] (row bytes
+ * padded by 16 where a multiple of 128 / 64, against bank conflicts), K and V (scale, zero) [16] half2 each, a mask.
+ */
+export function decodeStageBytes(kv: CudaKv, d: number): number {
+  const rb = kvRowBytes(kv, d), kStride = rb % 128 === 0 ? rb + 16 : rb, vStride = rb % 64 === 0 ? rb + 16 : rb;
+  return 16 * (kStride + vStride) + 144;
+}
+
+/**
  * Dynamic shared memory of attn_split for G query heads per KV head and head dim d (attn_decode.cu attnDecode): the
  * warps' partial outputs [DEC_WARPS, G, d] f32, their max and sum of exp [DEC_WARPS, G] f32 each, block-table
- * entries [DEC_TAB] i32.
+ * entries [DEC_TAB] i32, then (16-byte aligned) `stages` cp.async stages per warp [DEC_WARPS, stages,
+ * decodeStageBytes] (int8 / int4; decodeStages by default).
  */
-export function attentionSmemBytes(G: number, d: number): number {
-  return 4 * (DEC_WARPS * G * (d + 2) + DEC_TAB);
+export function attentionSmemBytes(G: number, d: number, kv: CudaKv = "f16", stages = decodeStages(kv)): number {
+  const base = Math.ceil((4 * (DEC_WARPS * G * (d + 2) + DEC_TAB)) / 16) * 16;
+  return base + (stages > 0 ? DEC_WARPS * stages * decodeStageBytes(kv, d) : 0);
 }
 
 /** Per-layer device pointers of an allocated cache; scales are 0n for 16-bit caches. */

@@ -2,9 +2,18 @@
 import { ENV } from "../../core/env.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
-import { attentionSmemBytes, type CudaKv, DEC_THREADS, DECODE_DIMS, decodeGroupPad, kvQuantized } from "./kv.ts";
+import {
+  attentionSmemBytes,
+  type CudaKv,
+  DEC_THREADS,
+  DECODE_DIMS,
+  decodeGroupPad,
+  decodeStages,
+  kvQuantized,
+} from "./kv.ts";
 import { type CudaLinear, isQuant, quantLinear } from "./qlinear.ts";
 import { skinnyLinear, type SkinnyScratch, skinnyScratch, type SkinnyTile } from "./gemm_skinny.ts";
+import { launchSample, type SampleKernel } from "./sampling.ts";
 
 export type Half = "bf16" | "f16";
 /** Matmul input (activation) dtype: f32 (default; the GEMM splits it into hi + lo halves) or the weight dtype. */
@@ -34,6 +43,12 @@ export const SKINNY_MAX_M = 256;
  */
 export const ATTN_SPLIT = 512;
 export const ATTN_SPLIT_DECODE = 128;
+/**
+ * Longest split for int8 / int4 KV (2-4x fewer bytes per key than f16): on the H100 at batch 16, 32 / 8 heads, d 128,
+ * context 8k, 2048 beat 1024 by 2 (int8) to 9 (int4) points of the copy roofline (4 splits: 512 blocks, one wave at 4
+ * blocks per SM; bench/cuda_attention.ts, 2026-11-24).
+ */
+export const ATTN_SPLIT_QUANT = 2048;
 /** Threads per block of attn_combine (COMB_THREADS in attn_decode.cu): each takes head dims i and i + 128. */
 export const COMBINE_THREADS = 128;
 export { ATTN_MAX_GROUP, type CudaKv } from "./kv.ts";
@@ -90,10 +105,16 @@ export interface AttentionArgs {
 }
 
 /**
- * Bench-only variants of attn_split at d = 128 and groups of <= 8 heads: m2 lifts the register cap to 255 (2 blocks
- * per SM instead of 3; int8's default already), d3 keeps three tiles per warp in flight.
+ * Bench-only variants of attn_split at d = 128 and groups of <= 8 heads (int8 / int4): s3 takes 3 cp.async stages per
+ * warp (default: kv.ts decodeStages), b5 / b6 ask for 5 / 6 blocks per SM (register caps 96 / 80, with spills; default
+ * 4), reg keeps one tile per warp in flight in registers instead of shared memory.
  */
-export const DECODE_VARIANTS = { m2: ["f16", "int4"], d3: ["int8", "int4"] } as const;
+export const DECODE_VARIANTS = {
+  s3: { kvs: ["int8", "int4"], stages: 3 },
+  b5: { kvs: ["int4"], stages: 2 },
+  b6: { kvs: ["int4"], stages: 2 },
+  reg: { kvs: ["int8", "int4"], stages: 0 },
+} as const;
 export type DecodeVariant = keyof typeof DECODE_VARIANTS;
 
 /** Query rows (token x head of one KV group) and keys per step of the prefill kernel (attn_prefill.cu). */
@@ -156,11 +177,14 @@ export interface AttentionPlan {
 
 /**
  * Split-K plan of one attention launch. `span`: the longest attended span in the step (for a graph: the longest
- * possible). Decode-sized steps (n <= 8 tokens) take short splits, capped at 256 splits.
+ * possible). Decode-sized steps (n <= 8 tokens) take short splits, capped at 256 splits. With int8 / int4 KV (`kv`),
+ * larger steps take splits of up to ATTN_SPLIT_QUANT keys while that leaves at least 4 splits.
  */
-export function attentionPlan(n: number, span: number): AttentionPlan {
+export function attentionPlan(n: number, span: number, kv?: CudaKv): AttentionPlan {
   let splitLen = ATTN_SPLIT;
-  if (n <= 8) {
+  if (n > 8 && kv !== undefined && kvQuantized(kv)) {
+    while (splitLen < ATTN_SPLIT_QUANT && span >= 8 * splitLen) splitLen *= 2;
+  } else if (n <= 8) {
     splitLen = ATTN_SPLIT_DECODE;
     while (Math.ceil(span / splitLen) > 256) splitLen *= 2;
   }
@@ -218,12 +242,20 @@ export class CudaOps {
   /** out [rows, f] act = silu(gu[:, :f]) * gu[:, f:]; gu [rows, 2f] f32 */
   siluMul(gu: DevPtr, out: DevPtr, rows: number, f: number): void {
     const blocks = Math.min(65535, Math.ceil((rows * f) / 256));
-    this.k.launch("silu_mul", this.act, [blocks], [256], { gu, out, rows, f });
+    this.k.launch("silu_mul", this.act, [blocks], [256], { gu, out, rows, f }, 0, true);
   }
 
   /** ids [rows] i32 = argmax of logits [rows, vocab] f32 */
   argmax(logits: DevPtr, ids: DevPtr, rows: number, vocab: number): void {
     this.k.launch("argmax", "f32", [rows], [1024], { logits, ids, vocab });
+  }
+
+  /**
+   * ids [rows] i32 = the token each row of logits [rows, vocab] f32 samples under its config row in cfg [rows] x
+   * (temperature f32, topK u32, topP f32, u f32): greedy, temperature, top-k, top-p (sampling.ts, sample.cu).
+   */
+  sample(logits: DevPtr, cfg: DevPtr, ids: DevPtr, rows: number, vocab: number, kernel?: SampleKernel): void {
+    launchSample(this.k, { logits, cfg, ids, rows, vocab, kernel });
   }
 
   /** RoPE + KV write (int8 / int4: quantized on write, kv.ts layout; needs kScale / vScale). */
@@ -232,7 +264,7 @@ export class CudaOps {
     if (kvQuantized(this.kv) && a.d > 1024) throw new RangeError(`rope_kv: head dim ${a.d} > 1024`);
     const { n: _n, ...args } = a;
     const scales = kvScales(this.kv, "rope_kv", a);
-    this.k.launch("rope_kv", this.kv, [a.n, Math.ceil(heads / 4)], [128], { ...args, ...scales });
+    this.k.launch("rope_kv", this.kv, [a.n, Math.ceil(heads / 4)], [128], { ...args, ...scales }, 0, true);
   }
 
   /**
@@ -244,11 +276,12 @@ export class CudaOps {
     if (!DECODE_DIMS.includes(a.d)) throw new RangeError(`attention: head dim ${a.d} not in ${DECODE_DIMS.join(", ")}`);
     if (!(a.splitLen > 0 && a.splits > 0)) throw new RangeError(`attention: bad plan ${a.splits} x ${a.splitLen}`);
     if (a.rows === 0) return;
-    let suffix = `${this.kv}_d${a.d}_g${GP}`;
+    let suffix = `${this.kv}_d${a.d}_g${GP}`, stages = decodeStages(this.kv);
     if (a.variant) {
-      const kvs: readonly string[] = DECODE_VARIANTS[a.variant];
+      const v = DECODE_VARIANTS[a.variant], kvs: readonly string[] = v.kvs;
       if (!kvs.includes(this.kv) || a.d !== 128 || GP !== 8) throw new RangeError(`attention: no ${a.variant} variant`);
       suffix += `_${a.variant}`;
+      stages = v.stages;
     }
     this.k.launch("attn_split", suffix, [a.nkv, a.rows, a.splits], [DEC_THREADS], {
       q: a.q,
@@ -268,7 +301,7 @@ export class CudaOps {
       splitLen: a.splitLen,
       window: a.window,
       scale: a.scale,
-    }, attentionSmemBytes(G, a.d));
+    }, attentionSmemBytes(G, a.d, this.kv, stages));
     const combine = {
       partO: a.partO,
       partML: a.partML,

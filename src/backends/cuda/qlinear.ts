@@ -13,13 +13,16 @@ import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 export const QGEMV_MAX_M = 16;
 /** Rows per qgemm block, n-tiles per qgemm block, warps per qgemv block (qgemm.cu / qgemv.cu). */
 const QG_BM = 64, GEMM_TILES = 2, GEMV_WARPS = 4;
-/** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 5 at M <= 8, 2 above). */
-const ringBytes = (M: number) => 4 * (M <= 8 ? 5 : 2) * 4 * 512;
+/** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 3 at M <= 8, 2 above). */
+const ringBytes = (M: number) => 4 * (M <= 8 ? 3 : 2) * 4 * 512;
+/** Rows whose per-k-tile x sums qgemv keeps (M rounded up to even: a lane reads two rows at once). */
+const sumRows = (M: number) => M + (M & 1);
 /**
  * Longest K-range (packed channels) one qgemv block of M rows stages in shared memory: small enough for 4 blocks
- * per SM (55 KiB each: 16 zero bytes, the weight ring, M x (range + 8) f16).
+ * per SM (55 KiB each: 16 zero bytes, the weight ring, M x (range + 8) f16, then sumRows(M) f32 x sums per 16 channels).
  */
-const maxBlockK = (M: number) => Math.floor(((55 * 1024 - 32 - ringBytes(M)) / (2 * M) - 8) / 16) * 16;
+const maxBlockK = (M: number) =>
+  Math.floor(((55 * 1024 - 64 - ringBytes(M) - 16 * M) / (2 * M + sumRows(M) / 4)) / 16) * 16;
 /** qgemv warps resident per SM (4 blocks of 4 warps: __launch_bounds__(128, 4)). */
 export const QGEMV_WARPS_PER_SM = 16;
 /**
@@ -83,7 +86,10 @@ export interface QgemvPlan {
   readonly ksb: number;
   /** block-level splits (grid y) */ readonly S: number;
   /** grid x: ceil(nTiles / (4 / ksb)) */ readonly gridX: number;
-  /** dynamic shared memory: 16 zero bytes + the weight ring + x rows M x (ksb * tps * 16 + 8) f16 */
+  /**
+   * dynamic shared memory: 16 zero bytes + the weight ring + x rows M x (ksb * tps * 16 + 8) f16 (padded to 16 bytes)
+   * + x sums [ksb * tps, sumRows(M)] f32
+   */
   readonly smem: number;
 }
 
@@ -120,7 +126,8 @@ export function qgemvPlan(
     S = Math.ceil(KT / (ksb * tps));
   }
   if (S > 1 && S * M * Np > partFloats) throw new RangeError(`qgemv: split-K scratch too small for [${N}, ${K}]`);
-  const smem = 16 + ringBytes(M) + M * (ksb * tps * 16 + 8) * 2;
+  const xsHalves = Math.ceil((M * (ksb * tps * 16 + 8)) / 8) * 8;
+  const smem = 16 + ringBytes(M) + xsHalves * 2 + ksb * tps * sumRows(M) * 4;
   return { tps, ksb, S, gridX: Math.ceil(nTiles / (GEMV_WARPS / ksb)), smem };
 }
 
@@ -271,7 +278,21 @@ export interface QgemvTune {
   /** programmatic dependent launch on sm_90 */ readonly pdl?: boolean;
 }
 
-/** y [M, N] f32 = x [M, K] f16 · W^T + bias [N] f32 (or 0n); `kind` forces a kernel (tests), else by M. */
+/**
+ * Fused decode-step ends of a qgemv (the quantized counterpart of decode.cu's norm prologue and residual epilogue).
+ * norm: the input is rmsnorm(x) = xg * 1 / rms, rounded to f16, instead of `x`: xg [M, K] f32 = x * gamma, ss
+ * [M, parts] f32 partial sums of x^2 (summed in order). resid: instead of writing y, x [M, N] f32 += y; xg [M, N]
+ * f32 = x * gNext; ss [M, parts] f32 = partial sums of x^2, parts = the returned count (one per block column).
+ */
+export interface QgemvFused {
+  readonly norm?: { readonly xg: DevPtr; readonly ss: DevPtr; readonly parts: number; readonly eps: number };
+  readonly resid?: { readonly x: DevPtr; readonly gNext: DevPtr; readonly xg: DevPtr; readonly ss: DevPtr };
+}
+
+/**
+ * y [M, N] f32 = x [M, K] f16 · W^T + bias [N] f32 (or 0n); `kind` forces a kernel (tests), else by M. Returns the
+ * partial sums of squares per row a `fused.resid` launch wrote (0 without one).
+ */
 export function quantLinear(
   k: Kernels,
   x: DevPtr,
@@ -281,11 +302,13 @@ export function quantLinear(
   M: number,
   kind: "auto" | "gemv" | "gemm" = "auto",
   tune: QgemvTune = {},
-): void {
+  fused: QgemvFused = {},
+): number {
   if (!Number.isInteger(M) || M <= 0) throw new RangeError(`quant linear: bad M ${M}`);
   const { bits, N, K, Np, KT, group: G } = W;
   const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
   const gemv = kind === "gemv" || (kind === "auto" && M <= QGEMV_MAX_M);
+  if (!gemv && (fused.norm || fused.resid)) throw new RangeError(`quant linear: fused ends need M <= ${QGEMV_MAX_M}`);
   if (gemv) {
     if (M > QGEMV_MAX_M) throw new RangeError(`qgemv: M ${M} > ${QGEMV_MAX_M}`);
     if (G % 16 !== 0 && G < K) throw new RangeError(`qgemv: group ${G} is not a multiple of 16`);
@@ -304,10 +327,24 @@ export function quantLinear(
     const suffix = `w${bits}_m${M <= 8 ? 8 : 16}`;
     const split = p.S > 1 ? { part: W.scratch.part, counters: W.scratch.counters } : { part: 0n, counters: 0n };
     const il = (tune.interleave ?? qgemvDefaults.interleave) ? 1 : 0;
-    const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S };
+    const { norm, resid } = fused;
+    if (!resid && y === 0n) throw new RangeError("qgemv: no output (y is null and no residual epilogue)");
+    if (norm && (!Number.isInteger(norm.parts) || norm.parts < 1 || !(norm.eps > 0))) {
+      throw new RangeError(`qgemv: fused norm parts ${norm.parts} eps ${norm.eps}`);
+    }
+    const ends = {
+      ...(norm
+        ? { x: 0n, xg: norm.xg, ss: norm.ss, parts: norm.parts, eps: norm.eps }
+        : { xg: 0n, ss: 0n, parts: 0, eps: 0 }),
+      ...(resid
+        ? { y: 0n, rx: resid.x, gNext: resid.gNext, xgOut: resid.xg, ssOut: resid.ss }
+        : { rx: 0n, gNext: 0n, xgOut: 0n, ssOut: 0n }),
+    };
+    const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S, ...ends };
     k.launch("qgemv", suffix, [p.gridX, p.S], [128], args, p.smem, tune.pdl ?? qgemvDefaults.pdl);
-    return;
+    return resid ? p.gridX : 0;
   }
   const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;
   k.launch("qgemm", `w${bits}`, grid, [128], common);
+  return 0;
 }

@@ -3,6 +3,7 @@
 import type { ModelSpec } from "../../core/types.ts";
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
+import { SAMPLE_CFG_BYTES } from "../../sampling/device_rule.ts";
 
 export interface WorkspaceNeed {
   /** tokens in the step */ readonly n: number;
@@ -27,7 +28,12 @@ export class Workspace implements Disposable {
    * tiles [n, 3] (prefill attention tiles) | blockTables [B, stride]
    */
   inputs: DevPtr = 0n;
-  /** [n] i32 sampled ids (GPU argmax) */ ids: DevPtr = 0n;
+  /** [rows] i32 ids sampled on the GPU (sample.cu) */ ids: DevPtr = 0n;
+  /**
+   * [rows] x (temperature f32, topK u32, topP f32, u f32) GPU sampler config, uploaded before each step (a decode
+   * graph reads it from this fixed address)
+   */
+  sampleCfg: DevPtr = 0n;
   /** [n, h] f32 residual stream */ x: DevPtr = 0n;
   /** [n, h] f32 o_proj / down_proj output, added into x by the next norm */ res: DevPtr = 0n;
   /** [n, h] act normalized input of the next matmul */ xn: DevPtr = 0n;
@@ -90,7 +96,8 @@ export class Workspace implements Disposable {
       return b.ptr;
     };
     this.inputs = a(I32 * (9 * n + cap.B * cap.stride), "inputs");
-    this.ids = a(I32 * n, "ids");
+    this.ids = a(I32 * Math.max(n, cap.rows), "ids");
+    this.sampleCfg = a(SAMPLE_CFG_BYTES * Math.max(n, cap.rows), "sampleCfg");
     this.x = a(F32 * n * h, "x");
     this.res = a(F32 * n * h, "res");
     this.xn = a(ACT * n * Math.max(h, nh * d), "xn");

@@ -1,0 +1,68 @@
+// The fused decode forward pass for quantized linears (n <= DEC_MAX_M tokens, W4A16 / W8A16 qgemv): RMSNorm
+// finished in the qkv / gate_up prologue, the residual add (and the next norm's x * gamma and partial sums of
+// squares) in the o / down epilogue, as decode.cu does for dense weights. Per layer: qkv · rope_kv · attn_split ·
+// attn_combine · o · gate_up · silu_mul · down: 8 launches instead of 10. The LM head (dense) is decode.cu's
+// dec_gemv_norm. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
+//
+// Buffers (all from the Workspace, sized for n tokens):
+//   ws.x    [n, h] f32        residual stream, updated in place by the o / down epilogues
+//   ws.xn   [n, h] f32        xg = x * gamma of the next norm (ws.xn holds 4 bytes per element)
+//   ws.res  [n, parts] f32    partial sums of squares of x's rows (parts <= h / 32: one per qgemv block column)
+//   ws.qkv  [n, (nh+2nkv)*d] f32, ws.q, ws.partO, ws.partML, ws.attn [n, nh*d] f16: as in enqueueForward
+//   ws.gu   [n, 2f] f32       gate | up;  ws.act [n, f] f16: silu(gate) * up
+import { DEC_MAX_M, DecodeOps } from "./decode_ops.ts";
+import { enqueueAttention, type ForwardShape, type ModelOnDevice } from "./forward.ts";
+import { fusedDecode } from "./forward_decode.ts";
+import { type CudaLinear, isQuant, quantLinear } from "./qlinear.ts";
+import type { Workspace } from "./workspace.ts";
+
+const quantLayer = (L: { qkv: CudaLinear; o: CudaLinear; gateUp: CudaLinear; down: CudaLinear }) =>
+  isQuant(L.qkv) && isQuant(L.o) && isQuant(L.gateUp) && isQuant(L.down);
+
+/** True when the fused quantized decode path takes this step: few tokens, every layer quantized, dense LM head. */
+export function quantDecodeFits(m: ModelOnDevice, n: number): boolean {
+  if (!fusedDecode.enabled || n < 1 || n > DEC_MAX_M || m.ops.act !== "f16" || m.w.layers.length === 0) return false;
+  return typeof m.w.lmHead === "bigint" && m.w.layers.every(quantLayer);
+}
+
+export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
+  const s = m.spec, ops = m.ops, k = ops.k, n = sh.n;
+  const h = s.hiddenSize, f = s.intermediateSize, eps = s.rmsEps;
+  const dec = new DecodeOps(k, ops.wt, ops.act, fusedDecode.pdl, fusedDecode.warps);
+  const x = ws.x, xg = ws.xn, ss = ws.res;
+  const first = m.w.layers[0];
+  if (!first) throw new Error("fused quantized decode: model has no layers");
+  dec.embed({ table: m.w.embed, ids: ws.input("tokens"), g: first.inputNorm, x, xg, ss, n, h, vocab: s.vocabSize });
+  let parts = 1; // what dec_embed wrote per row
+  for (let l = 0; l < s.numLayers; l++) {
+    const L = m.w.layers[l]!;
+    if (!isQuant(L.qkv) || !isQuant(L.o) || !isQuant(L.gateUp) || !isQuant(L.down)) {
+      throw new Error(`fused quantized decode: layer ${l} has dense linears (check quantDecodeFits first)`);
+    }
+    const next = l + 1 < s.numLayers ? m.w.layers[l + 1]!.inputNorm : m.w.finalNorm;
+    quantLinear(k, 0n, L.qkv, L.qkvBias, ws.qkv, n, "gemv", {}, { norm: { xg, ss, parts, eps } });
+    enqueueAttention(m, ws, sh, l);
+    parts = quantLinear(k, ws.attn, L.o, L.oBias, 0n, n, "gemv", {}, { resid: { x, gNext: L.postNorm, xg, ss } });
+    quantLinear(k, 0n, L.gateUp, L.gateUpBias, ws.gu, n, "gemv", {}, { norm: { xg, ss, parts, eps } });
+    ops.siluMul(ws.gu, ws.act, n, f);
+    parts = quantLinear(k, ws.act, L.down, L.downBias, 0n, n, "gemv", {}, { resid: { x, gNext: next, xg, ss } });
+  }
+  if (sh.rows === 0) return;
+  if (typeof m.w.lmHead !== "bigint") throw new Error("fused quantized decode: quantized LM head");
+  const rowIdx = ws.input("rowIdx");
+  const lmArgs = {
+    W: m.w.lmHead,
+    bias: 0n,
+    xg,
+    ss,
+    parts,
+    eps,
+    rowIdx,
+    y: ws.logits,
+    M: sh.rows,
+    N: s.vocabSize,
+    K: h,
+  };
+  dec.gemvNorm(lmArgs, fusedDecode.lm);
+  if (sh.sample) ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
+}
