@@ -124,7 +124,8 @@ const m1Sum = SWEEP.map(() => 0);
 
 // Whole model: synthetic 8B shape, int4 g128 linears generated on the GPU, f16 lm_head / embedding, f16 KV.
 const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K), 0) + vocab * h * 2 + h * 2;
-const MAXB = 64, perSeq = Math.ceil((PROMPT + STEPS + 8) / BS);
+const MULTI_K = 8, MULTI_RUNS = 4; // multi-step decode runs after the single steps
+const MAXB = 64, perSeq = Math.ceil((PROMPT + STEPS + 8 + MULTI_K * MULTI_RUNS) / BS);
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
 const prompt = (s: number) => Array.from({ length: PROMPT }, (_, i) => (i * 7919 + s * 104729) % vocab);
 /** One step of B sequences: sequence s owns blocks [s * perSeq, (s + 1) * perSeq); ids[s] are its new tokens. */
@@ -172,6 +173,18 @@ async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
       last = Array.from(r.tokens);
     }
     const m = median(ms.slice(2));
+    // Multi-step decode (Backend.decodeSteps): MULTI_K steps per call, one host sync per run.
+    const per: number[] = [];
+    for (let r = 0; r < MULTI_RUNS; r++) {
+      const t = performance.now();
+      const ids = await be.decodeSteps(
+        stepOf(last.map((id) => [id]), last.map(() => PROMPT + STEPS + r * MULTI_K)),
+        MULTI_K,
+      );
+      per.push((performance.now() - t) / MULTI_K);
+      last = Array.from(ids.subarray((MULTI_K - 1) * B));
+    }
+    const mm = median(per.slice(1));
     if (B === 1) {
       const kvBytes = PROMPT * spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 2;
       const roof = (weightBytes + kvBytes) / hbm * 1e3;
@@ -180,6 +193,10 @@ async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
         `${(1e3 / m).toFixed(1)} tok/s (${m.toFixed(2)} ms/step; roofline ${roof.toFixed(2)} ms = ${
           (1e3 / roof).toFixed(0)
         } tok/s; ${(100 * roof / m).toFixed(0)}%; ${(weightBytes / 1e9).toFixed(2)} GB weights/step)`,
+      );
+      row(
+        `decode batch 1, context ${PROMPT}, multi-step k = ${MULTI_K}, qgemv ${cfg}`,
+        `${(1e3 / mm).toFixed(1)} tok/s (${mm.toFixed(2)} ms/step; ${(100 * roof / mm).toFixed(0)}% of roofline)`,
       );
       using t = new CudaTimer(dev);
       t.start();
@@ -192,7 +209,9 @@ async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
     } else {
       row(
         `decode batch ${B}, context ~${PROMPT}, qgemv ${cfg}`,
-        `${(B * 1e3 / m).toFixed(0)} tok/s (${m.toFixed(2)} ms/step)`,
+        `${(B * 1e3 / m).toFixed(0)} tok/s (${m.toFixed(2)} ms/step); multi-step k = ${MULTI_K}: ${
+          (B * 1e3 / mm).toFixed(0)
+        } tok/s`,
       );
     }
   }

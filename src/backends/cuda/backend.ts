@@ -7,6 +7,7 @@ import type {
   KvDType,
   MemoryInfo,
   ModelSpec,
+  MultiStepDecode,
   Precision,
   ProgressFn,
   StepInputs,
@@ -22,13 +23,20 @@ import { Kernels } from "./kernels.ts";
 import { attentionPlan, ATTN_MAX_GROUP, CudaOps, type Half } from "./ops.ts";
 import { gpuRowStates, needsHostSampling, packRowConfigs } from "./sampling.ts";
 import { loadCudaWeights } from "./weights.ts";
-import { Workspace } from "./workspace.ts";
+import { RUN_STEPS, Workspace } from "./workspace.ts";
 import { type CudaKv, DECODE_DIMS, kvBlockBytes, KvCache } from "./kv.ts";
-import { checkStep, packInputs } from "./step.ts";
+import { checkStep, packInputs, type StepInfo } from "./step.ts";
+import { checkDecodeRun, shiftDecodeStep } from "../../core/decode_run.ts";
 import { ENV } from "../../core/env.ts";
 
 /** Largest decode batch replayed from a graph. */
 export const MAX_GRAPH_BATCH = 256;
+/** Most steps one decodeSteps() call takes (ws.runIds holds [RUN_STEPS, bucket] ids). */
+export const CUDA_MAX_DECODE_STEPS = RUN_STEPS;
+const CUDA_MULTI_STEP: MultiStepDecode = Object.freeze<MultiStepDecode>({
+  maxSteps: CUDA_MAX_DECODE_STEPS,
+  canSampleOnDevice: (p) => !needsHostSampling(p),
+});
 
 export interface CudaBackendOptions {
   /** Decode graphs (default: on unless TURBODENO_CUDA_GRAPHS=0). */
@@ -164,6 +172,38 @@ export class CudaBackend implements Backend {
     this.#kv.copyBlocks(src, dst);
   }
 
+  /**
+   * A pure decode step through the decode graph of its batch bucket n: workspace sized, graph captured if missing,
+   * inputs (unless `packed`: already queued) and sampler configs (draws offset by drawOffset: the step within a
+   * multi-step run) uploaded, graph launched. Returns n (ws.ids [n] i32 holds the sampled ids once the stream gets
+   * there).
+   */
+  #launchDecodeGraph(
+    m: ModelOnDevice,
+    ws: Workspace,
+    step: StepInputs,
+    info: StepInfo,
+    drawOffset: number,
+    packed = false,
+  ): number {
+    const s = m.spec, n = decodeBucket(info.B), window = s.slidingWindow ?? 0;
+    const plan = attentionPlan(n, window > 0 ? Math.min(window, s.maxPositions) : s.maxPositions, m.ops.kv);
+    const stride = Math.max(step.maxBlocksPerSeq, Math.ceil(s.maxPositions / this.#blockSize));
+    ws.ensure({ n, B: n, stride, splits: plan.splits, rows: n });
+    if (ws.generation !== this.#graphGen) {
+      this.graphs.clear();
+      this.#graphGen = ws.generation;
+    }
+    if (!packed) packInputs(this.dev, ws, step, info, n);
+    // One config row per logits row: the graph samples all n rows of its bucket (padding rows greedy).
+    this.dev.upload(ws.sampleCfg, packRowConfigs(gpuRowStates(step.sampling, info), n, drawOffset));
+    const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed: n };
+    const shape = { ...common, rows: n, sample: true, useTokenList: false, tiles: 0 };
+    if (!this.graphs.has(n)) this.graphs.capture(n, () => enqueueForward(m, ws, shape));
+    this.graphs.launch(n);
+    return n;
+  }
+
   async forward(step: StepInputs): Promise<StepResult> {
     const m = this.#m, ws = this.#ws;
     if (!m || !ws) throw new Error("cuda backend: no model loaded");
@@ -172,33 +212,25 @@ export class CudaBackend implements Backend {
     const info = checkStep(step, s, this.#numBlocks, this.#blockSize);
     const { T, B, rows, decode } = info;
     const useGraph = this.graphsEnabled && decode && B <= MAX_GRAPH_BATCH;
-    const n = useGraph ? decodeBucket(B) : T;
-    const window = s.slidingWindow ?? 0;
-    const listed = useGraph ? n : info.tokenList.length;
-    const plan = attentionPlan(
-      listed,
-      useGraph ? (window > 0 ? Math.min(window, s.maxPositions) : s.maxPositions) : info.maxSpan,
-      m.ops.kv,
-    );
-    const stride = Math.max(step.maxBlocksPerSeq, Math.ceil(s.maxPositions / this.#blockSize));
-    ws.ensure({ n, B: useGraph ? n : B, stride, splits: plan.splits, rows: useGraph ? n : rows.length });
-    if (ws.generation !== this.#graphGen) {
-      this.graphs.clear();
-      this.#graphGen = ws.generation;
-    }
-    packInputs(this.dev, ws, step, info, n);
     const V = s.vocabSize;
     const hostRows = rows.filter((_, r) => info.hostSample[r]);
     const rowStates = gpuRowStates(step.sampling, info);
     const gpuSample = rowStates.some((st) => st !== null);
-    // One GPU sampler config row per logits row (a graph samples all n rows of its bucket; padding is greedy).
-    if (gpuSample || useGraph) this.dev.upload(ws.sampleCfg, packRowConfigs(rowStates, useGraph ? n : rows.length));
-    const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed };
     if (useGraph) {
-      const shape = { ...common, rows: n, sample: true, useTokenList: false, tiles: 0 };
-      if (!this.graphs.has(n)) this.graphs.capture(n, () => enqueueForward(m, ws, shape));
-      this.graphs.launch(n);
+      this.#launchDecodeGraph(m, ws, step, info, 0);
     } else {
+      const n = T, listed = info.tokenList.length;
+      const plan = attentionPlan(listed, info.maxSpan, m.ops.kv);
+      const stride = Math.max(step.maxBlocksPerSeq, Math.ceil(s.maxPositions / this.#blockSize));
+      ws.ensure({ n, B, stride, splits: plan.splits, rows: rows.length });
+      if (ws.generation !== this.#graphGen) {
+        this.graphs.clear();
+        this.#graphGen = ws.generation;
+      }
+      packInputs(this.dev, ws, step, info, n);
+      // One GPU sampler config row per logits row.
+      if (gpuSample) this.dev.upload(ws.sampleCfg, packRowConfigs(rowStates, rows.length));
+      const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed };
       const shape = {
         ...common,
         rows: rows.length,
@@ -233,6 +265,50 @@ export class CudaBackend implements Backend {
       } else tokens[b] = ids[r]!;
     }
     return step.allLogits ? { tokens, logprobs, logits: logits! } : { tokens, logprobs };
+  }
+
+  readonly multiStep: MultiStepDecode = CUDA_MULTI_STEP;
+
+  /**
+   * k decode steps in one call (Backend.decodeSteps): with graphs, every step is queued without waiting (inputs
+   * uploaded, step j - 1's sampled ids copied on the GPU into step j's tokens, graph replayed, ids appended to
+   * ws.runIds [k, B] i32) and the host syncs once, so its per-step overhead (~0.15 ms) overlaps the GPU. Without
+   * graphs, k forward() calls.
+   */
+  async decodeSteps(step: StepInputs, k: number): Promise<Int32Array> {
+    checkDecodeRun("cuda", step, k, CUDA_MAX_DECODE_STEPS, needsHostSampling);
+    const m = this.#m, ws = this.#ws;
+    if (!m || !ws) throw new Error("cuda backend: no model loaded");
+    if (!this.#kv) throw new Error("cuda backend: allocateKv() was not called");
+    const B = step.queryStarts.length - 1, out = new Int32Array(k * B);
+    if (!this.graphsEnabled || B > MAX_GRAPH_BATCH) {
+      // Step j's states carry the j ids sampled so far, so its draws are those of output token length + j.
+      let tokens = step.tokens;
+      for (let j = 0; j < k; j++) {
+        const sampling = step.sampling.map((st, b) => ({
+          ...st,
+          outputIds: [...Array.from(st.outputIds), ...Array.from({ length: j }, (_, i) => out[i * B + b]!)],
+        }));
+        tokens = (await this.forward({ ...shiftDecodeStep(step, j), tokens, sampling })).tokens;
+        out.set(tokens, j * B);
+      }
+      return out;
+    }
+    for (let j = 0; j < k; j++) {
+      const sj = shiftDecodeStep(step, j);
+      const info = checkStep(sj, m.spec, this.#numBlocks, this.#blockSize);
+      if (j > 0) {
+        // Step j's tokens are step j - 1's ids: queued after this step's input upload, before its graph.
+        packInputs(this.dev, ws, sj, info, decodeBucket(B));
+        this.dev.copy(ws.input("tokens"), ws.ids, 4 * B);
+      }
+      this.#launchDecodeGraph(m, ws, sj, info, j, j > 0);
+      this.dev.copy(ws.runIds + BigInt(4 * j * B), ws.ids, 4 * B);
+    }
+    this.dev.download(out, ws.runIds);
+    this.downloads.idRows += k * B;
+    await this.dev.sync();
+    return out;
   }
 
   #unload(): void {

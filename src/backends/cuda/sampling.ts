@@ -87,13 +87,18 @@ export function launchSample(k: Kernels, a: SampleArgs): void {
 
 /**
  * Config rows for `n` logits rows: rowStates[r] is the sampling state of a row the GPU samples, null (greedy; the
- * id is not used or the row is padding) otherwise. Rows past rowStates.length are greedy padding.
+ * id is not used or the row is padding) otherwise. Rows past rowStates.length are greedy padding. drawOffset: the
+ * step within a multi-step decode run (its draws are those of output token outputIds.length + drawOffset).
  */
-export function packRowConfigs(rowStates: readonly (SequenceSamplingState | null)[], n: number): Uint8Array {
+export function packRowConfigs(
+  rowStates: readonly (SequenceSamplingState | null)[],
+  n: number,
+  drawOffset = 0,
+): Uint8Array {
   if (rowStates.length > n) throw new RangeError(`packRowConfigs: ${rowStates.length} states for ${n} rows`);
   const buf = new ArrayBuffer(Math.max(1, n) * SAMPLE_CFG_BYTES);
   const v = new DataView(buf);
-  for (let r = 0; r < n; r++) writeSampleConfig(v, r, rowStates[r] ?? null);
+  for (let r = 0; r < n; r++) writeSampleConfig(v, r, rowStates[r] ?? null, drawOffset);
   return new Uint8Array(buf);
 }
 

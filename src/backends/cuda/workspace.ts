@@ -17,6 +17,8 @@ export interface WorkspaceNeed {
 type InputSection = "tokens" | "positions" | "slots" | "tokenSeq" | "rowIdx" | "tokenList" | "tiles" | "tables";
 
 const I32 = 4, F32 = 4, ACT = 4;
+/** Steps of a multi-step decode run ws.runIds holds (backend.ts CUDA_MAX_DECODE_STEPS). */
+export const RUN_STEPS = 64;
 
 export class Workspace implements Disposable {
   #cap: WorkspaceNeed = { n: 0, B: 0, stride: 0, splits: 0, rows: 0 };
@@ -29,6 +31,7 @@ export class Workspace implements Disposable {
    */
   inputs: DevPtr = 0n;
   /** [rows] i32 ids sampled on the GPU (sample.cu) */ ids: DevPtr = 0n;
+  /** [RUN_STEPS, n] i32 ids of a multi-step decode run, step-major (backend.ts decodeSteps) */ runIds: DevPtr = 0n;
   /**
    * [rows] x (temperature f32, topK u32, topP f32, u f32) GPU sampler config, uploaded before each step (a decode
    * graph reads it from this fixed address)
@@ -97,6 +100,7 @@ export class Workspace implements Disposable {
     };
     this.inputs = a(I32 * (9 * n + cap.B * cap.stride), "inputs");
     this.ids = a(I32 * Math.max(n, cap.rows), "ids");
+    this.runIds = a(I32 * RUN_STEPS * n, "runIds");
     this.sampleCfg = a(SAMPLE_CFG_BYTES * Math.max(n, cap.rows), "sampleCfg");
     this.x = a(F32 * n * h, "x");
     this.res = a(F32 * n * h, "res");

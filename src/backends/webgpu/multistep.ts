@@ -7,6 +7,7 @@
 // Requirements (checked): one token per sequence, every sequence sampled on the GPU (sampling.ts), no allLogits,
 // block tables covering all k positions, one LM-head chunk.
 import type { StepInputs } from "../../core/types.ts";
+import { checkDecodeRun as checkRun, shiftDecodeStep } from "../../core/decode_run.ts";
 import { MAP_READ, USAGE } from "./buffers.ts";
 import { encodeStep, planFor, upload } from "./forward.ts";
 import type { ModelState } from "./layers.ts";
@@ -14,40 +15,11 @@ import { validateStep } from "./plan.ts";
 import { MAX_DECODE_STEPS, needsHostSampling } from "./sampling.ts";
 import { GREEDY_EPSILON } from "../../sampling/sampler.ts";
 
-/** Step j of a run that starts with `step`: positions + j, the slots they map to, contexts + j. */
-export function shiftDecodeStep(step: StepInputs, j: number): StepInputs {
-  if (j === 0) return step;
-  const B = step.queryStarts.length - 1, bs = step.blockSize, mb = step.maxBlocksPerSeq;
-  const positions = step.positions.map((p) => p + j);
-  const slots = new Int32Array(B);
-  for (let b = 0; b < B; b++) {
-    const p = positions[b]!, blk = step.blockTables[b * mb + Math.floor(p / bs)];
-    slots[b] = blk === undefined || blk < 0 ? -1 : blk * bs + (p % bs);
-  }
-  return { ...step, positions, slots, contextLens: step.contextLens.map((c) => c + j) };
-}
+export { shiftDecodeStep } from "../../core/decode_run.ts";
 
 /** Checks that `step` can start a k-step run; throws RangeError naming what is wrong. */
 export function checkDecodeRun(step: StepInputs, k: number): void {
-  const B = step.queryStarts.length - 1;
-  const fail = (msg: string): never => {
-    throw new RangeError(`webgpu decodeSteps: ${msg}`);
-  };
-  if (!Number.isInteger(k) || k < 1 || k > MAX_DECODE_STEPS) {
-    fail(`k=${k} must be an integer in [1, ${MAX_DECODE_STEPS}]`);
-  }
-  if (B < 1 || step.tokens.length !== B) {
-    fail(`needs one token per sequence (${step.tokens.length} tokens, ${B} sequences)`);
-  }
-  if (step.allLogits) fail("allLogits is not supported");
-  for (let b = 0; b < B; b++) {
-    if (step.queryStarts[b + 1] !== b + 1) fail("needs one token per sequence");
-    if (!step.sample[b]) fail(`sequence ${b} is not sampled`);
-    const s = step.sampling[b];
-    if (!s || needsHostSampling(s.params)) {
-      fail(`sequence ${b} needs host sampling (penalties, logprobs, min-p or seed)`);
-    }
-  }
+  checkRun("webgpu", step, k, MAX_DECODE_STEPS, needsHostSampling);
 }
 
 /**
