@@ -121,17 +121,21 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   // acc: the result; accg: sum over the current group's tiles of q · x (exact integer weights, f32 MMA sums); xg: sum
   // of the x values those tiles met (xgs), for the lane's two B rows per 8-row block. At the end of a group (flush),
   // with the group's per-column scale s and bias z (w = s q + z): acc += s accg + z xgs, so the scale and bias cost two
-  // FMAs per accumulator per group instead of one per weight pair.
-  float acc[MB][NB][4], accg[MB][NB][4], xgs[MB][2];
+  // FMAs per accumulator per group instead of one per weight pair. MB = 2 does not defer (DEFER false): its MMAs take
+  // f16(q * s + z) (fragScaled) straight into acc, as the 64 accumulators of deferring cost it occupancy (H100, M =
+  // 16: 1.4-1.6x slower deferred at 3 blocks per SM; non-deferred, 3 blocks per SM were ~1.45x slower than 4).
+  constexpr bool DEFER = MB == 1;
+  float acc[MB][NB][4], accg[DEFER ? MB : 1][NB][4], xgs[MB][2];
 #pragma unroll
   for (int b = 0; b < MB; b++) {
     xgs[b][0] = xgs[b][1] = 0.f;
 #pragma unroll
     for (int j = 0; j < NB; j++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) acc[b][j][e] = accg[b][j][e] = 0.f;
+      for (int e = 0; e < 4; e++) acc[b][j][e] = accg[DEFER ? b : 0][j][e] = 0.f;
   }
   auto flush = [&]() {
+    if (!DEFER) return;
 #pragma unroll
     for (int b = 0; b < MB; b++) {
 #pragma unroll
@@ -160,7 +164,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
         sc.next(scaleBias, k, gt, nG, KT, Np, nt, lane);
       }
 #pragma unroll
-      for (int b = 0; b < MB; b++) {
+      for (int b = 0; b < (DEFER ? MB : 0); b++) {
         // Rows >= M read row 0's sums: their results are never stored.
         const int m0 = 8 * b + 2 * (lane & 3);
         const float2 xv = *reinterpret_cast<const float2*>(xsum + (k - bk0) * R + (m0 < M ? m0 : 0));
@@ -180,9 +184,15 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
 #pragma unroll
       for (int j = 0; j < NB; j++) {
         uint32_t a[4];
-        fragQ<BITS>(w, j, a);
+        if (DEFER) {
+          fragQ<BITS>(w, j, a);
 #pragma unroll
-        for (int b = 0; b < MB; b++) mmaF16(accg[b][j], a, xb[2 * b], xb[2 * b + 1]);
+          for (int b = 0; b < MB; b++) mmaF16(accg[DEFER ? b : 0][j], a, xb[2 * b], xb[2 * b + 1]);
+        } else {
+          fragScaled<BITS>(w, j, sc.r[0], a);
+#pragma unroll
+          for (int b = 0; b < MB; b++) mmaF16(acc[b][j], a, xb[2 * b], xb[2 * b + 1]);
+        }
       }
     };
     for (int q = 0; q < groups; q++) {
@@ -402,11 +412,11 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
       gNext, xgOut, ssOut
 // D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 12 tiles = 24 KiB per block at M <= 8, 8 =
 // 16 KiB at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors these). H100 at M = 1:
-// D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower). M <= 16 keeps two accumulator
-// sets of 32 floats per lane: 168 registers, 3 blocks per SM (at 128 it spilled).
+// D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower). M <= 16 scales in f16 per
+// weight (no second accumulator set) and prefetches scales one group ahead: 128 registers, 4 blocks per SM.
 #define INSTANTIATE_QV(B)                                                                                       \
   extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m8(QV_ARGS) { qgemv<B, 1, 3, 2>(QV_CALL); }  \
-  extern "C" __global__ void __launch_bounds__(128, 3) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, 2, 2>(QV_CALL); }
+  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, 2, 1>(QV_CALL); }
 
 INSTANTIATE_QV(4)
 INSTANTIATE_QV(8)

@@ -46,6 +46,20 @@ template <int BITS> __device__ __forceinline__ void fragQ(const uint32_t* w, int
   }
 }
 
+// The same A fragments dequantized in f16 with the group's half2 (scale, bias) words sb (index 2j + h), splatted
+// here: w = q * s + z, one hfma2 more per weight pair. For M <= 16 (MB = 2), where a second set of 32 accumulators
+// per lane (deferred scaling) cost occupancy.
+template <int BITS>
+__device__ __forceinline__ void fragScaled(const uint32_t* w, int j, const uint32_t* sb, uint32_t* a) {
+  fragQ<BITS>(w, j, a);
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const half2 s = u2h(__byte_perm(sb[2 * j + h], 0, 0x1010)), z = u2h(__byte_perm(sb[2 * j + h], 0, 0x3232));
+    a[h] = h2u(__hfma2(u2h(a[h]), s, z));
+    a[2 + h] = h2u(__hfma2(u2h(a[2 + h]), s, z));
+  }
+}
+
 // Group scales of one lane: the half2 (scale, bias) words of the current group for the lane's W columns (index
 // 2j + h, as in fragQ) and of the next AHEAD groups (loaded ahead, so the flush at a group's end does not wait).
 template <int BITS, int AHEAD> struct QvScales {

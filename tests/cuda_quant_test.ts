@@ -64,10 +64,11 @@ Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx", () 
 });
 
 // Bound: the reference multiplies the same f16 x by f16(dequantizeFused(W)) (qgemm's per-weight hfma2 rounds the
-// same way); qgemv instead sums q · x exactly in f32 and applies the f32 scale and bias once per group, so it differs
-// from the reference by the f16 rounding of each weight (<= 2^-11 relative, random in sign, so ~2^-11 / sqrt(3) of a
-// typical |y| at most: max |error| / max |y| ~ 3e-4) plus the f32 summation order (~sqrt(K) * 2^-24). 1e-3 of
-// max |y| leaves a margin, while a wrong nibble, scale column, bias or permutation gives O(1).
+// same way, as does qgemv above 8 rows); qgemv at M <= 8 sums q · x exactly in f32 and applies the f32 scale and
+// bias once per group, so it differs from the reference by the f16 rounding of each weight (<= 2^-11 relative,
+// random in sign, so ~2^-11 / sqrt(3) of a typical |y| at most: max |error| / max |y| ~ 3e-4) plus the f32 summation
+// order (~sqrt(K) * 2^-24). 1e-3 of max |y| leaves a margin, while a wrong nibble, scale column, bias or permutation
+// gives O(1).
 const CASES: [QuantBits, number, number, number, boolean][] = [
   // bits, N, K, G, act-order
   [4, 172, 200, 32, false], // K not a multiple of 16: padded k-tile, partial last group
