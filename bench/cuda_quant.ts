@@ -20,6 +20,7 @@ import {
 } from "../src/backends/cuda/qlinear.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 import { copyBandwidth, exitUnlessCuda, numArg } from "./cuda_common.ts";
+import { DeviceArena } from "../src/backends/cuda/testing.ts";
 
 const arg = numArg;
 exitUnlessCuda("cuda_quant");
@@ -72,12 +73,8 @@ const tuneName = (t: QgemvTune) => `w${t.warpsPerSm}${t.interleave ? " il" : ""}
 /** Sum over the four shapes of the M = 1 time (us) per SWEEP entry: picks the configuration of the second model run. */
 const m1Sum = SWEEP.map(() => 0);
 {
-  const owned: { [Symbol.dispose](): void }[] = [];
-  const alloc = (bytes: number, label: string) => {
-    const buf = dev.alloc(bytes, label);
-    owned.push(buf);
-    return buf;
-  };
+  using arena = new DeviceArena(dev);
+  const alloc = arena.alloc;
   const wps = SWEEP.map((t) => t.warpsPerSm ?? qgemvDefaults.warpsPerSm);
   const need = scratchNeed(4, SHAPES.map(([N, K]) => [N, K] as const), dev.smCount, wps);
   const scratch = allocQuantScratch(dev, alloc, need.floats, need.slots);
@@ -119,7 +116,6 @@ const m1Sum = SWEEP.map(() => 0);
     }
   }
   await dev.sync();
-  for (const o of owned) o[Symbol.dispose]();
 }
 
 // Whole model: synthetic 8B shape, int4 g128 linears generated on the GPU, f16 lm_head / embedding, f16 KV.

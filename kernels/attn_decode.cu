@@ -303,14 +303,7 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
             bool rescale = false;  // once the maxima settle, corr is 1 and the rescale is skipped (warp vote)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) rescale = rescale || corr[nt][0] != 1.f || corr[nt][1] != 1.f;
-            if (__any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-              for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int mt = 0; mt < S::MT; mt++)
-#pragma unroll
-                  for (int e = 0; e < 4; e++) acc[nt][mt][e] *= corr[nt][e & 1];
-            }
+            if (__any_sync(0xffffffffu, rescale)) rescaleAcc<NT, S::MT>(acc, corr);
             // O^T += V^T P^T.
 #pragma unroll
             for (int mt = 0; mt < S::MT; mt++) {

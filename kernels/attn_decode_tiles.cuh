@@ -4,6 +4,16 @@
 #pragma once
 #include "attn_decode_ops.cuh"
 
+// acc [NT][MT][4] (O^T accumulators, column e & 1 of head tile nt) *= corr [NT][2]: the online softmax's rescale.
+template <int NT, int MT> __device__ __forceinline__ void rescaleAcc(float (&acc)[NT][MT][4], const float (&corr)[NT][2]) {
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) acc[nt][mt][e] *= corr[nt][e & 1];
+}
+
 // Where the keys of one split live: block-table entries from tb0 on (shared memory or global), and the mapping
 // key position -> cache row.
 struct DecCtx {
@@ -264,12 +274,7 @@ __device__ __forceinline__ void decTileQ(DecStage<KT, D>& st, const uint32_t (&q
         zs[nt][h] *= cr;
         corr[nt][h] = cr;
       }
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-      for (int mt = 0; mt < S::MT; mt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[nt][mt][e] *= corr[nt][e & 1];
+    rescaleAcc<NT, S::MT>(acc, corr);
   }
   uint32_t pb[NT][2][2];
 #pragma unroll

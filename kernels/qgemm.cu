@@ -11,8 +11,7 @@
 // qgemm_w{4,8}: prefill (any M). Block tile 64 (m) x 2 n-tiles, 4 warps of 32 x T; x tiles of 64 x 32 double
 //   buffered in shared memory (register-staged), weight fragments straight from global memory, one stage ahead.
 // qfill_w{4,8}: synthetic weights on the GPU: random qweight words, plausible f16 (scale, bias) pairs.
-#include "common.cuh"
-#include "ptx.cuh"
+#include "qgemv.cuh"  // qvX8: the activations staging shared with the decode GEMV
 
 
 // B fragments of the 8-column subtiles in one weight word, dequantized with the columns' (scale, bias) words.
@@ -73,18 +72,6 @@ template <int BITS> struct GroupScales {
   }
 };
 
-// 8 consecutive staged activations of row m, packed channels k .. k+7 (zero beyond M or K), as f16.
-__device__ __forceinline__ uint4 loadX8(const f16* x, const int* perm, int M, int K, int m, int k, bool vec) {
-  if (m >= M || k >= K) return make_uint4(0, 0, 0, 0);
-  if (vec) return __ldg(reinterpret_cast<const uint4*>(x + (size_t)m * K + k));
-  uint4 v;
-  unsigned short* e = reinterpret_cast<unsigned short*>(&v);
-  const unsigned short* xr = reinterpret_cast<const unsigned short*>(x + (size_t)m * K);
-#pragma unroll
-  for (int i = 0; i < 8; i++) e[i] = k + i < K ? xr[perm ? __ldg(perm + k + i) : k + i] : (unsigned short)0;
-  return v;
-}
-
 __device__ __forceinline__ void ldmatrix4(uint32_t* a, const void* p) {
   const uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -113,7 +100,7 @@ __device__ void qgemm(const f16* x, const int* perm, const uint32_t* qweight, co
 #pragma unroll
     for (int i = 0; i < 2; i++) {
       const int c = threadIdx.x + i * 128, r = c >> 2, kc = (c & 3) * 8;
-      xr[i] = loadX8(x, perm, M, K, m0 + r, st * QG_BK + kc, vec);
+      xr[i] = m0 + r < M ? qvX8(x, perm, K, m0 + r, st * QG_BK + kc, vec) : make_uint4(0, 0, 0, 0);
     }
   };
   auto storeX = [&](int buf) {

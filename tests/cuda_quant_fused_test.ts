@@ -21,7 +21,15 @@ import {
   scratchNeed,
   uploadQuantMatrix,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaKernelTest, cudaTest, download, poisoned, relErr, upload } from "../src/backends/cuda/testing.ts";
+import {
+  cudaKernelTest,
+  cudaTest,
+  DeviceArena,
+  download,
+  poisoned,
+  relErr,
+  upload,
+} from "../src/backends/cuda/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
@@ -40,13 +48,9 @@ const TUNES: QgemvTune[] = [{}, { warpsPerSm: 0.5 }, { warpsPerSm: 64 }]; // def
 cudaKernelTest(
   "quantLinear() fused norm prologue and residual epilogue match the same math in TypeScript",
   async (k, dev) => {
-    const owned: { [Symbol.dispose](): void }[] = [];
-    const alloc = (bytes: number, label: string) => {
-      const b = dev.alloc(bytes, label);
-      owned.push(b);
-      return b;
-    };
-    try {
+    using arena = new DeviceArena(dev);
+    const alloc = arena.alloc;
+    {
       for (const [bits, N, K, G, act] of CASES) {
         const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
         const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 64]);
@@ -105,8 +109,6 @@ cudaKernelTest(
           }
         }
       }
-    } finally {
-      for (const b of owned) b[Symbol.dispose]();
     }
   },
 );

@@ -26,7 +26,7 @@ import {
   tileN,
   uploadQuantMatrix,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaTest, download, poisoned, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { cudaTest, DeviceArena, download, poisoned, relErr, upload } from "../src/backends/cuda/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
@@ -86,13 +86,9 @@ gpuTest(
   async () => {
     await using dev = CudaDevice.open(0);
     using k = await Kernels.load(dev);
-    const owned: { [Symbol.dispose](): void }[] = [];
-    const alloc = (bytes: number, label: string) => {
-      const b = dev.alloc(bytes, label);
-      owned.push(b);
-      return b;
-    };
-    try {
+    using arena = new DeviceArena(dev);
+    const alloc = arena.alloc;
+    {
       for (const [bits, N, K, G, act] of CASES) {
         const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
         assert.equal(p.layout, "mma-m16n8k16");
@@ -123,8 +119,6 @@ gpuTest(
           }
         }
       }
-    } finally {
-      for (const b of owned) b[Symbol.dispose]();
     }
   },
 );
@@ -134,13 +128,9 @@ gpuTest(
   async () => {
     await using dev = CudaDevice.open(0);
     using k = await Kernels.load(dev);
-    const owned: { [Symbol.dispose](): void }[] = [];
-    const alloc = (bytes: number, label: string) => {
-      const b = dev.alloc(bytes, label);
-      owned.push(b);
-      return b;
-    };
-    try {
+    using arena = new DeviceArena(dev);
+    const alloc = arena.alloc;
+    {
       for (const bits of [4, 8] as const) {
         const N = 200, K = 320, G = 64, amp = 0.05, qm = (1 << bits) - 1, z = (1 << (bits - 1)) + 1;
         const scratch = allocQuantScratch(dev, alloc, 16, 16);
@@ -161,8 +151,6 @@ gpuTest(
           assert.equal(f16(b), toF16(-z * sv));
         }
       }
-    } finally {
-      for (const b of owned) b[Symbol.dispose]();
     }
   },
 );

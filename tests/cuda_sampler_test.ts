@@ -20,6 +20,7 @@ import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
+import { topPAmbiguous } from "./helpers/sampling.ts";
 
 const SEED = crypto.getRandomValues(new Uint32Array(1))[0]! % 1e6;
 const seedNote = `(seed ${SEED})`;
@@ -48,17 +49,6 @@ const params = (temperature: number, topK: number, topP: number, seed: number | 
   topP,
   seed,
 });
-
-/** True when the top-p cut falls within `eps` of a token's cumulative mass (device and host could disagree). */
-function topPAmbiguous(row: Float32Array, p: SamplingParams, eps: number): boolean {
-  if (!(p.topP < 1)) return false;
-  const x = Array.from(row, (v) => v / p.temperature).sort((a, b) => b - a);
-  const kept = p.topK > 0 ? x.slice(0, p.topK) : x;
-  const w = kept.map((v) => Math.exp(v - kept[0]!));
-  const z = w.reduce((a, b) => a + b, 0);
-  let c = 0;
-  return w.some((wi) => Math.abs((c += wi) / z - p.topP) < eps);
-}
 
 /**
  * The id the device must pick: the host sampler's kept set (samplingDistribution) walked in id order until the

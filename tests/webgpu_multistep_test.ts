@@ -8,14 +8,14 @@ import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { gpuTestRegistrar, rng, testSeed } from "../src/backends/webgpu/testing.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { ModelSpec, SamplingParams, SequenceSamplingState, StepInputs } from "../src/core/types.ts";
+import type { ModelSpec, SamplingParams } from "../src/core/types.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
+import { BS, decodeStep, prefill, singleVsMulti } from "./helpers/decode_steps.ts";
 
 const gpuTest = gpuTestRegistrar(await probeWebGpu());
 const SEED = testSeed();
 const greedy: SamplingParams = { ...defaultSamplingParams(), temperature: 0 };
 const sampled: SamplingParams = { ...defaultSamplingParams(), temperature: 0.9, topK: 40, topP: 0.95 };
-const BS = 16;
 
 async function stories(): Promise<{ b: WebGpuBackend; spec: ModelSpec }> {
   const ckpt = await openCheckpoint(STORIES_DIR);
@@ -23,43 +23,6 @@ async function stories(): Promise<{ b: WebGpuBackend; spec: ModelSpec }> {
   await b.load(ckpt.spec, ckpt.weights, { weight: "f32", kv: "f32", compute: "f32" });
   ckpt.weights.close();
   return { b, spec: ckpt.spec };
-}
-
-/** One decode token per sequence b at position pos[b], sequence b owning blocks [4b, 4b + 4). */
-function decodeStep(tokens: number[], pos: number[], states: SequenceSamplingState[]): StepInputs {
-  const B = tokens.length;
-  return {
-    tokens: Int32Array.from(tokens),
-    positions: Int32Array.from(pos),
-    queryStarts: Int32Array.from({ length: B + 1 }, (_, i) => i),
-    contextLens: Int32Array.from(pos, (p) => p + 1),
-    blockTables: Int32Array.from({ length: B * 4 }, (_, i) => i),
-    maxBlocksPerSeq: 4,
-    blockSize: BS,
-    slots: Int32Array.from(pos, (p, b) => 4 * b * BS + p),
-    sample: new Array(B).fill(true),
-    sampling: states,
-  };
-}
-
-/** Prefills sequence b's prompt into its blocks (no sampling). */
-async function prefill(b: WebGpuBackend, prompts: number[][]): Promise<void> {
-  for (let s = 0; s < prompts.length; s++) {
-    const p = prompts[s]!, n = p.length;
-    const table = Int32Array.from({ length: 4 }, (_, i) => 4 * s + i);
-    await b.forward({
-      tokens: Int32Array.from(p),
-      positions: Int32Array.from({ length: n }, (_, i) => i),
-      queryStarts: Int32Array.of(0, n),
-      contextLens: Int32Array.of(n),
-      blockTables: table,
-      maxBlocksPerSeq: 4,
-      blockSize: BS,
-      slots: Int32Array.from({ length: n }, (_, i) => 4 * s * BS + i),
-      sample: [false],
-      sampling: [{ params: greedy, promptIds: p, outputIds: [], fallbackSeed: 0 }],
-    });
-  }
 }
 
 gpuTest(
@@ -70,32 +33,7 @@ gpuTest(
     b.allocateKv(12, BS);
     const rand = rng(SEED);
     for (const params of [greedy, sampled]) {
-      // Three sequences with prompts of different lengths; the run crosses a block boundary (positions 13..22).
-      const prompts = [9, 13, 5].map((n) =>
-        Array.from({ length: n }, () => 1 + Math.floor(rand() * (spec.vocabSize - 1)))
-      );
-      const seeds = prompts.map(() => Math.floor(rand() * 2 ** 31));
-      const k = 10;
-      const single: number[][] = prompts.map(() => []);
-      await prefill(b, prompts);
-      for (let j = 0; j < k; j++) {
-        const tokens = prompts.map((p, s) => j === 0 ? p.at(-1)! : single[s]!.at(-1)!);
-        const states = prompts.map((p, s) => ({
-          params,
-          promptIds: p,
-          outputIds: single[s]!.slice(),
-          fallbackSeed: seeds[s]!,
-        }));
-        const r = await b.forward(decodeStep(tokens, prompts.map((p) => p.length - 1 + j), states));
-        r.tokens.forEach((t, s) => single[s]!.push(t));
-      }
-      await prefill(b, prompts); // the same KV again: the run recomputes every position it reads
-      const states = prompts.map((p, s) => ({ params, promptIds: p, outputIds: [], fallbackSeed: seeds[s]! }));
-      const ids = await b.decodeSteps(
-        decodeStep(prompts.map((p) => p.at(-1)!), prompts.map((p) => p.length - 1), states),
-        k,
-      );
-      const multi = prompts.map((_, s) => Array.from({ length: k }, (_, j) => ids[j * prompts.length + s]!));
+      const { single, multi } = await singleVsMulti(b, spec.vocabSize, rand, params, 10);
       assert.deepEqual(multi, single, `temperature ${params.temperature} (WEBGPU_TEST_SEED=${SEED})`);
     }
     const seeded = [{ params: { ...sampled, seed: 7 }, promptIds: [1], outputIds: [], fallbackSeed: 0 }];

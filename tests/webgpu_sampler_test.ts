@@ -6,6 +6,7 @@ import { needsHostSampling, packSampleConfig } from "../src/backends/webgpu/samp
 import { argmax, defaultSamplingParams, samplingDistribution, uniform } from "../src/sampling/sampler.ts";
 import type { SamplingParams } from "../src/core/types.ts";
 import { gpuTestSetup, randn, readI32, rng, runPass } from "../src/backends/webgpu/testing.ts";
+import { topPAmbiguous } from "./helpers/sampling.ts";
 
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const V = 1000; // not a multiple of the 256-thread workgroup
@@ -45,17 +46,6 @@ gpuTest("SampleOp.encode() behaviour: greedy rows pick the argmax, lowest id on 
 
 function params(temperature: number, topK: number, topP: number): SamplingParams {
   return { ...defaultSamplingParams(), temperature, topK, topP };
-}
-
-/** True when the top-p cut falls within `eps` of a token's cumulative mass (f32 vs f64 could disagree). */
-function topPAmbiguous(row: Float32Array, p: SamplingParams, eps: number): boolean {
-  if (!(p.topP < 1)) return false;
-  const x = Array.from(row, (v) => v / p.temperature).sort((a, b) => b - a);
-  const kept = p.topK > 0 ? x.slice(0, p.topK) : x;
-  const w = kept.map((v) => Math.exp(v - kept[0]!));
-  const z = w.reduce((a, b) => a + b, 0);
-  let c = 0;
-  return w.some((wi) => Math.abs((c += wi) / z - p.topP) < eps);
 }
 
 gpuTest("SampleOp.encode() behaviour: top-k/top-p draws walk the host sampler's kept set in id order", async () => {

@@ -72,22 +72,26 @@ export function enqueueDecodeForward(m: ModelOnDevice, ws: Workspace, sh: Forwar
     dec.gemvSilu({ W: L.gateUp, bias: L.gateUpBias, xg, ss, parts, eps, act: ws.act, M: n, F: f, K: h });
     dec.gemvRes({ W: L.down, bias: L.downBias, xin: ws.act, x, gNext: next, xg, ss, M: n, N: h, K: f }, rr);
   }
+  enqueueDecodeLmHead(m, ws, sh, dec, { xg, ss, parts, eps });
+}
+
+/**
+ * The fused paths' end: the final RMSNorm finished in the LM head's prologue (xg / ss as the last residual epilogue
+ * left them) over the rows in ws rowIdx, then the GPU sampler. Nothing when no row wants logits.
+ */
+export function enqueueDecodeLmHead(
+  m: ModelOnDevice,
+  ws: Workspace,
+  sh: ForwardShape,
+  dec: DecodeOps,
+  norm: { xg: bigint; ss: bigint; parts: number; eps: number },
+): void {
   if (sh.rows === 0) return;
   if (!dense(m.w.lmHead)) throw new Error("fused decode: quantized LM head");
-  const rowIdx = ws.input("rowIdx");
-  const lmArgs = {
-    W: m.w.lmHead,
-    bias: 0n,
-    xg,
-    ss,
-    parts,
-    eps,
-    rowIdx,
-    y: ws.logits,
-    M: sh.rows,
-    N: s.vocabSize,
-    K: h,
-  };
-  dec.gemvNorm(lmArgs, fusedDecode.lm);
-  if (sh.sample) ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
+  const s = m.spec, rowIdx = ws.input("rowIdx");
+  dec.gemvNorm(
+    { W: m.w.lmHead, bias: 0n, ...norm, rowIdx, y: ws.logits, M: sh.rows, N: s.vocabSize, K: s.hiddenSize },
+    fusedDecode.lm,
+  );
+  if (sh.sample) m.ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
 }

@@ -12,7 +12,7 @@
 //   ws.gu   [n, 2f] f32       gate | up;  ws.act [n, f] f16: silu(gate) * up
 import { DEC_MAX_M, DecodeOps } from "./decode_ops.ts";
 import { enqueueAttention, type ForwardShape, type ModelOnDevice } from "./forward.ts";
-import { fusedDecode } from "./forward_decode.ts";
+import { enqueueDecodeLmHead, fusedDecode } from "./forward_decode.ts";
 import { type CudaLinear, isQuant, quantLinear } from "./qlinear.ts";
 import type { Workspace } from "./workspace.ts";
 
@@ -47,22 +47,5 @@ export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: F
     ops.siluMul(ws.gu, ws.act, n, f);
     parts = quantLinear(k, ws.act, L.down, L.downBias, 0n, n, "gemv", {}, { resid: { x, gNext: next, xg, ss } });
   }
-  if (sh.rows === 0) return;
-  if (typeof m.w.lmHead !== "bigint") throw new Error("fused quantized decode: quantized LM head");
-  const rowIdx = ws.input("rowIdx");
-  const lmArgs = {
-    W: m.w.lmHead,
-    bias: 0n,
-    xg,
-    ss,
-    parts,
-    eps,
-    rowIdx,
-    y: ws.logits,
-    M: sh.rows,
-    N: s.vocabSize,
-    K: h,
-  };
-  dec.gemvNorm(lmArgs, fusedDecode.lm);
-  if (sh.sample) ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
+  enqueueDecodeLmHead(m, ws, sh, dec, { xg, ss, parts, eps });
 }

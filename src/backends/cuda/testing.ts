@@ -101,3 +101,17 @@ export function relErr(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   }
   return diff / scale;
 }
+
+/** Device buffers released together: `using arena = new DeviceArena(dev)`, then `arena.alloc(bytes, label)`. */
+export class DeviceArena implements Disposable {
+  readonly #owned: DeviceBuffer[] = [];
+  constructor(readonly dev: CudaDevice) {}
+  readonly alloc = (bytes: number, label: string): DeviceBuffer => {
+    const b = this.dev.alloc(bytes, label);
+    this.#owned.push(b);
+    return b;
+  };
+  [Symbol.dispose](): void {
+    for (const b of this.#owned.splice(0)) b[Symbol.dispose]();
+  }
+}
