@@ -54,9 +54,43 @@ for (const act of onlyDecode ? [] : ["bf16", "f32"] as const) {
   }
   const tf = (2 * M * N * K) / (median(ms) / 1e3) / 1e12;
   rows.push([
-    `GEMM 4096^3 mma.sync 128x128 tiles, activations ${act}`,
+    `GEMM 4096^3 (${ops.matmulKind(M, N)}), activations ${act}`,
     `${tf.toFixed(0)} TFLOP/s (${median(ms).toFixed(2)} ms)`,
   ]);
+  if (act === "bf16") {
+    // The mma.sync GEMM on the same shape, for comparison.
+    ops.linearWith("gemm128", x.ptr, w.ptr, 0n, y.ptr, M, N, K);
+    const ms2: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      t.start();
+      ops.linearWith("gemm128", x.ptr, w.ptr, 0n, y.ptr, M, N, K);
+      ms2.push(await t.stop());
+    }
+    const tf2 = (2 * M * N * K) / (median(ms2) / 1e3) / 1e12;
+    rows.push([`GEMM 4096^3 (gemm128, mma.sync), activations ${act}`, `${tf2.toFixed(0)} TFLOP/s`]);
+    if (dev.cc[0] === 9 && dev.cc[1] === 0) {
+      // gemm_wg without the 128-byte swizzle (core-matrix layout), for comparison.
+      const ns = () =>
+        b.kernels.launch("gemm_wg", "ns_bf16", [N / 128, M / 128], [256], {
+          A: x.ptr,
+          W: w.ptr,
+          bias: 0n,
+          C: y.ptr,
+          M,
+          N,
+          K,
+        }, 3 * 2 * 128 * 64 * 2);
+      ns();
+      const ms3: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        t.start();
+        ns();
+        ms3.push(await t.stop());
+      }
+      const tf3 = (2 * M * N * K) / (median(ms3) / 1e3) / 1e12;
+      rows.push([`GEMM 4096^3 (wgmma, no swizzle), activations ${act}`, `${tf3.toFixed(0)} TFLOP/s`]);
+    }
+  }
 }
 
 // Prefill attention alone, one layer of the 8B shape at T = PREFILL (32 / 8 heads, d 128, causal, one sequence,

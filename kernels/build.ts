@@ -15,6 +15,19 @@ const FLAGS = [
   "-gencode=arch=compute_89,code=sm_89",
   "-gencode=arch=compute_90,code=[sm_90,compute_90]",
 ];
+/**
+ * Modules whose sm_90 code needs the arch-specific target (wgmma): their cc 9.0 SASS is sm_90a (it runs on H100 /
+ * H200, not forward), the compute_90 PTX stays for newer GPUs (where the host does not launch these kernels).
+ */
+const ARCH_SPECIFIC = new Set(["gemm_wg"]);
+function flagsFor(cu: string): string[] {
+  if (!ARCH_SPECIFIC.has(cu.replace(/\.cu$/, ""))) return FLAGS;
+  return [
+    ...FLAGS.filter((f) => !f.startsWith("-gencode=arch=compute_90,")),
+    "-gencode=arch=compute_90a,code=sm_90a",
+    "-gencode=arch=compute_90,code=compute_90",
+  ];
+}
 
 export interface ManifestEntry {
   readonly source: string;
@@ -43,7 +56,7 @@ async function listDir(ext: string): Promise<string[]> {
 
 /** Hash of one kernel source with every header and the flags. */
 export async function sourceHash(cu: string): Promise<string> {
-  const parts = [FLAGS.join(" "), cu, await Deno.readTextFile(new URL(cu, KERNELS))];
+  const parts = [flagsFor(cu).join(" "), cu, await Deno.readTextFile(new URL(cu, KERNELS))];
   for (const h of await listDir(".cuh")) parts.push(h, await Deno.readTextFile(new URL(h, KERNELS)));
   return await sha256(parts.join("\0"));
 }
@@ -109,7 +122,7 @@ async function build(force: boolean): Promise<void> {
     if (!fresh) {
       const t0 = performance.now();
       const out = await new Deno.Command("nvcc", {
-        args: [...FLAGS, "-o", new URL(fatbin, LIB).pathname, new URL(cu, KERNELS).pathname],
+        args: [...flagsFor(cu), "-o", new URL(fatbin, LIB).pathname, new URL(cu, KERNELS).pathname],
         stdout: "inherit",
         stderr: "inherit",
       }).output();

@@ -40,6 +40,8 @@ Deno.test("matmulKind() routes decode batches to the skinny GEMM unless gemm128 
   assert.equal(matmulKind(257, 4096, "f32", 132), "gemm");
   assert.equal(matmulKind(512, 4096, "f32", 132), "gemm128");
   assert.equal(matmulKind(257, 4096, "f16", 132), "gemm128");
+  assert.equal(matmulKind(257, 4096, "f16", 132, true), "wgmma"); // sm_90: the wgmma GEMM takes gemm128's place
+  assert.equal(matmulKind(512, 4096, "f32", 132, true), "gemm128"); // f32 activations never take it
 });
 
 const COMBOS = [["bf16", "bf16"], ["f16", "f16"], ["bf16", "f32"], ["f16", "f32"]] as const;

@@ -112,7 +112,8 @@ for (const [wt, act] of COMBOS) {
         const x = act === "f32" ? rnd(M * K) : roundTo(rnd(M * K), act), w = roundTo(rnd(N * K), wt), bias = rnd(N);
         using xb = upload(dev, x, act), wb = upload(dev, w, wt), bb = upload(dev, bias, "f32");
         const want = ops.linear(x, w, M, K, N, bias);
-        for (const kind of ["gemv", "skinny", "gemm", "gemm128"] as const) {
+        // "wgmma" (sm_90a) where the device has it; elsewhere, and for f32 activations or K % 8 != 0, it takes gemm128.
+        for (const kind of ["gemv", "skinny", "gemm", "gemm128", "wgmma"] as const) {
           using yb = poisoned(dev, M * N, 4);
           o.linearWith(kind, xb.ptr, wb.ptr, bb.ptr, yb.ptr, M, N, K);
           const e = relErr(await download(dev, yb, M * N, "f32"), want);

@@ -17,7 +17,8 @@ export type ModuleName =
   | "qgemm"
   | "qgemv"
   | "decode"
-  | "sample";
+  | "sample"
+  | "gemm_wg";
 export interface KernelSpec {
   readonly module: ModuleName;
   readonly params: readonly ParamSpec[];
@@ -155,6 +156,8 @@ export const KERNELS = {
   gemv1: { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] },
   gemm: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
   gemm128: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
+  // gemm_wg.cu (sm_90a wgmma, 16-bit activations = weight dtype; suffix bf16 / f16): see ops.ts linearWith.
+  gemm_wg: { module: "gemm_wg", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
   // Skinny-M split-K GEMM (gemm_skinny.cu skinny<BM>[w8]; suffix act_weight): see src/backends/cuda/gemm_skinny.ts.
   skinny16: SKINNY,
   skinny32: SKINNY,
@@ -332,6 +335,7 @@ export class Kernels implements Disposable {
         "qgemv",
         "decode",
         "sample",
+        "gemm_wg",
       ] as const
     ) {
       const bytes = await readLib(m);

@@ -202,14 +202,21 @@ function kvScales(
   return kvQuantized(kv) ? { kScale, vScale } : { kScale: 0n, vScale: 0n };
 }
 
-export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128";
+/** gemm_wg.cu's dynamic shared memory: 3 stages x (A + W tiles of 128 rows x 64 k) x 2 bytes. */
+const WG_SMEM = 3 * 2 * 128 * 64 * 2;
 
-/** The dense matmul path for M rows and N output columns (thresholds above). */
-export function matmulKind(M: number, N: number, act: ActDType, smCount: number): MatmulKind {
+export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128" | "wgmma";
+
+/**
+ * The dense matmul path for M rows and N output columns (thresholds above). `wgmma`: the device runs gemm_wg.cu
+ * (compute capability 9.0), which then takes the large 16-bit-activation GEMMs instead of gemm128.
+ */
+export function matmulKind(M: number, N: number, act: ActDType, smCount: number, wgmma = false): MatmulKind {
   if (M <= GEMV_MAX_M) return "gemv";
   if (act === "f32") return M <= SKINNY_MAX_M ? "skinny" : M >= GEMM128_MIN_M_F32 ? "gemm128" : "gemm";
   const fills = Math.ceil(N / 128) * Math.ceil(M / 128) >= smCount;
-  return M <= SKINNY_MAX_M && (M < GEMM128_MIN_M || !fills) ? "skinny" : "gemm128";
+  if (M <= SKINNY_MAX_M && (M < GEMM128_MIN_M || !fills)) return "skinny";
+  return wgmma ? "wgmma" : "gemm128";
 }
 
 export class CudaOps {
@@ -365,7 +372,12 @@ export class CudaOps {
 
   /** The dense matmul path linear() takes for M rows and N output columns. */
   matmulKind(M: number, N: number): MatmulKind {
-    return matmulKind(M, N, this.act, this.k.dev.smCount);
+    return matmulKind(M, N, this.act, this.k.dev.smCount, this.#wgmma);
+  }
+
+  /** gemm_wg.cu runs here: its wgmma image is sm_90a (H100 / H200). */
+  get #wgmma(): boolean {
+    return this.k.dev.cc[0] === 9 && this.k.dev.cc[1] === 0;
   }
 
   /**
@@ -395,6 +407,15 @@ export class CudaOps {
         this.k.launch(kernel, this.#mm, [Math.ceil(N / 4)], [128], { x: xo, W, bias, y: yo, M: m, N, K });
       }
       return;
+    }
+    if (kind === "wgmma") {
+      // 16-bit activations, K a multiple of 8 (16-byte rows), sm_90a; anything else takes gemm128.
+      if (this.act !== "f32" && K % 8 === 0 && this.#wgmma) {
+        const grid = [Math.ceil(N / 128), Math.ceil(M / 128)] as const;
+        this.k.launch("gemm_wg", this.wt, grid, [256], { A: x, W, bias, C: y, M, N, K }, WG_SMEM);
+        return;
+      }
+      kind = "gemm128";
     }
     const t = kind === "gemm" ? 64 : 128;
     this.k.launch(kind, this.#mm, [Math.ceil(N / t), Math.ceil(M / t)], [t === 64 ? 128 : 256], {
