@@ -1,12 +1,13 @@
 // Dense GEMM on Hopper's warpgroup MMA (sm_90 wgmma): C[M, N] (f32) = A[M, K] · W[N, K]^T + bias[N] (f32), A the
 // activations and W the weights, both 16-bit (bf16 or f16, the same type), W row-major as Hugging Face stores it.
 //
-// Block = 2 warpgroups (256 threads) on a 128 x 128 tile of C: warpgroup g owns rows 64g .. 64g + 63 and all 128
-// columns (64 f32 accumulators per thread, wgmma m64n128k16). K advances by 64 per stage through a 3-stage cp.async
-// pipeline in shared memory, one group of wgmmas kept in flight while the next stage is refilled. Both operands are
-// K-major, each 64-wide k-tile row is 128 bytes: in the 128-byte swizzle layout (the default), row r at r * 128 with
-// its 16-byte chunk c at (c ^ (r % 8)) * 16; in the no-swizzle layout (gemm_wg_ns_*, for comparison), 8 x 8 core
-// matrices of 128 contiguous bytes, (row group r, k chunk c) at (r * 8 + c) * 128. Rows past M / N and k past K are
+// Block = 2 warpgroups (256 threads; two blocks per SM, 2 x 96 KiB of stages) on a 128 x 128 tile of C: warpgroup g
+// owns rows 64g .. 64g + 63 and all 128 columns (64 f32 accumulators per thread, wgmma m64n128k16). K advances by 64
+// per stage through a 3-stage cp.async pipeline in shared memory, one group of wgmmas kept in flight while the next
+// stage is refilled. Both operands are K-major, each 64-wide k-tile row is 128 bytes: in the 128-byte swizzle
+// layout (the default), row r at r * 128 with its 16-byte chunk c at (c ^ (r % 8)) * 16; in the no-swizzle layout
+// (gemm_wg_ns_*, for comparison), 8 x 8 core matrices of 128 contiguous bytes, (row group r, k chunk c) at
+// (r * 8 + c) * 128. Rows past M / N and k past K are
 // zero-filled by the copies (K must be a multiple of 8).
 // Only the sm_90a image (kernels/build.ts ARCH_SPECIFIC) has the wgmma code; the other images compile to a trap, and
 // the host launches the kernel on compute capability 9.0 only (ops.ts matmulKind).
@@ -125,11 +126,11 @@ __device__ void gemmWg(const T* A, const T* W, const float* bias, float* C, int 
 
 // Suffix: the 16-bit type; ns_: the no-swizzle layout (benchmark comparison only).
 #define INSTANTIATE_WG(T)                                                                                           \
-  extern "C" __global__ void __launch_bounds__(256, 1)                                                              \
+  extern "C" __global__ void __launch_bounds__(256, 2)                                                              \
       gemm_wg_##T(const T* A, const T* W, const float* bias, float* C, int M, int N, int K) {                       \
     gemmWg<T, true>(A, W, bias, C, M, N, K);                                                                        \
   }                                                                                                                 \
-  extern "C" __global__ void __launch_bounds__(256, 1)                                                              \
+  extern "C" __global__ void __launch_bounds__(256, 2)                                                              \
       gemm_wg_ns_##T(const T* A, const T* W, const float* bias, float* C, int M, int N, int K) {                    \
     gemmWg<T, false>(A, W, bias, C, M, N, K);                                                                       \
   }
