@@ -5,7 +5,6 @@ import assert from "node:assert/strict";
 import * as ops from "../src/backends/reference/ops.ts";
 import { roundTo } from "../src/model/dtype.ts";
 import { ropeTables } from "../src/model/rope.ts";
-import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
 import {
   attentionPlan,
@@ -17,37 +16,13 @@ import {
   prefillTcFits,
 } from "../src/backends/cuda/ops.ts";
 import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { mixedBatch, ROPE, splitKReversed, toRefLayout } from "./helpers/cuda_attention.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
-const ROPE: RopeSpec = {
-  type: "default",
-  theta: 10000,
-  factor: 1,
-  lowFreqFactor: 1,
-  highFreqFactor: 4,
-  originalMaxPositions: 8192,
-  betaFast: 32,
-  betaSlow: 1,
-  attentionFactor: 1,
-};
 
 function gpuTest(name: string, fn: (o: CudaOps, dev: CudaDevice) => Promise<void>, kv: Half) {
   cudaKernelTest(name, (k, dev) => fn(new CudaOps(k, kv, kv, kv), dev));
-}
-
-/** My layout [nb, nkv, bs, d] -> the reference's [nb, bs, nkv, d]. */
-function toRefLayout(c: Float32Array, nb: number, nkv: number, bs: number, d: number): Float32Array {
-  const out = new Float32Array(c.length);
-  for (let b = 0; b < nb; b++) {
-    for (let h = 0; h < nkv; h++) {
-      for (let s = 0; s < bs; s++) {
-        const src = ((b * nkv + h) * bs + s) * d, dst = ((b * bs + s) * nkv + h) * d;
-        out.set(c.subarray(src, src + d), dst);
-      }
-    }
-  }
-  return out;
 }
 
 for (const kv of ["bf16", "f16"] as const) {
@@ -134,27 +109,7 @@ for (const kv of ["bf16", "f16"] as const) {
     gpuTest(
       `paged attention: split-K (token list) and tiled prefill kernels, 600 positions (${label})`,
       async (o, dev) => {
-        // Sequences: a decode row at position 599, a fresh 7-token prefill, a 5-token chunk ending at position 299, a
-        // 45-token chunk from position 100 (several prefill tiles).
-        const seqs = [{ start: 599, n: 1 }, { start: 0, n: 7 }, { start: 295, n: 5 }, { start: 100, n: 45 }];
-        const maxBlocks = Math.ceil(600 / bs), B = seqs.length, nb = B * maxBlocks + 3;
-        const perm = Array.from({ length: nb }, (_, i) => i).sort((a, b) => ((a * 7919) % nb) - ((b * 7919) % nb));
-        const tables = new Int32Array(B * maxBlocks).fill(-1);
-        seqs.forEach((s, b) => {
-          for (let i = 0; i < Math.ceil((s.start + s.n) / bs); i++) {
-            tables[b * maxBlocks + i] = perm[b * maxBlocks + i]!;
-          }
-        });
-        const T = seqs.reduce((a, s) => a + s.n, 0);
-        const positions = new Int32Array(T), tokenSeq = new Int32Array(T), queryStarts = new Int32Array(B + 1);
-        let t = 0;
-        seqs.forEach((s, b) => {
-          for (let i = 0; i < s.n; i++, t++) {
-            positions[t] = s.start + i;
-            tokenSeq[t] = b;
-          }
-          queryStarts[b + 1] = t;
-        });
+        const { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = mixedBatch(bs);
         const cacheN = nb * nkv * bs * d;
         const kCache = roundTo(rnd(cacheN), kv), vCache = roundTo(rnd(cacheN), kv), q = rnd(T * nh * d, 2);
         using kb = upload(dev, kCache, kv), vb = upload(dev, vCache, kv), qb = upload(dev, q, "f32");
@@ -190,39 +145,12 @@ for (const kv of ["bf16", "f16"] as const) {
         const rest = { blockSize: bs, maxBlocks, window, scale: 1 / Math.sqrt(d) };
         // Split-K kernel over every token, listed in reverse order (rows of the partials follow the list).
         {
-          using po = poisoned(dev, T * nh * splits * d, 4), pml = poisoned(dev, T * nh * splits * 2, 4);
-          using out = poisoned(dev, T * nh * d, 2);
-          using list = upload(dev, Int32Array.from({ length: T }, (_, i) => T - 1 - i), "i32");
-          o.attention({
-            ...common,
-            ...rest,
-            tokenSeq: sb.ptr,
-            tokenList: list.ptr,
-            rows: T,
-            partO: po.ptr,
-            partML: pml.ptr,
-            out: out.ptr,
-            n: T,
-            splits,
-            splitLen: plan.splitLen,
-          });
-          const e = relErr(await download(dev, out, T * nh * d, kv), want);
+          const args = { ...common, ...rest, tokenSeq: sb.ptr }, p = { splits, splitLen: plan.splitLen };
+          using out = poisoned(dev, T * nh * d, 2), o32 = poisoned(dev, T * nh * d, 4);
+          const e = relErr(await splitKReversed(o, dev, args, T, p, { buf: out, dtype: kv }), want);
           assert.ok(e < bound, `split-K attention error ${e}`);
-          using o32 = poisoned(dev, T * nh * d, 4);
-          new CudaOps(o.k, kv, kv, "f32").attention({
-            ...common,
-            ...rest,
-            tokenSeq: sb.ptr,
-            tokenList: list.ptr,
-            rows: T,
-            partO: po.ptr,
-            partML: pml.ptr,
-            out: o32.ptr,
-            n: T,
-            splits,
-            splitLen: plan.splitLen,
-          });
-          const e32 = relErr(await download(dev, o32, T * nh * d, "f32"), want);
+          const f32ops = new CudaOps(o.k, kv, kv, "f32");
+          const e32 = relErr(await splitKReversed(f32ops, dev, args, T, p, { buf: o32, dtype: "f32" }), want);
           assert.ok(e32 < 1e-5, `split-K attention error with f32 output ${e32}`);
         }
         // Tiled prefill kernels over every sequence (the 1-token decode row included), tiles of PF_ROWS/G tokens: the

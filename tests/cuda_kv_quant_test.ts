@@ -8,7 +8,6 @@ import { f16ToF32, f32ToF16 } from "../src/model/dtype.ts";
 import { ropeTables } from "../src/model/rope.ts";
 import { f16Down, f16Up, qMax } from "../src/quant/types.ts";
 import { kvRoundTrip } from "../src/quant/reference.ts";
-import type { RopeSpec } from "../src/core/types.ts";
 import { CudaDevice, type DeviceBuffer } from "../src/backends/cuda/device.ts";
 import { kvRowBytes } from "../src/backends/cuda/kv.ts";
 import {
@@ -21,20 +20,10 @@ import {
   prefillTcFits,
 } from "../src/backends/cuda/ops.ts";
 import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
+import { mixedBatch, ROPE, splitKReversed, toRefLayout } from "./helpers/cuda_attention.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
-const ROPE: RopeSpec = {
-  type: "default",
-  theta: 10000,
-  factor: 1,
-  lowFreqFactor: 1,
-  highFreqFactor: 4,
-  originalMaxPositions: 8192,
-  betaFast: 32,
-  betaSlow: 1,
-  attentionFactor: 1,
-};
 type QKv = "int8" | "int4";
 const bitsOf = (kv: QKv) => (kv === "int8" ? 8 : 4);
 
@@ -163,22 +152,6 @@ for (const kv of ["int8", "int4"] as const) {
   }
 }
 
-/** kv.ts layout [nb, nkv, bs, d] (dequantized f32) -> the reference's [nb, bs, nkv, d]. */
-function toRefLayout(c: Float32Array, nb: number, nkv: number, bs: number, d: number): Float32Array {
-  const out = new Float32Array(c.length);
-  for (let b = 0; b < nb; b++) {
-    for (let h = 0; h < nkv; h++) {
-      for (let s = 0; s < bs; s++) {
-        out.set(
-          c.subarray(((b * nkv + h) * bs + s) * d, ((b * nkv + h) * bs + s + 1) * d),
-          ((b * bs + s) * nkv + h) * d,
-        );
-      }
-    }
-  }
-  return out;
-}
-
 /** A random quantized cache: rows (kv.ts), scales (f16 pairs) and its dequantization q * scale + zero (f32). */
 function randomCache(kv: "int8" | "int4" | "f16", rows: number, d: number) {
   const deq = new Float32Array(rows * d);
@@ -235,21 +208,7 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
   gpuTest(
     `attention() and attentionPrefill() on a ${kv} cache match the reference on the dequantized cache (${nh}/${nkv} heads, d=${d}, block ${bs})`,
     async (k, dev) => {
-      // A decode row at position 599, a 7-token prefill, a 5-token chunk ending at 299, a 45-token chunk from 100.
-      const seqs = [{ start: 599, n: 1 }, { start: 0, n: 7 }, { start: 295, n: 5 }, { start: 100, n: 45 }];
-      const maxBlocks = Math.ceil(600 / bs), B = seqs.length, nb = B * maxBlocks + 3;
-      const perm = Array.from({ length: nb }, (_, i) => i).sort((a, b) => ((a * 7919) % nb) - ((b * 7919) % nb));
-      const tables = new Int32Array(B * maxBlocks).fill(-1);
-      seqs.forEach((s, b) => {
-        for (let i = 0; i < Math.ceil((s.start + s.n) / bs); i++) tables[b * maxBlocks + i] = perm[b * maxBlocks + i]!;
-      });
-      const T = seqs.reduce((a, s) => a + s.n, 0);
-      const positions = new Int32Array(T), tokenSeq = new Int32Array(T), queryStarts = new Int32Array(B + 1);
-      let t = 0;
-      seqs.forEach((s, b) => {
-        for (let i = 0; i < s.n; i++, t++) positions[t] = s.start + i, tokenSeq[t] = b;
-        queryStarts[b + 1] = t;
-      });
+      const { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = mixedBatch(bs);
       const kc = randomCache(kv, nb * nkv * bs, d), vc = randomCache(kv, nb * nkv * bs, d), q = rnd(T * nh * d, 2);
       const up = (
         c: typeof kc,
@@ -294,23 +253,13 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
       const bound = 1e-5;
       for (const n of [1, T]) {
         const plan = attentionPlan(n, 600), splits = plan.splits + 1; // decode-sized and prefill-sized plans
-        using po = poisoned(dev, T * nh * splits * d, 4), pml = poisoned(dev, T * nh * splits * 2, 4);
         using out = poisoned(dev, T * nh * d, 4);
-        using list = upload(dev, Int32Array.from({ length: T }, (_, i) => T - 1 - i), "i32");
-        o.attention({
-          ...common,
-          ...rest,
-          tokenSeq: sb.ptr,
-          tokenList: list.ptr,
-          rows: T,
-          partO: po.ptr,
-          partML: pml.ptr,
-          out: out.ptr,
-          n: T,
-          splits,
-          splitLen: plan.splitLen,
+        const args = { ...common, ...rest, tokenSeq: sb.ptr };
+        const got = await splitKReversed(o, dev, args, T, { splits, splitLen: plan.splitLen }, {
+          buf: out,
+          dtype: "f32",
         });
-        const e = relErr(await download(dev, out, T * nh * d, "f32"), want);
+        const e = relErr(got, want);
         assert.ok(e < bound, `split-K attention (splits of ${plan.splitLen}) error ${e}`);
       }
       if (prefillKernelFits(nh / nkv, d)) {
