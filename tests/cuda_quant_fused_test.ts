@@ -50,62 +50,60 @@ cudaKernelTest(
   async (k, dev) => {
     using arena = new DeviceArena(dev);
     const alloc = arena.alloc;
-    {
-      for (const [bits, N, K, G, act] of CASES) {
-        const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
-        const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 64]);
-        const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "t");
-        const bias = rnd(N, 0.1);
-        using bb = upload(dev, bias, "f32");
-        for (const M of [1, 3, 8]) {
-          for (const tune of TUNES) {
-            const what = `int${bits} [${N}, ${K}] M=${M} ${JSON.stringify(tune)}`;
-            const plan = qgemvPlan(bits, N, K, M, dev.smCount, W.scratch.partFloats, tune.warpsPerSm ?? 16);
-            // Norm prologue: x0 [M, K] residual rows, gamma [K]; ss split into 3 partials per row.
-            const x0 = rnd(M * K, 2), gamma = rnd(K, 1.5), eps = 1e-5, parts = 3;
-            const xg = x0.map((v, i) => v * gamma[i % K]!);
-            const ss = new Float32Array(M * parts), xin = new Float32Array(M * K);
-            for (let m = 0; m < M; m++) {
-              let sum = 0;
-              for (let kk = 0; kk < K; kk++) {
-                const v = x0[m * K + kk]!;
-                sum += v * v;
-                ss[m * parts + (kk % parts)]! += v * v;
-              }
-              const inv = 1 / Math.sqrt(sum / K + eps);
-              for (let kk = 0; kk < K; kk++) xin[m * K + kk] = xg[m * K + kk]! * inv;
+    for (const [bits, N, K, G, act] of CASES) {
+      const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+      const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 64]);
+      const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "t");
+      const bias = rnd(N, 0.1);
+      using bb = upload(dev, bias, "f32");
+      for (const M of [1, 3, 8]) {
+        for (const tune of TUNES) {
+          const what = `int${bits} [${N}, ${K}] M=${M} ${JSON.stringify(tune)}`;
+          const plan = qgemvPlan(bits, N, K, M, dev.smCount, W.scratch.partFloats, tune.warpsPerSm ?? 16);
+          // Norm prologue: x0 [M, K] residual rows, gamma [K]; ss split into 3 partials per row.
+          const x0 = rnd(M * K, 2), gamma = rnd(K, 1.5), eps = 1e-5, parts = 3;
+          const xg = x0.map((v, i) => v * gamma[i % K]!);
+          const ss = new Float32Array(M * parts), xin = new Float32Array(M * K);
+          for (let m = 0; m < M; m++) {
+            let sum = 0;
+            for (let kk = 0; kk < K; kk++) {
+              const v = x0[m * K + kk]!;
+              sum += v * v;
+              ss[m * parts + (kk % parts)]! += v * v;
             }
-            using xgb = upload(dev, xg, "f32"), ssb = upload(dev, ss, "f32");
-            using yb = poisoned(dev, M * N + 64, 4);
-            const norm = { xg: xgb.ptr, ss: ssb.ptr, parts, eps };
-            assert.equal(quantLinear(k, 0n, W, bb.ptr, yb.ptr, M, "gemv", tune, { norm }), 0);
-            const got = await download(dev, yb, M * N + 64, "f32");
-            const want = reference(p, roundTo(xin, "f16"), bias, M);
-            const e = relErr(got.subarray(0, M * N), want);
-            assert.ok(e <= 1e-3, `${what} norm: error ${e}`);
-            assert.ok(got.subarray(M * N).every(Number.isNaN), `${what} norm: wrote past y`);
+            const inv = 1 / Math.sqrt(sum / K + eps);
+            for (let kk = 0; kk < K; kk++) xin[m * K + kk] = xg[m * K + kk]! * inv;
+          }
+          using xgb = upload(dev, xg, "f32"), ssb = upload(dev, ss, "f32");
+          using yb = poisoned(dev, M * N + 64, 4);
+          const norm = { xg: xgb.ptr, ss: ssb.ptr, parts, eps };
+          assert.equal(quantLinear(k, 0n, W, bb.ptr, yb.ptr, M, "gemv", tune, { norm }), 0);
+          const got = await download(dev, yb, M * N + 64, "f32");
+          const want = reference(p, roundTo(xin, "f16"), bias, M);
+          const e = relErr(got.subarray(0, M * N), want);
+          assert.ok(e <= 1e-3, `${what} norm: error ${e}`);
+          assert.ok(got.subarray(M * N).every(Number.isNaN), `${what} norm: wrote past y`);
 
-            // Residual epilogue: x1 = x0 + xin · W^T + bias, xg1 = x1 * gNext, ss1 = partial sums of x1^2.
-            const xr = roundTo(rnd(M * K), "f16"), x0n = rnd(M * N, 2), gNext = rnd(N, 1.5);
-            const y = reference(p, xr, bias, M), x1 = x0n.map((v, i) => v + y[i]!);
-            using xrb = upload(dev, xr, "f16"), xb = upload(dev, x0n, "f32"), gb = upload(dev, gNext, "f32");
-            using xgo = poisoned(dev, M * N, 4), sso = poisoned(dev, M * plan.gridX + 64, 4);
-            const resid = { x: xb.ptr, gNext: gb.ptr, xg: xgo.ptr, ss: sso.ptr };
-            const wrote = quantLinear(k, xrb.ptr, W, bb.ptr, 0n, M, "gemv", tune, { resid });
-            assert.equal(wrote, plan.gridX, `${what}: partial sums per row`);
-            const gx = await download(dev, xb, M * N, "f32");
-            const ex = relErr(gx, x1);
-            assert.ok(ex <= 1e-3, `${what} resid x: error ${ex}`);
-            const eg = relErr(await download(dev, xgo, M * N, "f32"), x1.map((v, i) => v * gNext[i % N]!));
-            assert.ok(eg <= 1e-3, `${what} resid xg: error ${eg}`);
-            const gs = await download(dev, sso, M * wrote + 64, "f32");
-            assert.ok(gs.subarray(M * wrote).every(Number.isNaN), `${what}: wrote past the partial sums`);
-            for (let m = 0; m < M; m++) {
-              let sum = 0, want2 = 0;
-              for (let q = 0; q < wrote; q++) sum += gs[m * wrote + q]!;
-              for (let n = 0; n < N; n++) want2 += x1[m * N + n]! ** 2;
-              assert.ok(Math.abs(sum - want2) <= 2e-3 * want2, `${what} row ${m}: sum of squares ${sum} vs ${want2}`);
-            }
+          // Residual epilogue: x1 = x0 + xin · W^T + bias, xg1 = x1 * gNext, ss1 = partial sums of x1^2.
+          const xr = roundTo(rnd(M * K), "f16"), x0n = rnd(M * N, 2), gNext = rnd(N, 1.5);
+          const y = reference(p, xr, bias, M), x1 = x0n.map((v, i) => v + y[i]!);
+          using xrb = upload(dev, xr, "f16"), xb = upload(dev, x0n, "f32"), gb = upload(dev, gNext, "f32");
+          using xgo = poisoned(dev, M * N, 4), sso = poisoned(dev, M * plan.gridX + 64, 4);
+          const resid = { x: xb.ptr, gNext: gb.ptr, xg: xgo.ptr, ss: sso.ptr };
+          const wrote = quantLinear(k, xrb.ptr, W, bb.ptr, 0n, M, "gemv", tune, { resid });
+          assert.equal(wrote, plan.gridX, `${what}: partial sums per row`);
+          const gx = await download(dev, xb, M * N, "f32");
+          const ex = relErr(gx, x1);
+          assert.ok(ex <= 1e-3, `${what} resid x: error ${ex}`);
+          const eg = relErr(await download(dev, xgo, M * N, "f32"), x1.map((v, i) => v * gNext[i % N]!));
+          assert.ok(eg <= 1e-3, `${what} resid xg: error ${eg}`);
+          const gs = await download(dev, sso, M * wrote + 64, "f32");
+          assert.ok(gs.subarray(M * wrote).every(Number.isNaN), `${what}: wrote past the partial sums`);
+          for (let m = 0; m < M; m++) {
+            let sum = 0, want2 = 0;
+            for (let q = 0; q < wrote; q++) sum += gs[m * wrote + q]!;
+            for (let n = 0; n < N; n++) want2 += x1[m * N + n]! ** 2;
+            assert.ok(Math.abs(sum - want2) <= 2e-3 * want2, `${what} row ${m}: sum of squares ${sum} vs ${want2}`);
           }
         }
       }

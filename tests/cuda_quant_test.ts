@@ -13,8 +13,6 @@ import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
-import { CudaDevice } from "../src/backends/cuda/device.ts";
-import { Kernels } from "../src/backends/cuda/kernels.ts";
 import {
   allocQuantScratch,
   fillQuantMatrix,
@@ -26,7 +24,15 @@ import {
   tileN,
   uploadQuantMatrix,
 } from "../src/backends/cuda/qlinear.ts";
-import { cudaTest, DeviceArena, download, poisoned, relErr, upload } from "../src/backends/cuda/testing.ts";
+import {
+  cudaKernelTest,
+  cudaTest,
+  DeviceArena,
+  download,
+  poisoned,
+  relErr,
+  upload,
+} from "../src/backends/cuda/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
@@ -81,75 +87,65 @@ const CASES: [QuantBits, number, number, number, boolean][] = [
   [4, 4100, 520, 32, false], // 65 n-tiles: warpsPerSm 0.5 gives one warp per n-tile over 17 groups (ksb 1)
   [8, 2090, 1040, 64, true],
 ];
-gpuTest(
+cudaKernelTest(
   "quantLinear() qgemv and qgemm match x · f16(dequantizeFused(W))^T (int4 g32/g128, int8 g64, perm)",
-  async () => {
-    await using dev = CudaDevice.open(0);
-    using k = await Kernels.load(dev);
+  async (k, dev) => {
     using arena = new DeviceArena(dev);
     const alloc = arena.alloc;
-    {
-      for (const [bits, N, K, G, act] of CASES) {
-        const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
-        assert.equal(p.layout, "mma-m16n8k16");
-        const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 1, 3, 64]);
-        const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "test");
-        assert.equal(W.perm !== 0n, act);
-        const bias = rnd(N, 0.1);
-        using bb = upload(dev, bias, "f32");
-        for (const M of [1, 3, 8, 16, 77]) {
-          const x = roundTo(rnd(M * K), "f16");
-          const want = reference(p, x, bias, M);
-          using xb = upload(dev, x, "f16");
-          // gemv at the default split, at warpsPerSm 0.5 / 1 / 3 (fewer, longer warp runs: ksb 1 / 2 / 4, S 1) and
-          // 64 (several waves), runs or interleaved tiles.
-          const gemv: QgemvTune[] = [{}, { warpsPerSm: 0.5 }, { warpsPerSm: 1 }, { warpsPerSm: 3 }, { warpsPerSm: 64 }];
-          const runs: ["gemv" | "gemm", QgemvTune][] = [["gemm", {}]];
-          if (M <= 16) { for (const t of gemv) runs.push(["gemv", t], ["gemv", { ...t, interleave: true }]); }
-          for (const [kind, tune] of runs) {
-            using yb = poisoned(dev, M * N + 64, 4); // 64 guard floats after y catch stray writes of padded columns
-            quantLinear(k, xb.ptr, W, bb.ptr, yb.ptr, M, kind, tune);
-            const got = await download(dev, yb, M * N + 64, "f32");
-            const e = relErr(got.subarray(0, M * N), want);
-            const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${kind} ${
-              JSON.stringify(tune)
-            }`;
-            assert.ok(e <= 1e-3, `${what}: error ${e}`);
-            assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
-          }
+    for (const [bits, N, K, G, act] of CASES) {
+      const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+      assert.equal(p.layout, "mma-m16n8k16");
+      const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 1, 3, 64]);
+      const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "test");
+      assert.equal(W.perm !== 0n, act);
+      const bias = rnd(N, 0.1);
+      using bb = upload(dev, bias, "f32");
+      for (const M of [1, 3, 8, 16, 77]) {
+        const x = roundTo(rnd(M * K), "f16");
+        const want = reference(p, x, bias, M);
+        using xb = upload(dev, x, "f16");
+        // gemv at the default split, at warpsPerSm 0.5 / 1 / 3 (fewer, longer warp runs: ksb 1 / 2 / 4, S 1) and
+        // 64 (several waves), runs or interleaved tiles.
+        const gemv: QgemvTune[] = [{}, { warpsPerSm: 0.5 }, { warpsPerSm: 1 }, { warpsPerSm: 3 }, { warpsPerSm: 64 }];
+        const runs: ["gemv" | "gemm", QgemvTune][] = [["gemm", {}]];
+        if (M <= 16) { for (const t of gemv) runs.push(["gemv", t], ["gemv", { ...t, interleave: true }]); }
+        for (const [kind, tune] of runs) {
+          using yb = poisoned(dev, M * N + 64, 4); // 64 guard floats after y catch stray writes of padded columns
+          quantLinear(k, xb.ptr, W, bb.ptr, yb.ptr, M, kind, tune);
+          const got = await download(dev, yb, M * N + 64, "f32");
+          const e = relErr(got.subarray(0, M * N), want);
+          const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${kind} ${JSON.stringify(tune)}`;
+          assert.ok(e <= 1e-3, `${what}: error ${e}`);
+          assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
         }
       }
     }
   },
 );
 
-gpuTest(
+cudaKernelTest(
   "fillQuantMatrix() writes random words and f16 (scale, bias = -z*s) pairs, zero on padded columns",
-  async () => {
-    await using dev = CudaDevice.open(0);
-    using k = await Kernels.load(dev);
+  async (k, dev) => {
     using arena = new DeviceArena(dev);
     const alloc = arena.alloc;
-    {
-      for (const bits of [4, 8] as const) {
-        const N = 200, K = 320, G = 64, amp = 0.05, qm = (1 << bits) - 1, z = (1 << (bits - 1)) + 1;
-        const scratch = allocQuantScratch(dev, alloc, 16, 16);
-        const W = fillQuantMatrix(k, alloc, { bits, N, K, group: G, seed: 7 + bits, amp, label: "t" }, scratch);
-        const words = new Uint32Array((W.Np / tileN(bits)) * W.KT * 128), sb = new Uint32Array(Math.ceil(K / G) * W.Np);
-        dev.download(words, W.qweight);
-        dev.download(sb, W.scaleBias);
-        await dev.sync();
-        assert.ok(new Set(words).size > words.length * 0.99, "qweight words are not random");
-        for (let i = 0; i < sb.length; i++) {
-          const n = i % W.Np, s = sb[i]! & 0xffff, b = sb[i]! >>> 16;
-          if (n >= N) {
-            assert.equal(sb[i], 0, `padded column ${n}`);
-            continue;
-          }
-          const sv = f16(s);
-          assert.ok(sv >= (amp * 2 / qm) * 0.74 && sv <= (amp * 2 / qm) * 1.26, `scale ${sv}`);
-          assert.equal(f16(b), toF16(-z * sv));
+    for (const bits of [4, 8] as const) {
+      const N = 200, K = 320, G = 64, amp = 0.05, qm = (1 << bits) - 1, z = (1 << (bits - 1)) + 1;
+      const scratch = allocQuantScratch(dev, alloc, 16, 16);
+      const W = fillQuantMatrix(k, alloc, { bits, N, K, group: G, seed: 7 + bits, amp, label: "t" }, scratch);
+      const words = new Uint32Array((W.Np / tileN(bits)) * W.KT * 128), sb = new Uint32Array(Math.ceil(K / G) * W.Np);
+      dev.download(words, W.qweight);
+      dev.download(sb, W.scaleBias);
+      await dev.sync();
+      assert.ok(new Set(words).size > words.length * 0.99, "qweight words are not random");
+      for (let i = 0; i < sb.length; i++) {
+        const n = i % W.Np, s = sb[i]! & 0xffff, b = sb[i]! >>> 16;
+        if (n >= N) {
+          assert.equal(sb[i], 0, `padded column ${n}`);
+          continue;
         }
+        const sv = f16(s);
+        assert.ok(sv >= (amp * 2 / qm) * 0.74 && sv <= (amp * 2 / qm) * 1.26, `scale ${sv}`);
+        assert.equal(f16(b), toF16(-z * sv));
       }
     }
   },
