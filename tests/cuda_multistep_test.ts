@@ -2,13 +2,12 @@
 // equal k single forward() steps token for token, greedy and sampled, graphs on and off; runs that cannot be taken
 // are refused before anything is launched. GPU tests are ignored (reason in the name) without an NVIDIA driver.
 import assert from "node:assert/strict";
-import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { cudaTest } from "../src/backends/cuda/testing.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { ModelSpec, Precision, SamplingParams } from "../src/core/types.ts";
-import { STORIES_DIR } from "./helpers/models.ts";
+import type { Precision, SamplingParams } from "../src/core/types.ts";
+import { loadStories } from "./helpers/models.ts";
 import { BS, decodeStep, singleVsMulti } from "./helpers/decode_steps.ts";
 
 const greedy: SamplingParams = { ...defaultSamplingParams(), temperature: 0 };
@@ -17,13 +16,7 @@ const PRECISION: Precision = { weight: "f16", kv: "f16", compute: "f16" };
 let seed = Math.floor(Math.random() * 2 ** 31);
 const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
 
-async function stories(): Promise<{ b: CudaBackend; spec: ModelSpec }> {
-  const ckpt = await openCheckpoint(STORIES_DIR);
-  const b = await CudaBackend.create();
-  await b.load(ckpt.spec, ckpt.weights, PRECISION);
-  ckpt.weights.close();
-  return { b, spec: ckpt.spec };
-}
+const stories = async () => loadStories(await CudaBackend.create(), PRECISION);
 
 cudaTest(
   "CudaBackend.decodeSteps() equals k single forward() steps (greedy and sampled, graphs on and off)",

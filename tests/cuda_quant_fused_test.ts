@@ -5,7 +5,6 @@
 // without an NVIDIA driver.
 import assert from "node:assert/strict";
 import { roundTo } from "../src/model/dtype.ts";
-import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { type MmaPacked, packFor } from "../src/quant/pack.ts";
 import type { QuantBits } from "../src/quant/types.ts";
 import type { Precision } from "../src/core/types.ts";
@@ -30,7 +29,7 @@ import {
   relErr,
   upload,
 } from "../src/backends/cuda/testing.ts";
-import { STORIES_DIR } from "./helpers/models.ts";
+import { loadStories } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
 // Bounds: as tests/cuda_quant_test.ts (1e-3 of max |y|: f16 weight rounding in the reference, f32 summation order).
@@ -118,10 +117,8 @@ cudaTest("CudaBackend fused quantized decode matches the unfused path (stories26
   const greedy = { ...defaultSamplingParams(), temperature: 0 };
   for (const [weight, group] of [["int4", 32], ["int8", 64]] as const) {
     const precision: Precision = { weight, group, kv: "f16", compute: "f16" };
-    const ckpt = await openCheckpoint(STORIES_DIR);
-    await using b = await CudaBackend.create();
-    await b.load(ckpt.spec, ckpt.weights, precision);
-    ckpt.weights.close();
+    const { b, spec } = await loadStories(await CudaBackend.create(), precision);
+    await using _ = b;
     const run = async (fused: boolean) => {
       fusedDecode.enabled = fused;
       b.graphs.clear();
@@ -136,7 +133,7 @@ cudaTest("CudaBackend fused quantized decode matches the unfused path (stories26
     try {
       const on = await run(true), off = await run(false);
       // The fused path drops the two RMSNorm launches of every layer (and the final one).
-      const L = ckpt.spec.numLayers;
+      const L = spec.numLayers;
       assert.equal(
         off.launches - on.launches,
         2 * (2 * L + 1),

@@ -4,7 +4,6 @@
 // ignored (reason in the name) without an NVIDIA driver; the planning / stacking tests run everywhere.
 import assert from "node:assert/strict";
 import { f16ToF32 as f16, roundTo } from "../src/model/dtype.ts";
-import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { type MmaPacked, packFor } from "../src/quant/pack.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import { type QuantBits, toF16 } from "../src/quant/types.ts";
@@ -33,7 +32,7 @@ import {
   relErr,
   upload,
 } from "../src/backends/cuda/testing.ts";
-import { STORIES_DIR } from "./helpers/models.ts";
+import { loadStories } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
 const gpuTest = cudaTest;
@@ -151,12 +150,8 @@ cudaKernelTest(
   },
 );
 
-async function load<B extends Backend>(backend: B, precision: Precision): Promise<B> {
-  const ckpt = await openCheckpoint(STORIES_DIR);
-  await backend.load(ckpt.spec, ckpt.weights, precision);
-  ckpt.weights.close();
-  return backend;
-}
+const load = async <B extends Backend>(backend: B, precision: Precision): Promise<B> =>
+  (await loadStories(backend, precision)).b;
 
 // Both backends hold the same RTN weights (quantizeRtn is deterministic). The reference backend runs f32
 // activations and exact (q - z) * s weights; CUDA rounds activations to f16 at each matmul input and the weights to

@@ -1,15 +1,14 @@
 // Multi-step decode (WebGpuBackend.decodeSteps and the engine's use of it) on stories260K: k steps in one call
 // equal k single steps token for token, stops inside a run drop the tail, and the KV manager stays consistent.
 import assert from "node:assert/strict";
-import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { createWebGpuBackend, type WebGpuBackend } from "../src/backends/webgpu/backend.ts";
+import { createWebGpuBackend } from "../src/backends/webgpu/backend.ts";
 import { LOOK_AHEAD, lookAheadStats } from "../src/backends/webgpu/multistep.ts";
 import { probeWebGpu } from "../src/backends/webgpu/device.ts";
 import { gpuTestRegistrar, rng, testSeed } from "../src/backends/webgpu/testing.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { ModelSpec, SamplingParams } from "../src/core/types.ts";
-import { STORIES_DIR } from "./helpers/models.ts";
+import type { SamplingParams } from "../src/core/types.ts";
+import { loadStories } from "./helpers/models.ts";
 import { BS, decodeStep, prefill, singleVsMulti } from "./helpers/decode_steps.ts";
 
 const gpuTest = gpuTestRegistrar(await probeWebGpu());
@@ -17,13 +16,7 @@ const SEED = testSeed();
 const greedy: SamplingParams = { ...defaultSamplingParams(), temperature: 0 };
 const sampled: SamplingParams = { ...defaultSamplingParams(), temperature: 0.9, topK: 40, topP: 0.95 };
 
-async function stories(): Promise<{ b: WebGpuBackend; spec: ModelSpec }> {
-  const ckpt = await openCheckpoint(STORIES_DIR);
-  const b = await createWebGpuBackend();
-  await b.load(ckpt.spec, ckpt.weights, { weight: "f32", kv: "f32", compute: "f32" });
-  ckpt.weights.close();
-  return { b, spec: ckpt.spec };
-}
+const stories = async () => loadStories(await createWebGpuBackend(), { weight: "f32", kv: "f32", compute: "f32" });
 
 gpuTest(
   "WebGpuBackend.decodeSteps() behaviour: k steps equal k single forward() steps (greedy and sampled)",

@@ -1,4 +1,7 @@
 // Locations of the shared test checkpoints (../shared/models beside the checkout, or $MODELS_DIR on the GPU machine).
+import type { Backend, ModelSpec, Precision } from "../../src/core/types.ts";
+import { openCheckpoint } from "../../src/model/checkpoint.ts";
+
 const here = new URL(".", import.meta.url).pathname;
 
 function modelsDir(): string {
@@ -33,4 +36,15 @@ export function maxRelError(a: ArrayLike<number>, ref: ArrayLike<number>): numbe
     scale = Math.max(scale, Math.abs(ref[i]!));
   }
   return diff / scale;
+}
+
+/** Loads stories260K into `backend` at `precision` (the checkpoint closed after); returns it and the model's spec. */
+export async function loadStories<B extends Backend>(b: B, precision: Precision): Promise<{ b: B; spec: ModelSpec }> {
+  const ckpt = await openCheckpoint(STORIES_DIR);
+  try {
+    await b.load(ckpt.spec, ckpt.weights, precision);
+  } finally {
+    ckpt.weights.close();
+  }
+  return { b, spec: ckpt.spec };
 }
