@@ -16,7 +16,7 @@ import {
   prefillTcFits,
 } from "../src/backends/cuda/ops.ts";
 import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
-import { mixedBatch, ROPE, splitKReversed, toRefLayout } from "./helpers/cuda_attention.ts";
+import { mixedBatch, mixedBatchReference, ROPE, splitKReversed } from "./helpers/cuda_attention.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
@@ -109,28 +109,14 @@ for (const kv of ["bf16", "f16"] as const) {
     gpuTest(
       `paged attention: split-K (token list) and tiled prefill kernels, 600 positions (${label})`,
       async (o, dev) => {
-        const { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = mixedBatch(bs);
+        const batch = mixedBatch(bs), { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = batch;
         const cacheN = nb * nkv * bs * d;
         const kCache = roundTo(rnd(cacheN), kv), vCache = roundTo(rnd(cacheN), kv), q = rnd(T * nh * d, 2);
         using kb = upload(dev, kCache, kv), vb = upload(dev, vCache, kv), qb = upload(dev, q, "f32");
         using tb = upload(dev, tables, "i32"), sb = upload(dev, tokenSeq, "i32"), pb = upload(dev, positions, "i32");
         const plan = attentionPlan(splitMode === "decode" ? 1 : T, 600);
         const splits = plan.splits + 1; // one spare, always-empty split
-        const want = ops.pagedAttention({
-          q,
-          kCache: toRefLayout(kCache, nb, nkv, bs, d),
-          vCache: toRefLayout(vCache, nb, nkv, bs, d),
-          positions,
-          queryStarts,
-          blockTables: tables,
-          maxBlocksPerSeq: maxBlocks,
-          blockSize: bs,
-          numHeads: nh,
-          kvHeads: nkv,
-          headDim: d,
-          scale: 1 / Math.sqrt(d),
-          slidingWindow: window || null,
-        });
+        const want = mixedBatchReference(batch, { q, kCache, vCache, nh, nkv, d, window });
         const bound = kv === "bf16" ? 1.6e-2 : 2e-3;
         const common = {
           q: qb.ptr,

@@ -20,7 +20,7 @@ import {
   prefillTcFits,
 } from "../src/backends/cuda/ops.ts";
 import { cudaKernelTest, download, poisoned, randomArray, relErr, upload } from "../src/backends/cuda/testing.ts";
-import { mixedBatch, ROPE, splitKReversed, toRefLayout } from "./helpers/cuda_attention.ts";
+import { mixedBatch, mixedBatchReference, ROPE, splitKReversed } from "./helpers/cuda_attention.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
 const rnd = (n: number, scale = 1) => randomArray(n, ++seed, scale);
@@ -208,7 +208,7 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
   gpuTest(
     `attention() and attentionPrefill() on a ${kv} cache match the reference on the dequantized cache (${nh}/${nkv} heads, d=${d}, block ${bs})`,
     async (k, dev) => {
-      const { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = mixedBatch(bs);
+      const batch = mixedBatch(bs), { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts } = batch;
       const kc = randomCache(kv, nb * nkv * bs, d), vc = randomCache(kv, nb * nkv * bs, d), q = rnd(T * nh * d, 2);
       const up = (
         c: typeof kc,
@@ -217,21 +217,7 @@ for (const [kv, nh, nkv, d, bs] of CASES) {
       using ksb = uploadBytes(dev, kc.scales ?? new Uint16Array(2)),
         vsb = uploadBytes(dev, vc.scales ?? new Uint16Array(2));
       using tb = upload(dev, tables, "i32"), sb = upload(dev, tokenSeq, "i32"), pb = upload(dev, positions, "i32");
-      const want = ops.pagedAttention({
-        q,
-        kCache: toRefLayout(kc.deq, nb, nkv, bs, d),
-        vCache: toRefLayout(vc.deq, nb, nkv, bs, d),
-        positions,
-        queryStarts,
-        blockTables: tables,
-        maxBlocksPerSeq: maxBlocks,
-        blockSize: bs,
-        numHeads: nh,
-        kvHeads: nkv,
-        headDim: d,
-        scale: 1 / Math.sqrt(d),
-        slidingWindow: null,
-      });
+      const want = mixedBatchReference(batch, { q, kCache: kc.deq, vCache: vc.deq, nh, nkv, d, window: 0 });
       const o = new CudaOps(k, "f16", kv, "f32");
       const scales = kv === "f16" ? {} : { kScale: ksb.ptr, vScale: vsb.ptr };
       const common = {

@@ -2,6 +2,7 @@
 // the mixed batch both run (decode row, fresh prefill, chunks) over scattered block tables, the cache layout change to
 // the reference's, and the split-K launch over a reversed token list.
 import type { RopeSpec } from "../../src/core/types.ts";
+import * as ops from "../../src/backends/reference/ops.ts";
 import type { CudaDevice, DeviceBuffer } from "../../src/backends/cuda/device.ts";
 import type { ActDType, AttentionArgs, CudaOps } from "../../src/backends/cuda/ops.ts";
 import { download, poisoned, upload } from "../../src/backends/cuda/testing.ts";
@@ -52,7 +53,41 @@ export function mixedBatch(bs: number) {
     for (let i = 0; i < s.n; i++, t++) positions[t] = s.start + i, tokenSeq[t] = b;
     queryStarts[b + 1] = t;
   });
-  return { seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts };
+  return { bs, seqs, maxBlocks, nb, tables, T, positions, tokenSeq, queryStarts };
+}
+
+/**
+ * The reference's attention over a mixedBatch: q [T, nh, d] f32, caches in kv.ts layout [nb, nkv, bs, d] as f32
+ * values (what the kernels read), sliding window 0 = none. Returns [T, nh, d].
+ */
+export function mixedBatchReference(
+  b: ReturnType<typeof mixedBatch>,
+  a: {
+    q: Float32Array;
+    kCache: Float32Array;
+    vCache: Float32Array;
+    nh: number;
+    nkv: number;
+    d: number;
+    window: number;
+  },
+): Float32Array {
+  const { nb, bs } = b;
+  return ops.pagedAttention({
+    q: a.q,
+    kCache: toRefLayout(a.kCache, nb, a.nkv, bs, a.d),
+    vCache: toRefLayout(a.vCache, nb, a.nkv, bs, a.d),
+    positions: b.positions,
+    queryStarts: b.queryStarts,
+    blockTables: b.tables,
+    maxBlocksPerSeq: b.maxBlocks,
+    blockSize: bs,
+    numHeads: a.nh,
+    kvHeads: a.nkv,
+    headDim: a.d,
+    scale: 1 / Math.sqrt(a.d),
+    slidingWindow: a.window || null,
+  });
 }
 
 /**
