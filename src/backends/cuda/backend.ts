@@ -17,6 +17,7 @@ import type {
 import { ropeTables } from "../../model/rope.ts";
 import { sampleToken } from "../../sampling/sampler.ts";
 import { CudaDevice, type DeviceBuffer } from "./device.ts";
+import type { DevPtr } from "./ffi.ts";
 import { enqueueForward, type ModelOnDevice } from "./forward.ts";
 import { decodeBucket, GraphCache } from "./graphs.ts";
 import { Kernels } from "./kernels.ts";
@@ -174,9 +175,9 @@ export class CudaBackend implements Backend {
 
   /**
    * A pure decode step through the decode graph of its batch bucket n: workspace sized, graph captured if missing,
-   * inputs (unless `packed`: already queued) and sampler configs (draws offset by drawOffset: the step within a
-   * multi-step run) uploaded, graph launched. Returns n (ws.ids [n] i32 holds the sampled ids once the stream gets
-   * there).
+   * inputs (tokens copied from `tokensFrom` [B] i32 on the device when given) and sampler configs (draws offset by
+   * drawOffset: the step within a multi-step run) uploaded, graph launched. Returns n (ws.ids [n] i32 holds the
+   * sampled ids once the stream gets there).
    */
   #launchDecodeGraph(
     m: ModelOnDevice,
@@ -184,7 +185,7 @@ export class CudaBackend implements Backend {
     step: StepInputs,
     info: StepInfo,
     drawOffset: number,
-    packed = false,
+    tokensFrom: DevPtr = 0n,
   ): number {
     const s = m.spec, n = decodeBucket(info.B), window = s.slidingWindow ?? 0;
     const plan = attentionPlan(n, window > 0 ? Math.min(window, s.maxPositions) : s.maxPositions, m.ops.kv);
@@ -194,7 +195,9 @@ export class CudaBackend implements Backend {
       this.graphs.clear();
       this.#graphGen = ws.generation;
     }
-    if (!packed) packInputs(this.dev, ws, step, info, n);
+    packInputs(this.dev, ws, step, info, n);
+    // Multi-step runs: the tokens are the previous step's ids, still on the GPU (queued after the upload above).
+    if (tokensFrom !== 0n) this.dev.copy(ws.input("tokens"), tokensFrom, 4 * info.B);
     // One config row per logits row: the graph samples all n rows of its bucket (padding rows greedy).
     this.dev.upload(ws.sampleCfg, packRowConfigs(gpuRowStates(step.sampling, info), n, drawOffset));
     const common = { n, ...plan, stride: ws.capacity.stride, blockSize: this.#blockSize, listed: n };
@@ -297,12 +300,7 @@ export class CudaBackend implements Backend {
     for (let j = 0; j < k; j++) {
       const sj = shiftDecodeStep(step, j);
       const info = checkStep(sj, m.spec, this.#numBlocks, this.#blockSize);
-      if (j > 0) {
-        // Step j's tokens are step j - 1's ids: queued after this step's input upload, before its graph.
-        packInputs(this.dev, ws, sj, info, decodeBucket(B));
-        this.dev.copy(ws.input("tokens"), ws.ids, 4 * B);
-      }
-      this.#launchDecodeGraph(m, ws, sj, info, j, j > 0);
+      this.#launchDecodeGraph(m, ws, sj, info, j, j > 0 ? ws.ids : 0n); // step j's tokens: step j - 1's ids
       this.dev.copy(ws.runIds + BigInt(4 * j * B), ws.ids, 4 * B);
     }
     this.dev.download(out, ws.runIds);
