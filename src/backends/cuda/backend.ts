@@ -328,5 +328,3 @@ export class CudaBackend implements Backend {
     await this.dev[Symbol.asyncDispose]();
   }
 }
-
-export { needsHostSampling };

@@ -15,8 +15,6 @@ import { validateStep } from "./plan.ts";
 import { MAX_DECODE_STEPS, needsHostSampling } from "./sampling.ts";
 import { GREEDY_EPSILON } from "../../sampling/sampler.ts";
 
-export { shiftDecodeStep } from "../../core/decode_run.ts";
-
 /** Checks that `step` can start a k-step run; throws RangeError naming what is wrong. */
 export function checkDecodeRun(step: StepInputs, k: number): void {
   checkRun("webgpu", step, k, MAX_DECODE_STEPS, needsHostSampling);
