@@ -50,10 +50,17 @@ export function writeSampleConfig(
   view.setFloat32(o + 12, u, true);
 }
 
-/** Packs one config row per state (at least one row, so the buffer is never empty). */
-export function packSampleConfig(states: readonly SequenceSamplingState[], drawOffset = 0): ArrayBuffer {
-  const buf = new ArrayBuffer(Math.max(1, states.length) * SAMPLE_CFG_BYTES);
+/**
+ * Packs one config row per state (null: a greedy row), padded with greedy rows up to `rows`; at least one row, so
+ * the buffer is never empty.
+ */
+export function packSampleConfig(
+  states: readonly (SequenceSamplingState | null)[],
+  drawOffset = 0,
+  rows = states.length,
+): ArrayBuffer {
+  const buf = new ArrayBuffer(Math.max(1, rows) * SAMPLE_CFG_BYTES);
   const v = new DataView(buf);
-  states.forEach((s, i) => writeSampleConfig(v, i, s, drawOffset));
+  for (let r = 0; r < rows; r++) writeSampleConfig(v, r, states[r] ?? null, drawOffset);
   return buf;
 }

@@ -4,7 +4,7 @@
 // the host sampler. Each step uploads one config row per logits row into the workspace's fixed `sampleCfg` buffer,
 // so a captured decode graph reads that step's settings and draws.
 import type { SequenceSamplingState } from "../../core/types.ts";
-import { needsHostSampling, SAMPLE_CFG_BYTES, writeSampleConfig } from "../../sampling/device_rule.ts";
+import { needsHostSampling, packSampleConfig, SAMPLE_CFG_BYTES } from "../../sampling/device_rule.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 
@@ -96,10 +96,7 @@ export function packRowConfigs(
   drawOffset = 0,
 ): Uint8Array {
   if (rowStates.length > n) throw new RangeError(`packRowConfigs: ${rowStates.length} states for ${n} rows`);
-  const buf = new ArrayBuffer(Math.max(1, n) * SAMPLE_CFG_BYTES);
-  const v = new DataView(buf);
-  for (let r = 0; r < n; r++) writeSampleConfig(v, r, rowStates[r] ?? null, drawOffset);
-  return new Uint8Array(buf);
+  return new Uint8Array(packSampleConfig(rowStates, drawOffset, n));
 }
 
 /**
