@@ -4,11 +4,10 @@
 import assert from "node:assert/strict";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { cudaTest } from "../src/backends/cuda/testing.ts";
-import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import type { Precision, SamplingParams } from "../src/core/types.ts";
 import { loadStories } from "./helpers/models.ts";
-import { BS, decodeStep, singleVsMulti } from "./helpers/decode_steps.ts";
+import { BS, decodeStep, multiStepEngine, singleVsMulti } from "./helpers/decode_steps.ts";
 
 const greedy: SamplingParams = { ...defaultSamplingParams(), temperature: 0 };
 const sampled: SamplingParams = { ...defaultSamplingParams(), temperature: 0.9, topK: 40, topP: 0.95 };
@@ -44,18 +43,7 @@ cudaTest("Engine on CUDA: multi-step decode (k = 8) gives the same tokens as sin
   for (const multiStep of [1, 8]) {
     const { b, spec } = await stories();
     await using _ = b;
-    const run = b.decodeSteps.bind(b);
-    b.decodeSteps = (step, k) => (runs.push(k), run(step, k));
-    const config = {
-      blockSize: BS,
-      maxBatchedTokens: 256,
-      maxBatchSize: 8,
-      cacheFraction: 0.5,
-      enablePrefixCache: true,
-      numBlocks: 40,
-      multiStep,
-    };
-    const e = new Engine(b, spec, PRECISION, null, config);
+    const e = multiStepEngine(b, spec, PRECISION, multiStep, runs);
     const reqs = [[1, 20, 30], [1, 400, 401, 402, 403], [1, 7]].map((prompt, i) =>
       e.submit({ promptIds: prompt, sampling: greedy, maxTokens: 12 + 5 * i, ignoreEos: true })
     );

@@ -9,7 +9,7 @@ import { Engine } from "../src/engine/engine.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import type { SamplingParams } from "../src/core/types.ts";
 import { loadStories } from "./helpers/models.ts";
-import { BS, decodeStep, prefill, singleVsMulti } from "./helpers/decode_steps.ts";
+import { BS, decodeStep, multiStepEngine, prefill, singleVsMulti } from "./helpers/decode_steps.ts";
 
 const gpuTest = gpuTestRegistrar(await probeWebGpu());
 const SEED = testSeed();
@@ -104,21 +104,7 @@ const runs: number[] = [];
 /** An engine over stories260K on WebGPU; multiStep 1 turns multi-step decode off. */
 async function storiesEngine(multiStep: number): Promise<Engine> {
   const { b, spec } = await stories();
-  const run = b.decodeSteps.bind(b);
-  b.decodeSteps = (step, k) => {
-    runs.push(k);
-    return run(step, k);
-  };
-  const config = {
-    blockSize: BS,
-    maxBatchedTokens: 256,
-    maxBatchSize: 8,
-    cacheFraction: 0.5,
-    enablePrefixCache: true,
-    numBlocks: 40,
-    multiStep,
-  };
-  return new Engine(b, spec, { weight: "f32", kv: "f32", compute: "f32" }, null, config);
+  return multiStepEngine(b, spec, { weight: "f32", kv: "f32", compute: "f32" }, multiStep, runs);
 }
 
 async function generate(e: Engine, reqs: { prompt: number[]; maxTokens: number; stop?: number[] }[]) {

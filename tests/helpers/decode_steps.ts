@@ -1,6 +1,14 @@
 // Step inputs for the multi-step decode tests (tests/*_multistep_test.ts): B sequences, sequence s owning blocks
 // [4s, 4s + 4) of 16 slots.
-import type { Backend, SamplingParams, SequenceSamplingState, StepInputs } from "../../src/core/types.ts";
+import type {
+  Backend,
+  ModelSpec,
+  Precision,
+  SamplingParams,
+  SequenceSamplingState,
+  StepInputs,
+} from "../../src/core/types.ts";
+import { Engine } from "../../src/engine/engine.ts";
 import { defaultSamplingParams } from "../../src/sampling/params.ts";
 
 export const BS = 16;
@@ -77,4 +85,32 @@ export async function singleVsMulti(
   );
   const multi = prompts.map((_, s) => Array.from({ length: k }, (_, j) => ids[j * prompts.length + s]!));
   return { single, multi };
+}
+
+/**
+ * An engine over `b` (40 blocks of BS, batches of 8) with multi-step decode runs of up to `multiStep` steps (1: off);
+ * the k of every decodeSteps() call it makes is appended to `runs`.
+ */
+export function multiStepEngine(
+  b: Backend & { decodeSteps(step: StepInputs, k: number): Promise<Int32Array> },
+  spec: ModelSpec,
+  precision: Precision,
+  multiStep: number,
+  runs: number[],
+): Engine {
+  const run = b.decodeSteps.bind(b);
+  b.decodeSteps = (step, k) => {
+    runs.push(k);
+    return run(step, k);
+  };
+  const config = {
+    blockSize: BS,
+    maxBatchedTokens: 256,
+    maxBatchSize: 8,
+    cacheFraction: 0.5,
+    enablePrefixCache: true,
+    numBlocks: 40,
+    multiStep,
+  };
+  return new Engine(b, spec, precision, null, config);
 }
