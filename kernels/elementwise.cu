@@ -31,15 +31,19 @@ __device__ void rmsnorm(float* x, const float* res, const int* rowIdx, const flo
   for (int i = threadIdx.x; i < h; i += blockDim.x) out[(size_t)r * h + i] = fromf<T>(x[src + i] * inv * w[i]);
 }
 
-// out[r, j] = T(silu(gu[r, j]) * gu[r, f + j]). gu: [rows, 2f] f32 (gate | up); out: [rows, f] T.
+// out[r, j] = T(silu(gate) * up). gu: [rows, N] f32; half == 0: N = 2f, gate | up (gate j at j, up at f + j);
+// half > 0 (a quantized gate_up paired per n-tile, src/backends/cuda/gate_up.ts): gate j at 2 half (j / half) +
+// j % half, up half further. out: [rows, f] T.
 template <typename T>
-__device__ void siluMul(const float* gu, T* out, int rows, int f) {
+__device__ void siluMul(const float* gu, T* out, int rows, int f, int half) {
   pdlLaunchDependents();  // launched as a programmatic dependent (ops.ts): the next GEMV may start its weight loads
   pdlWait();
   const size_t n = (size_t)rows * f;
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     const size_t r = i / f, j = i % f;
-    const float g = gu[r * 2 * f + j], u = gu[r * 2 * f + f + j];
+    const size_t N = half ? 2 * (size_t)half * ((f + half - 1) / half) : 2 * (size_t)f;
+    const size_t gc = half ? 2 * half * (j / half) + j % half : j, uc = gc + (half ? half : f);
+    const float g = gu[r * N + gc], u = gu[r * N + uc];
     out[i] = fromf<T>(g / (1.f + expf(-g)) * u);
   }
 }
@@ -254,7 +258,9 @@ __device__ void synthFill(T* dst, int n, unsigned seed, unsigned stream, float a
                                          int h, float eps) {                                                      \
     rmsnorm<T>(x, res, rowIdx, w, out, h, eps);                                                                   \
   }                                                                                                               \
-  extern "C" __global__ void silu_mul_##T(const float* gu, T* out, int rows, int f) { siluMul<T>(gu, out, rows, f); }
+  extern "C" __global__ void silu_mul_##T(const float* gu, T* out, int rows, int f, int half) {                  \
+    siluMul<T>(gu, out, rows, f, half);                                                                           \
+  }
 
 #define INSTANTIATE_KV(NAME, KV, BITS)                                                                            \
   extern "C" __global__ void rope_kv_##NAME(const float* qkv, const float* cosT, const float* sinT,               \

@@ -21,7 +21,9 @@
 // issued before griddepcontrol.wait (weights are never written by kernels); x, part, counters and y only after it.
 // Fused decode-step ends (forward_decode_quant.ts): xg != null: the input is f16(xg * 1 / rms), xg [M, K] f32 =
 // x * gamma and 1 / rms from the producer's partial sums ss [M, parts]; rx != null: instead of y, rx [M, N] f32 +=
-// y, xgOut = rx * gNext and ssOut [M, gridDim.x] = this block column's sums of rx^2 (in a fixed order).
+// y, xgOut = rx * gNext and ssOut [M, gridDim.x] = this block column's sums of rx^2 (in a fixed order); act != null
+// (gate_up, rows paired per n-tile as src/backends/cuda/gate_up.ts lays them out): instead of y, act [M, F] f16 =
+// silu(gate) * up, gate and up (+ bias) of column c being columns c % (T/2) and T/2 + c % (T/2) of n-tile c / (T/2).
 // H100, int4 g128, M = 1 (bench/cuda_quant.ts, 2026-11-24): 28672x4096 and 4096x14336 at ~60% of copy bandwidth,
 // 6144x4096 / 4096x4096 at ~40% (launch, x staging and the split-K tail are ~5 us of their ~8-11 us).
 
@@ -31,7 +33,8 @@ template <int BITS, int MB, int D, int AHEAD>
 __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, const uint32_t* scaleBias,
                       const float* bias, float* y, float* part, unsigned* counters, int M, int N, int K, int Np,
                       int KT, int G, int tps, int ksb, int il, int S, const float* xg, const float* ss, int parts,
-                      float eps, float* rx, const float* gNext, float* xgOut, float* ssOut) {
+                      float eps, float* rx, const float* gNext, float* xgOut, float* ssOut, int early, f16* act,
+                      int F) {
   constexpr int T = QV<BITS>::T, NB = QV<BITS>::NB, NACC = MB * NB * 4, GU = QV_GROUP, RING = D * GU;
   static_assert(NACC * 32 * 4 <= RING * 512, "a warp's reduction slice must fit in its ring slice");
   extern __shared__ __align__(16) unsigned char qsm[];
@@ -75,6 +78,9 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     for (int q = 0; q < D; q++) issue(q);
     sc.start(scaleBias, f / gt, nG, Np, nt, lane);
   }
+  // early: the next kernel may launch now (its blocks take the SM room this launch's plan leaves free and start their
+  // own weight copies while this one streams); it waits for this grid's completion before touching its outputs.
+  if (early) pdlLaunchDependents();
   pdlWait();
   if (threadIdx.x < 2) reinterpret_cast<uint2*>(zeros)[threadIdx.x] = make_uint2(0u, 0u);
   // Fused RMSNorm input (xg != null): row m's 1 / rms from the producer's partial sums of squares, summed in order.
@@ -208,7 +214,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     qvWaitGroups<0>();
     flush();
   }
-  pdlLaunchDependents();
+  if (!early) pdlLaunchDependents();
 
   // acc[b][j][e]: column 16j + 8 (e >> 1) + lane / 4 of the n-tile, row 8b + 2 (lane % 4) + (e & 1).
   // In-block reduction: warp w's partial sums in its own ring slice (its cp.asyncs have all landed).
@@ -249,7 +255,14 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
         for (int e = 0; e < 4; e++) {
           const int m = 8 * b + rq + (e & 1), n = nt * T + 16 * j + 8 * (e >> 1) + cr;
           if (m >= M) continue;
-          if (S == 1) {
+          if (S == 1 && act) {
+            // SiLU epilogue: gate block j < NB / 2 and up block j + NB / 2 hold the same column c of the pair.
+            const int c = nt * (T / 2) + 16 * j + 8 * (e >> 1) + cr;
+            if (j >= NB / 2 || c >= F) continue;
+            const float g = acc[b][j][e] + (bias ? bias[n] : 0.f);
+            const float u = acc[b][j + NB / 2 < NB ? j + NB / 2 : j][e] + (bias ? bias[n + T / 2] : 0.f);
+            act[(size_t)m * F + c] = __float2half(g / (1.f + expf(-g)) * u);
+          } else if (S == 1) {
             if (n >= N) continue;
             const size_t i = (size_t)m * N + n;
             const float v = acc[b][j][e] + (bias ? bias[n] : 0.f);
@@ -304,11 +317,21 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   auto chunk = [&](int i) {
     return reinterpret_cast<const float4*>(part + (size_t)(i / wq) * Np + c0 + 4 * (i % wq));
   };
-  // Residual epilogue: chunkSS [total] f32 (in the ring, past rs below): each chunk's sum of x^2.
+  // Residual epilogue: chunkSS [total] f32 (in the ring, past rs below): each chunk's sum of x^2. SiLU epilogue:
+  // fin [total] float4 (past rs: [128] float4) the finished sums (+ bias), paired up once all are in (qgemvPlan
+  // sizes the shared memory for it).
   float* chunkSS = reinterpret_cast<float*>(ring) + 1024;
+  float4* fin = reinterpret_cast<float4*>(ring) + 128;
   auto store = [&](int i, float4 v) {
     const int m = i / wq, n0 = c0 + 4 * (i % wq);
     const float e[4] = {v.x, v.y, v.z, v.w};
+    if (act) {
+      float o[4];
+#pragma unroll
+      for (int q = 0; q < 4; q++) o[q] = n0 + q < N ? e[q] + (bias ? bias[n0 + q] : 0.f) : 0.f;
+      fin[i] = make_float4(o[0], o[1], o[2], o[3]);
+      return;
+    }
     float v2 = 0.f;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
@@ -399,6 +422,20 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
       ssOut[(size_t)threadIdx.x * gridDim.x + blockIdx.x] = sum;
     }
   }
+  if (act) {
+    // Chunk i of a gate half (column cc % T < T / 2 of its tile) pairs with chunk i + T / 8: the same row, up half.
+    __syncthreads();
+    for (int i = threadIdx.x; i < total; i += blockDim.x) {
+      const int m = i / wq, cc = 4 * (i % wq);
+      if (cc % T >= T / 2) continue;
+      const float4 g4 = fin[i], u4 = fin[i + T / 8];
+      const float g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
+      const int c = (c0 + cc) / T * (T / 2) + cc % T;  // gate column of the chunk's first value
+#pragma unroll
+      for (int q = 0; q < 4; q++)
+        if (c + q < F) act[(size_t)m * F + c + q] = __float2half(g[q] / (1.f + expf(-g[q])) * u[q]);
+    }
+  }
   if (threadIdx.x == 0) counters[blockIdx.x] = 0u;
 }
 
@@ -406,10 +443,10 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   const f16 *x, const int *perm, const uint32_t *qweight, const uint32_t *scaleBias, const float *bias, float *y, \
       float *part, unsigned *counters, int M, int N, int K, int Np, int KT, int G, int tps, int ksb, int il, int S,  \
       const float *xg, const float *ss, int parts, float eps, float *rx, const float *gNext, float *xgOut,         \
-      float *ssOut
+      float *ssOut, int early, f16 *act, int F
 #define QV_CALL \
   x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, G, tps, ksb, il, S, xg, ss, parts, eps, rx, \
-      gNext, xgOut, ssOut
+      gNext, xgOut, ssOut, early, act, F
 // D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 12 tiles = 24 KiB per block at M <= 8, 8 =
 // 16 KiB at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors these). H100 at M = 1:
 // D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower). M <= 16 scales in f16 per

@@ -8,6 +8,7 @@ import { staleness } from "../kernels/build.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
 import { packArgs } from "../src/backends/cuda/kernels.ts";
 import { type ActDType, CudaOps, type Half } from "../src/backends/cuda/ops.ts";
+import { pairedRow, pairedRows } from "../src/backends/cuda/gate_up.ts";
 import {
   cudaKernelTest,
   download,
@@ -87,6 +88,30 @@ for (const [wt, act] of COMBOS) {
       }
       const e = relErr(await download(dev, yb, rows * f, act), ops.siluMul(g, u));
       assert.ok(e < OUT_BOUND[act], `silu_mul error ${e}`);
+    },
+    wt,
+    act,
+  );
+
+  gpuTest(
+    `silu_mul reads gate_up paired per n-tile (activations ${act}, f=172, half 32 and 16)`,
+    async (o, dev) => {
+      const rows = 3, f = 172;
+      for (const half of [32, 16]) {
+        // gu [rows, N'] f32 in the paired row order of gate_up.ts: gate j at pairedRow(j), up half further.
+        const N = pairedRows(f, half), gu = rnd(rows * N, 4);
+        using gb = upload(dev, gu, "f32"), yb = poisoned(dev, rows * f, 4);
+        o.siluMul(gb.ptr, yb.ptr, rows, f, half);
+        const g = new Float32Array(rows * f), u = new Float32Array(rows * f);
+        for (let r = 0; r < rows; r++) {
+          for (let j = 0; j < f; j++) {
+            g[r * f + j] = gu[r * N + pairedRow(j, half)]!;
+            u[r * f + j] = gu[r * N + pairedRow(j, half) + half]!;
+          }
+        }
+        const e = relErr(await download(dev, yb, rows * f, act), ops.siluMul(g, u));
+        assert.ok(e < OUT_BOUND[act], `silu_mul half ${half} error ${e}`);
+      }
     },
     wt,
     act,

@@ -1,5 +1,6 @@
 // The fused ends of the quantized decode GEMV (kernels/qgemv.cu: RMSNorm finished in the prologue, residual add +
-// next norm's x * gamma + partial sums of squares in the epilogue) against the same math in TypeScript, at the
+// next norm's x * gamma + partial sums of squares in the epilogue, SiLU-mul of a gate_up paired per n-tile, and
+// that pairing itself on the CPU) against the same math in TypeScript, at the
 // default split, one k-range per block and many block-level splits; and the fused quantized decode forward
 // (forward_decode_quant.ts) against the unfused path on stories260K. GPU tests are ignored (reason in the name)
 // without an NVIDIA driver.
@@ -31,6 +32,8 @@ import {
 } from "../src/backends/cuda/testing.ts";
 import { loadStories } from "./helpers/models.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
+import { pairBias, pairedRow, pairedRows, pairGateUp } from "../src/backends/cuda/gate_up.ts";
+import { dequantize } from "../src/quant/reference.ts";
 
 // Bounds: as tests/cuda_quant_test.ts (1e-3 of max |y|: f16 weight rounding in the reference, f32 summation order).
 // The norm input is f16(xg * inv) on both sides (inv from the same partial sums, f32 vs f64: an input may round to
@@ -110,6 +113,81 @@ cudaKernelTest(
   },
 );
 
+Deno.test("pairGateUp() and pairBias() interleave gate and up rows per n-tile half, zero-padded", () => {
+  for (const [bits, f, K, G, half] of [[4, 100, 64, 32, 32], [8, 172, 48, 16, 16], [4, 64, 32, 32, 32]] as const) {
+    const gate = randomLinear(bits, f, K, G, false), up = randomLinear(bits, f, K, G, false);
+    const p = pairGateUp(gate, up, half), N = pairedRows(f, half), W = dequantize(p);
+    const wg = dequantize(gate), wu = dequantize(up);
+    assert.equal(p.outDim, N);
+    assert.equal(N % (2 * half), 0);
+    const seen = new Set<number>();
+    for (let r = 0; r < f; r++) {
+      const rg = pairedRow(r, half), ru = rg + half;
+      assert.ok(Math.floor(rg / (2 * half)) === Math.floor(ru / (2 * half)), "gate and up rows share a tile");
+      assert.deepEqual(W.subarray(rg * K, (rg + 1) * K), wg.subarray(r * K, (r + 1) * K));
+      assert.deepEqual(W.subarray(ru * K, (ru + 1) * K), wu.subarray(r * K, (r + 1) * K));
+      seen.add(rg).add(ru);
+    }
+    for (let r = 0; r < N; r++) if (!seen.has(r)) assert.ok(W.subarray(r * K, (r + 1) * K).every((v) => v === 0));
+    const bias = rnd(2 * f), pb = pairBias(bias, f, half);
+    for (let r = 0; r < f; r++) {
+      assert.equal(pb[pairedRow(r, half)], bias[r]);
+      assert.equal(pb[pairedRow(r, half) + half], bias[f + r]);
+    }
+  }
+});
+
+cudaKernelTest(
+  "quantLinear() SiLU epilogue on a paired gate_up matches silu(gate) * up in TypeScript",
+  async (k, dev) => {
+    using arena = new DeviceArena(dev);
+    const alloc = arena.alloc;
+    for (const [bits, f, K, G] of [[4, 172, 512, 128], [4, 1024, 256, 32], [8, 100, 448, 64]] as const) {
+      const half = bits === 4 ? 32 : 16;
+      const paired = pairGateUp(randomLinear(bits, f, K, G, false), randomLinear(bits, f, K, G, false), half);
+      const p = packFor({ kind: "cuda", sm: 90 }, paired) as MmaPacked, N = p.outDim;
+      const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 64]);
+      const W = {
+        ...uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "gu"),
+        pairs: { half, f },
+      };
+      const bias = pairBias(rnd(2 * f, 0.1), f, half);
+      using bb = upload(dev, bias, "f32");
+      for (const M of [1, 5, 16]) {
+        for (const tune of TUNES) {
+          const what = `int${bits} f=${f} K=${K} M=${M} ${JSON.stringify(tune)}`;
+          const S = qgemvPlan(bits, N, K, M, dev.smCount, W.scratch.partFloats, tune.warpsPerSm ?? 16).S;
+          const x = roundTo(rnd(M * K), "f16"), y = reference(p, x, bias, M);
+          using xb = upload(dev, x, "f16"), ab = poisoned(dev, M * f + 64, 2);
+          quantLinear(k, xb.ptr, W, bb.ptr, 0n, M, "gemv", tune, { silu: { act: ab.ptr } });
+          const got = await download(dev, ab, M * f + 64, "f16");
+          // |d act| <= (1.1 max|u| + max|silu g|) d + 2^-11 |act|, d = 1e-3 max|y| (the GEMV bound above; silu' <= 1.1).
+          let maxY = 0, maxU = 0, maxS = 0;
+          const want = new Float32Array(M * f);
+          for (let m = 0; m < M; m++) {
+            for (let c = 0; c < f; c++) {
+              const g = y[m * N + pairedRow(c, half)]!, u = y[m * N + pairedRow(c, half) + half]!;
+              const sg = g / (1 + Math.exp(-g));
+              want[m * f + c] = sg * u;
+              [maxY, maxU, maxS] = [
+                Math.max(maxY, Math.abs(g), Math.abs(u)),
+                Math.max(maxU, Math.abs(u)),
+                Math.max(maxS, Math.abs(sg)),
+              ];
+            }
+          }
+          const d = 1e-3 * maxY;
+          want.forEach((v, i) => {
+            const bound = (1.1 * maxU + maxS) * d + Math.abs(v) * 2 ** -11 + 1e-7;
+            assert.ok(Math.abs(got[i]! - v) <= bound, `${what} (S ${S}): act[${i}] ${got[i]} vs ${v} (bound ${bound})`);
+          });
+          assert.ok(got.subarray(M * f).every(Number.isNaN), `${what}: wrote past act`);
+        }
+      }
+    }
+  },
+);
+
 // The fused and unfused quantized paths run the same weights with f16 activations; they round the normalized
 // input at the same point but compute 1 / rms and the residual sums in another order, so single f16 roundings
 // differ (2^-11 relative) and this 64-wide model moves its logits by ~1e-4 .. 1e-3: bound 5e-3; greedy ids equal.
@@ -132,11 +210,11 @@ cudaTest("CudaBackend fused quantized decode matches the unfused path (stories26
     };
     try {
       const on = await run(true), off = await run(false);
-      // The fused path drops the two RMSNorm launches of every layer (and the final one).
+      // Each of the two fused steps drops the two RMSNorm launches of every layer (and the final one) and silu_mul.
       const L = spec.numLayers;
       assert.equal(
         off.launches - on.launches,
-        2 * (2 * L + 1),
+        2 * (3 * L + 1),
         `${weight}: launches ${on.launches} vs ${off.launches}`,
       );
       on.logits.forEach((l, i) => {

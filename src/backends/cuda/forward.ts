@@ -7,6 +7,7 @@ import type { CudaWeights } from "./weights.ts";
 import type { Workspace } from "./workspace.ts";
 import { enqueueDecodeForward, fusedDecodeFits } from "./forward_decode.ts";
 import { enqueueQuantDecodeForward, quantDecodeFits } from "./forward_decode_quant.ts";
+import { gateUpShape } from "./gate_up.ts";
 
 export interface ModelOnDevice {
   readonly spec: ModelSpec;
@@ -51,8 +52,9 @@ export function enqueueForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape
     enqueueAttention(m, ws, sh, l);
     ops.linear(ws.attn, L.o, L.oBias, ws.res, n, h, nh * d);
     ops.rmsnorm(ws.x, ws.res, 0n, L.postNorm, ws.xn, n, h, s.rmsEps);
-    ops.linear(ws.xn, L.gateUp, L.gateUpBias, ws.gu, n, 2 * f, h);
-    ops.siluMul(ws.gu, ws.act, n, f);
+    const gu = gateUpShape(L.gateUp, f);
+    ops.linear(ws.xn, L.gateUp, L.gateUpBias, ws.gu, n, gu.N, h);
+    ops.siluMul(ws.gu, ws.act, n, f, gu.half);
     ops.linear(ws.act, L.down, L.downBias, ws.res, n, h, f);
   }
   if (sh.rows === 0) return;

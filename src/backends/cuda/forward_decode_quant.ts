@@ -1,15 +1,15 @@
 // The fused decode forward pass for quantized linears (n <= DEC_MAX_M tokens, W4A16 / W8A16 qgemv): RMSNorm
 // finished in the qkv / gate_up prologue, the residual add (and the next norm's x * gamma and partial sums of
-// squares) in the o / down epilogue, as decode.cu does for dense weights. Per layer: qkv · rope_kv · attn_split ·
-// attn_combine · o · gate_up · silu_mul · down: 8 launches instead of 10. The LM head (dense) is decode.cu's
-// dec_gemv_norm. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
+// squares) in the o / down epilogue, SiLU-mul in the gate_up epilogue (its rows paired per n-tile, gate_up.ts), as
+// decode.cu does for dense weights. Per layer: qkv · rope_kv · attn_split · attn_combine · o · gate_up · down: 7
+// launches instead of 10. The LM head (dense) is decode.cu's dec_gemv_norm. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
 //
 // Buffers (all from the Workspace, sized for n tokens):
 //   ws.x    [n, h] f32        residual stream, updated in place by the o / down epilogues
 //   ws.xn   [n, h] f32        xg = x * gamma of the next norm (ws.xn holds 4 bytes per element)
 //   ws.res  [n, parts] f32    partial sums of squares of x's rows (parts <= h / 32: one per qgemv block column)
 //   ws.qkv  [n, (nh+2nkv)*d] f32, ws.q, ws.partO, ws.partML, ws.attn [n, nh*d] f16: as in enqueueForward
-//   ws.gu   [n, 2f] f32       gate | up;  ws.act [n, f] f16: silu(gate) * up
+//   ws.act  [n, f] f16        silu(gate) * up, written by the gate_up qgemv's epilogue
 import { DEC_MAX_M, DecodeOps } from "./decode_ops.ts";
 import { enqueueAttention, type ForwardShape, type ModelOnDevice } from "./forward.ts";
 import { enqueueDecodeLmHead, fusedDecode } from "./forward_decode.ts";
@@ -43,8 +43,10 @@ export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: F
     quantLinear(k, 0n, L.qkv, L.qkvBias, ws.qkv, n, "gemv", {}, { norm: { xg, ss, parts, eps } });
     enqueueAttention(m, ws, sh, l);
     parts = quantLinear(k, ws.attn, L.o, L.oBias, 0n, n, "gemv", {}, { resid: { x, gNext: L.postNorm, xg, ss } });
-    quantLinear(k, 0n, L.gateUp, L.gateUpBias, ws.gu, n, "gemv", {}, { norm: { xg, ss, parts, eps } });
-    ops.siluMul(ws.gu, ws.act, n, f);
+    quantLinear(k, 0n, L.gateUp, L.gateUpBias, 0n, n, "gemv", {}, {
+      norm: { xg, ss, parts, eps },
+      silu: { act: ws.act },
+    });
     parts = quantLinear(k, ws.act, L.down, L.downBias, 0n, n, "gemv", {}, { resid: { x, gNext: next, xg, ss } });
   }
   enqueueDecodeLmHead(m, ws, sh, dec, { xg, ss, parts, eps });

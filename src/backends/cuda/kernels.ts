@@ -46,7 +46,7 @@ export const KERNELS = {
     module: "elementwise",
     params: [p("x"), o("res"), o("rowIdx"), p("w"), p("out"), i("h"), f("eps")],
   },
-  silu_mul: { module: "elementwise", params: [p("gu"), p("out"), i("rows"), i("f")] },
+  silu_mul: { module: "elementwise", params: [p("gu"), p("out"), i("rows"), i("f"), i("half")] },
   synth_fill: { module: "elementwise", params: [p("dst"), i("n"), u("seed"), u("stream"), f("amp"), f("base")] },
   argmax: { module: "elementwise", params: [p("logits"), p("ids"), i("vocab")] },
   // sample.cu (suffix f32: one block per row, c8_f32 / c8t512_f32: a cluster of 8 per row): see cuda/sampling.ts.
@@ -195,6 +195,9 @@ export const KERNELS = {
       o("gNext"),
       o("xgOut"),
       o("ssOut"),
+      i("early"),
+      o("act"),
+      i("F"),
     ],
   },
   qgemm: {

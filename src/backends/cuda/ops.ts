@@ -52,6 +52,12 @@ export const GEMM128_MIN_M = 128, GEMM128_MIN_M_F32 = 512;
  * from GEMM128_MIN_M rows where gemm128 fills the GPU (gate_up at M = 128: 157 vs 209 us on the H100).
  */
 export const SKINNY_MAX_M = 256;
+/**
+ * attn_split as a programmatic dependent of rope_kv (sm_90). Off: on the H100 its blocks (one per split of the
+ * longest context a decode graph serves) then sit resident early and the W4A16 step got slower (3.24 vs 3.16 ms, 8B
+ * shape, bench/cuda_step_profile.ts --ablate); the kernel waits either way, so benches may turn it on.
+ */
+export const attentionLaunch = { pdl: false };
 
 function kvScales(
   kv: CudaKv,
@@ -107,10 +113,11 @@ export class CudaOps {
     this.k.launch("rmsnorm", this.act, [rows], [h >= 1024 ? 1024 : 256], { x, res, rowIdx, w, out, h, eps });
   }
 
-  /** out [rows, f] act = silu(gu[:, :f]) * gu[:, f:]; gu [rows, 2f] f32 */
-  siluMul(gu: DevPtr, out: DevPtr, rows: number, f: number): void {
+  /** out [rows, f] = silu(gate) * up of gu [rows, N] f32: gate | up halves, or pairs per `half` rows (gate_up.ts). */
+  siluMul(gu: DevPtr, out: DevPtr, rows: number, f: number, half = 0): void {
+    if (!Number.isInteger(half) || half < 0) throw new RangeError(`silu_mul: half ${half}`);
     const blocks = Math.min(65535, Math.ceil((rows * f) / 256));
-    this.k.launch("silu_mul", this.act, [blocks], [256], { gu, out, rows, f }, 0, true);
+    this.k.launch("silu_mul", this.act, [blocks], [256], { gu, out, rows, f, half }, 0, true);
   }
 
   /** ids [rows] i32 = argmax of logits [rows, vocab] f32 */
@@ -137,7 +144,8 @@ export class CudaOps {
 
   /**
    * Split-K decode attention on tensor cores (attn_split_<kv>_d<D>_g<GP>: the G query heads of a KV head in n-tiles
-   * of 8, GP = 8 or 16) and the combine of its splits (attn_combine, COMBINE_THREADS per (token, head)).
+   * of 8, GP = 8 or 16) and the combine of its splits (attn_combine, COMBINE_THREADS per (token, head)), a
+   * programmatic dependent of attn_split; attn_split one of rope_kv when attentionLaunch.pdl is on.
    */
   attention(a: AttentionArgs): void {
     const G = a.nh / a.nkv, GP = decodeGroupPad(G);
@@ -151,25 +159,33 @@ export class CudaOps {
       suffix += `_${a.variant}`;
       stages = v.stages;
     }
-    this.k.launch("attn_split", suffix, [a.nkv, a.rows, a.splits], [DEC_THREADS], {
-      q: a.q,
-      kCache: a.kCache,
-      vCache: a.vCache,
-      ...kvScales(this.kv, "attn_split", a),
-      blockTables: a.blockTables,
-      tokenSeq: a.tokenSeq,
-      positions: a.positions,
-      tokenList: a.tokenList,
-      partO: a.partO,
-      partML: a.partML,
-      nh: a.nh,
-      nkv: a.nkv,
-      blockSize: a.blockSize,
-      maxBlocks: a.maxBlocks,
-      splitLen: a.splitLen,
-      window: a.window,
-      scale: a.scale,
-    }, attentionSmemBytes(G, a.d, this.kv, stages));
+    this.k.launch(
+      "attn_split",
+      suffix,
+      [a.nkv, a.rows, a.splits],
+      [DEC_THREADS],
+      {
+        q: a.q,
+        kCache: a.kCache,
+        vCache: a.vCache,
+        ...kvScales(this.kv, "attn_split", a),
+        blockTables: a.blockTables,
+        tokenSeq: a.tokenSeq,
+        positions: a.positions,
+        tokenList: a.tokenList,
+        partO: a.partO,
+        partML: a.partML,
+        nh: a.nh,
+        nkv: a.nkv,
+        blockSize: a.blockSize,
+        maxBlocks: a.maxBlocks,
+        splitLen: a.splitLen,
+        window: a.window,
+        scale: a.scale,
+      },
+      attentionSmemBytes(G, a.d, this.kv, stages),
+      attentionLaunch.pdl,
+    );
     const combine = {
       partO: a.partO,
       partML: a.partML,

@@ -23,7 +23,7 @@ export const QGEMV_WARPS_PER_SM = 16;
  * weights.ts sizes the split-K scratch for warpsPerSm). warpsPerSm: split target (above 16: several waves of shorter
  * runs); interleave: the warps of an n-tile take alternate tiles instead of runs; pdl: programmatic dependent launch.
  */
-export const qgemvDefaults = { warpsPerSm: QGEMV_WARPS_PER_SM, interleave: false, pdl: true };
+export const qgemvDefaults = { warpsPerSm: QGEMV_WARPS_PER_SM, interleave: false, pdl: true, early: true };
 /** Fewest k-tiles a qgemv warp streams (shorter runs only add partials). */
 const MIN_TPS = 4;
 

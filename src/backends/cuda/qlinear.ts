@@ -9,6 +9,7 @@ import type { Kernels } from "./kernels.ts";
 import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import { QGEMV_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
+import type { GateUpPairs } from "./gate_up.ts";
 
 export * from "./qgemv_plan.ts";
 
@@ -39,6 +40,7 @@ export interface QuantMatrix {
   /** [Np / T, KT, 32 lanes, 4] u32: MmaPacked.qweight */ readonly qweight: DevPtr;
   /** [nG, Np] u32 half2 (scale lo, bias hi) */ readonly scaleBias: DevPtr;
   /** [K] i32 original channel of each packed channel (act-order), or 0n */ readonly perm: DevPtr;
+  /** gate_up rows paired per n-tile (gate_up.ts), or undefined */ readonly pairs?: GateUpPairs;
   readonly scratch: QuantScratch;
 }
 
@@ -183,6 +185,8 @@ export interface QgemvTune {
   /** split target, warps per SM */ readonly warpsPerSm?: number;
   /** alternate tiles per warp instead of runs */ readonly interleave?: boolean;
   /** programmatic dependent launch on sm_90 */ readonly pdl?: boolean;
+  /** let the next kernel launch once the weight copies are issued (it prefetches its own in the room left free) */
+  readonly early?: boolean;
 }
 
 /**
@@ -190,10 +194,12 @@ export interface QgemvTune {
  * norm: the input is rmsnorm(x) = xg * 1 / rms, rounded to f16, instead of `x`: xg [M, K] f32 = x * gamma, ss
  * [M, parts] f32 partial sums of x^2 (summed in order). resid: instead of writing y, x [M, N] f32 += y; xg [M, N]
  * f32 = x * gNext; ss [M, parts] f32 = partial sums of x^2, parts = the returned count (one per block column).
+ * silu (W: a gate_up matrix paired per n-tile, gate_up.ts): instead of writing y, act [M, f] f16 = silu(gate) * up.
  */
 export interface QgemvFused {
   readonly norm?: { readonly xg: DevPtr; readonly ss: DevPtr; readonly parts: number; readonly eps: number };
   readonly resid?: { readonly x: DevPtr; readonly gNext: DevPtr; readonly xg: DevPtr; readonly ss: DevPtr };
+  readonly silu?: { readonly act: DevPtr };
 }
 
 /**
@@ -215,7 +221,9 @@ export function quantLinear(
   const { bits, N, K, Np, KT, group: G } = W;
   const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
   const gemv = kind === "gemv" || (kind === "auto" && M <= QGEMV_MAX_M);
-  if (!gemv && (fused.norm || fused.resid)) throw new RangeError(`quant linear: fused ends need M <= ${QGEMV_MAX_M}`);
+  if (!gemv && (fused.norm || fused.resid || fused.silu)) {
+    throw new RangeError(`quant linear: fused ends need M <= ${QGEMV_MAX_M}`);
+  }
   if (gemv) {
     if (M > QGEMV_MAX_M) throw new RangeError(`qgemv: M ${M} > ${QGEMV_MAX_M}`);
     if (G % 16 !== 0 && G < K) throw new RangeError(`qgemv: group ${G} is not a multiple of 16`);
@@ -234,8 +242,13 @@ export function quantLinear(
     const suffix = `w${bits}_m${M <= 8 ? 8 : 16}`;
     const split = p.S > 1 ? { part: W.scratch.part, counters: W.scratch.counters } : { part: 0n, counters: 0n };
     const il = (tune.interleave ?? qgemvDefaults.interleave) ? 1 : 0;
-    const { norm, resid } = fused;
-    if (!resid && y === 0n) throw new RangeError("qgemv: no output (y is null and no residual epilogue)");
+    const { norm, resid, silu } = fused;
+    if (!resid && !silu && y === 0n) throw new RangeError("qgemv: no output (y, residual or SiLU epilogue)");
+    if (silu && (resid || !W.pairs || W.pairs.half !== tileN(bits) / 2 || silu.act === 0n)) {
+      throw new RangeError(
+        "qgemv: the SiLU epilogue needs a gate_up matrix paired per n-tile, an act buffer, no resid",
+      );
+    }
     if (norm && (!Number.isInteger(norm.parts) || norm.parts < 1 || !(norm.eps > 0))) {
       throw new RangeError(`qgemv: fused norm parts ${norm.parts} eps ${norm.eps}`);
     }
@@ -247,8 +260,12 @@ export function quantLinear(
         ? { y: 0n, rx: resid.x, gNext: resid.gNext, xgOut: resid.xg, ssOut: resid.ss }
         : { rx: 0n, gNext: 0n, xgOut: 0n, ssOut: 0n }),
     };
-    const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S, ...ends };
-    k.launch("qgemv", suffix, [p.gridX, p.S], [128], args, p.smem, tune.pdl ?? qgemvDefaults.pdl);
+    const early = (tune.early ?? qgemvDefaults.early) ? 1 : 0;
+    const act = silu ? { y: 0n, act: silu.act, F: W.pairs!.f } : { act: 0n, F: 0 };
+    const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S, ...ends, early, ...act };
+    // The SiLU epilogue of a split launch pairs the finished sums of its 4 / ksb n-tiles in shared memory (`fin`).
+    const smem = silu && p.S > 1 ? Math.max(p.smem, 16 + 2048 + M * (4 / p.ksb) * tileN(bits) * 4) : p.smem;
+    k.launch("qgemv", suffix, [p.gridX, p.S], [128], args, smem, tune.pdl ?? qgemvDefaults.pdl);
     return resid ? p.gridX : 0;
   }
   const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;

@@ -28,8 +28,10 @@ import {
   type QuantScratch,
   scratchNeed,
   stackQuantized,
+  tileN,
   uploadQuantMatrix,
 } from "./qlinear.ts";
+import { pairBias, pairedRows, pairGateUp } from "./gate_up.ts";
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Half } from "./ops.ts";
@@ -46,8 +48,9 @@ export interface CudaLayer {
   /** [h, nh*d] act or QuantMatrix */ readonly o: CudaLinear;
   /** [h] f32 or 0n */ readonly oBias: DevPtr;
   /** [h] f32 */ readonly postNorm: DevPtr;
-  /** [2f, h] act or QuantMatrix: gate rows, then up */ readonly gateUp: CudaLinear;
-  /** [2f] f32 or 0n */ readonly gateUpBias: DevPtr;
+  /** [2f, h] act: gate rows, then up; or a QuantMatrix with the rows paired per n-tile (gate_up.ts) */
+  readonly gateUp: CudaLinear;
+  /** [2f] f32 (dense) or [N'] f32 in the quantized matrix's paired row order, or 0n */ readonly gateUpBias: DevPtr;
   /** [h, f] act or QuantMatrix */ readonly down: CudaLinear;
   /** [h] f32 or 0n */ readonly downBias: DevPtr;
 }
@@ -148,11 +151,30 @@ export async function loadCudaWeights(
     return buf.ptr;
   };
   const opt = (on: boolean, names: string[], label: string) => on ? fused(names, f32, label) : Promise.resolve(0n);
+  /** Quantized gate / up: rows paired per n-tile (gate_up.ts), half the tile width of each side. */
+  const pairHalf = bits === null ? 0 : tileN(bits) / 2, F = spec.intermediateSize;
+  /** The gate | up bias [2f] f32 in the quantized matrix's paired row order (or as is for dense weights). */
+  const gateUpBias = async (names: string[], label: string): Promise<DevPtr> => {
+    if (!spec.mlpBias) return 0n;
+    if (pairHalf === 0) return await fused(names, f32, label);
+    const [g, u] = [await f32(names[0]!), await f32(names[1]!)];
+    const both = new Float32Array(2 * F);
+    both.set(g);
+    both.set(u, F);
+    const paired = pairBias(both, F, pairHalf), buf = alloc(paired.byteLength, label);
+    dev.upload(buf.ptr, paired);
+    return buf.ptr;
+  };
   let scratch: QuantScratch | null = null;
-  /** One linear (q/k/v or gate/up stacked by rows): dense, or quantized and packed in the mma layout. */
-  const linear = async (names: string[], label: string): Promise<CudaLinear> => {
+  /**
+   * One linear (q/k/v or gate/up stacked by rows): dense, or quantized and packed in the mma layout (pair: gate and
+   * up, paired per n-tile for qgemv's SiLU epilogue).
+   */
+  const linear = async (names: string[], label: string, pair = false): Promise<CudaLinear> => {
     if (bits === null) return await fused(names, half, label);
-    const [N, K] = [names.reduce((a, n) => a + shapes.get(n)![0]!, 0), shapes.get(names[0]!)![1]!];
+    const pairs = pair ? { half: pairHalf, f: F } : undefined;
+    const K = shapes.get(names[0]!)![1]!;
+    const N = pairs ? pairedRows(F, pairs.half) : names.reduce((a, n) => a + shapes.get(n)![0]!, 0);
     if (!scratch) {
       const h = spec.hiddenSize, f = spec.intermediateSize, qkv = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;
       const shapeList = [[qkv, h], [h, spec.numHeads * spec.headDim], [2 * f, h], [h, f]] as const;
@@ -165,7 +187,7 @@ export async function loadCudaWeights(
       const seed = Math.imul(fill.seed, 0x9e3779b1) ^ tensorStream(names[0]!);
       const m = fillQuantMatrix(kernels!, alloc, { bits, N, K, group, seed, amp, label }, scratch);
       names.forEach(tick);
-      return m;
+      return { ...m, pairs };
     }
     const parts: QuantizedLinear[] = [];
     for (const n of names) {
@@ -179,7 +201,7 @@ export async function loadCudaWeights(
     }
     let stacked: QuantizedLinear;
     try {
-      stacked = stackQuantized(parts);
+      stacked = pairs ? pairGateUp(parts[0]!, parts[1]!, pairs.half) : stackQuantized(parts);
     } catch (e) {
       // The CUDA kernels run q/k/v and gate/up as one matrix, so their act-order (g_idx) must agree, as GPTQ makes
       // it for linears that read the same input.
@@ -187,7 +209,7 @@ export async function loadCudaWeights(
     }
     const p = packFor({ kind: "cuda", sm }, stacked);
     if (p.layout !== "mma-m16n8k16") throw new Error(`cuda: ${label}: unexpected packed layout ${p.layout}`);
-    return uploadQuantMatrix(dev, alloc, p, scratch, label);
+    return { ...uploadQuantMatrix(dev, alloc, p, scratch, label), pairs };
   };
   try {
     const embed = await fused([EMBED], half, "embed");
@@ -203,8 +225,8 @@ export async function loadCudaWeights(
         o: await linear([n.o], `L${i}.o`),
         oBias: await opt(spec.outputBias, [n.oBias], `L${i}.oBias`),
         postNorm: await fused([n.postNorm], f32, `L${i}.postNorm`),
-        gateUp: await linear([n.gate, n.up], `L${i}.gateUp`),
-        gateUpBias: await opt(spec.mlpBias, [n.gateBias, n.upBias], `L${i}.gateUpBias`),
+        gateUp: await linear([n.gate, n.up], `L${i}.gateUp`, true),
+        gateUpBias: await gateUpBias([n.gateBias, n.upBias], `L${i}.gateUpBias`),
         down: await linear([n.down], `L${i}.down`),
         downBias: await opt(spec.mlpBias, [n.downBias], `L${i}.downBias`),
       });
