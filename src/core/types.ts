@@ -6,11 +6,16 @@ export type KvDType = "f32" | "f16" | "bf16" | "int8" | "int4";
 
 export interface Precision {
   readonly weight: WeightDType;
-  /** Quantization group size along the input dimension, for int8/int4 weights. */
+  /** Quantization group size along the input dimension, for int8/int4 weights (default DEFAULT_QUANT_GROUP). */
   readonly group?: number;
   readonly kv: KvDType;
   readonly compute: "f32" | "f16";
 }
+
+/** Group size of the weights a backend quantizes at load (RTN) when the precision names none. */
+export const DEFAULT_QUANT_GROUP = 128;
+/** The group size load-time quantization uses for `p`. */
+export const quantGroup = (p?: Pick<Precision, "group">): number => p?.group ?? DEFAULT_QUANT_GROUP;
 
 export type RopeType = "default" | "linear" | "llama3" | "yarn";
 

@@ -27,7 +27,7 @@ export function quantDecodeFits(m: ModelOnDevice, n: number): boolean {
 
 export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
   const s = m.spec, ops = m.ops, k = ops.k, n = sh.n;
-  const h = s.hiddenSize, f = s.intermediateSize, eps = s.rmsEps;
+  const h = s.hiddenSize, eps = s.rmsEps;
   const dec = new DecodeOps(k, ops.wt, ops.act, fusedDecode.pdl, fusedDecode.warps);
   const x = ws.x, xg = ws.xn, ss = ws.res;
   const first = m.w.layers[0];

@@ -5,7 +5,7 @@
 // buffers (qlinear.ts) in the mma-m16n8k16 layout: RTN-quantized at load (quantizeRtn, group precision.group,
 // default 128) from a float checkpoint, read from an AWQ / GPTQ one, or generated on the GPU (qfill) for synthetic
 // models. Embedding, LM head, norms and biases stay dense f16 / f32.
-import type { ModelSpec, Precision, ProgressFn, TensorSource } from "../../core/types.ts";
+import { type ModelSpec, type Precision, type ProgressFn, quantGroup, type TensorSource } from "../../core/types.ts";
 import { fromF32, roundTo } from "../../model/dtype.ts";
 import {
   EMBED,
@@ -181,7 +181,7 @@ export async function loadCudaWeights(
       const need = scratchNeed(bits, shapeList, dev.smCount);
       scratch = allocQuantScratch(dev, alloc, need.floats, need.slots);
     }
-    const group = quant?.groupSize ?? precision?.group ?? 128;
+    const group = quant?.groupSize ?? quantGroup(precision);
     if (fill && !quant) {
       const { amp } = fill.amplitude(names[0]!);
       const seed = Math.imul(fill.seed, 0x9e3779b1) ^ tensorStream(names[0]!);

@@ -1,7 +1,14 @@
 // Loads a checkpoint into f32 arrays for the reference backend, shape-checking every tensor.
 // Quantized weights (int8 / int4) are held dequantized, W = (q - z) * s in f32 exactly as the kernels compute it:
 // read from an AWQ / GPTQ checkpoint, or quantized at load with RTN (src/quant/reference.ts) from a float one.
-import type { ModelSpec, Precision, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
+import {
+  type ModelSpec,
+  type Precision,
+  type ProgressFn,
+  quantGroup,
+  type TensorSource,
+  type WeightDType,
+} from "../../core/types.ts";
 import { roundTo } from "../../model/dtype.ts";
 import {
   EMBED,
@@ -76,7 +83,7 @@ export async function loadReferenceWeights(
       data = await src.f32(name, shape);
       if (weight === "f16" || weight === "bf16") data = roundTo(data, weight);
       else if (bits !== null && linears.has(name)) {
-        data = dequantize(quantizeRtn(data, shape[0]!, shape[1]!, bits, group ?? 128));
+        data = dequantize(quantizeRtn(data, shape[0]!, shape[1]!, bits, quantGroup({ group })));
       }
     }
     done += bytesOf(name);

@@ -11,7 +11,14 @@
 // float checkpoint, or read from an AWQ / GPTQ one, then packed by packFor({ kind: "webgpu" }) with f32 (scale, bias)
 // pairs and stacked by rows as the float path stacks them. Embedding, LM head, norms and biases are not quantized
 // and not rounded (as in the reference backend): f32 storage, or f16 where the checkpoint itself is 16-bit (exact).
-import type { ModelSpec, Precision, ProgressFn, TensorSource, WeightDType } from "../../core/types.ts";
+import {
+  type ModelSpec,
+  type Precision,
+  type ProgressFn,
+  quantGroup,
+  type TensorSource,
+  type WeightDType,
+} from "../../core/types.ts";
 import { f32ToF16, roundTo } from "../../model/dtype.ts";
 import {
   EMBED,
@@ -124,7 +131,7 @@ export async function loadGpuWeights(
       ql = await readQuantizedLinear(src, quant, name, N, K);
       done += bytesOf(name);
       onProgress?.(done, total, name);
-    } else ql = quantizeRtn(await read(name), N, K, qb, precision.group ?? 128);
+    } else ql = quantizeRtn(await read(name), N, K, qb, quantGroup(precision));
     const p = packFor({ kind: "webgpu" }, ql);
     if (p.layout !== "rows-k") throw new Error("webgpu: unexpected packed layout");
     // An act-order permutation that sorts nothing (g_idx already k / G) is no permutation.
