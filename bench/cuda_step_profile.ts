@@ -13,6 +13,7 @@ import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
 import { decodeBucket } from "../src/backends/cuda/graphs.ts";
 import { attentionLaunch, CudaOps } from "../src/backends/cuda/ops.ts";
+import { decodeSplit } from "../src/backends/cuda/attention_args.ts";
 import { qgemvDefaults } from "../src/backends/cuda/qlinear.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 import { exitUnlessCuda, numArg } from "./cuda_common.ts";
@@ -85,16 +86,20 @@ if (!Deno.args.includes("--ablate")) {
   // (capture + replays; the ids must match the first variant's unless kernels are left out), time 20 replays.
   const proto = CudaOps.prototype as unknown as Record<string, unknown>;
   const saved = { ...Object.fromEntries(["siluMul", "ropeKv", "attention"].map((n) => [n, proto[n]])) };
-  const knobs = (w: number, early: boolean, attnPdl: boolean) => () => {
+  const knobs = (w: number, early: boolean, attnPdl: boolean, split = decodeSplit.len) => () => {
     Object.assign(qgemvDefaults, { warpsPerSm: w, early });
     attentionLaunch.pdl = attnPdl;
+    decodeSplit.len = split;
   };
   const base = knobs(qgemvDefaults.warpsPerSm, qgemvDefaults.early, attentionLaunch.pdl);
   const variants: [string, string[], () => void][] = [
     ["defaults", [], base],
     ["qgemv late trigger; attn_split not PDL", [], knobs(16, false, false)],
-    ["qgemv late trigger; attn_split PDL", [], knobs(16, false, true)],
-    ["qgemv early trigger; attn_split not PDL", [], knobs(16, true, false)],
+    ["attn_split PDL", [], knobs(16, true, true)],
+    ["decode splits of 512 keys", [], knobs(16, true, false, 512)],
+    ["decode splits of 512 keys, attn_split PDL", [], knobs(16, true, true, 512)],
+    ["decode splits of 2048 keys", [], knobs(16, true, false, 2048)],
+    ["decode splits of 2048 keys, attn_split PDL", [], knobs(16, true, true, 2048)],
     ["defaults, no silu_mul", ["siluMul"], base],
     ["defaults, no rope_kv", ["ropeKv"], base],
     ["defaults, no attention (split + combine)", ["attention"], base],

@@ -229,12 +229,27 @@ __device__ void decEmbed(const T* table, const int* ids, const float* g, float* 
   const int t = blockIdx.x;
   int id = ids[t];
   id = id < 0 ? 0 : (id >= vocab ? vocab - 1 : id);  // the host validates; clamp keeps reads in bounds
+  // EU elements per thread in flight: the loads of a chunk are issued before its stores (the compiler may not move
+  // a load of the table above a store to x: they could alias), in the same order of i as one element at a time.
+  constexpr int EU = 8;
+  const T* row = table + (size_t)id * h;
   float s = 0.f;
-  for (int i = threadIdx.x; i < h; i += blockDim.x) {
-    const float v = tof(table[(size_t)id * h + i]);
-    x[(size_t)t * h + i] = v;
-    xg[(size_t)t * h + i] = v * g[i];
-    s += v * v;
+  for (int i0 = threadIdx.x; i0 < h; i0 += EU * blockDim.x) {
+    float v[EU], gv[EU];
+#pragma unroll
+    for (int u = 0; u < EU; u++) {
+      const int i = i0 + u * blockDim.x;
+      v[u] = i < h ? tof(row[i]) : 0.f;
+      gv[u] = i < h ? g[i] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < EU; u++) {
+      const int i = i0 + u * blockDim.x;
+      if (i >= h) break;
+      x[(size_t)t * h + i] = v[u];
+      xg[(size_t)t * h + i] = v[u] * gv[u];
+      s += v[u] * v[u];
+    }
   }
   s = blockSum(s);
   if (threadIdx.x == 0) ss[t] = s;

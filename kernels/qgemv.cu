@@ -36,11 +36,12 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
                       float eps, float* rx, const float* gNext, float* xgOut, float* ssOut, int early, f16* act,
                       int F) {
   constexpr int T = QV<BITS>::T, NB = QV<BITS>::NB, NACC = MB * NB * 4, GU = QV_GROUP, RING = D * GU;
+  constexpr bool DEFER = MB == 1;  // scales applied once per group (below); MB = 2 scales each weight
   static_assert(NACC * 32 * 4 <= RING * 512, "a warp's reduction slice must fit in its ring slice");
   extern __shared__ __align__(16) unsigned char qsm[];
   // [8] f16 zeros (rows >= M of the B operand read these); ring [4 warps, RING tiles, 32 lanes] uint4: each lane's
   // 16-byte weight words in flight (cp.async), later the warp's slice of the in-block reduction [NACC, 32] f32;
-  // xs [M, ld] f16: x rows, packed channels of the block's k-range; xsum [ksb * tps, R] f32 (R = M rounded up to
+  // xs [M, ld] f16: x rows, packed channels of the block's k-range; DEFER only: xsum [ksb * tps, R] f32 (R = M rounded up to
   // even; 16-byte aligned after xs): per k-tile of the block's range, the sum of the 16 x values of each row.
   f16* zeros = reinterpret_cast<f16*>(qsm);
   uint4* ring = reinterpret_cast<uint4*>(qsm + 16);
@@ -98,7 +99,8 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
     const bool vec = !perm && K % 8 == 0 && ((uintptr_t)(xg ? (const void*)xg : (const void*)x) & 15) == 0;
     // One k-tile (16 channels) of one B row per item: staged as f16, and its sum (of the f16 values the MMA reads).
     const int tiles = bk1 - bk0;
-    for (int c = threadIdx.x; c < R * tiles; c += blockDim.x) {
+    // Rows 9-16 (MB = 2) scale per weight and need no x sums: only the M rows are staged.
+    for (int c = threadIdx.x; c < (DEFER ? R : M) * tiles; c += blockDim.x) {
       const int m = c / tiles, t = c % tiles;
       float sum = 0.f;
       if (m < M) {
@@ -119,7 +121,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
           sum += p.x + p.y;
         }
       }
-      xsum[t * R + m] = sum;
+      if (DEFER) xsum[t * R + m] = sum;
     }
   }
   __syncthreads();
@@ -130,7 +132,6 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   // FMAs per accumulator per group instead of one per weight pair. MB = 2 does not defer (DEFER false): its MMAs take
   // f16(q * s + z) (fragScaled) straight into acc, as the 64 accumulators of deferring cost it occupancy (H100, M =
   // 16: 1.4-1.6x slower deferred at 3 blocks per SM; non-deferred, 3 blocks per SM were ~1.45x slower than 4).
-  constexpr bool DEFER = MB == 1;
   float acc[MB][NB][4], accg[DEFER ? MB : 1][NB][4], xgs[MB][2];
 #pragma unroll
   for (int b = 0; b < MB; b++) {
@@ -447,13 +448,16 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
 #define QV_CALL \
   x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, G, tps, ksb, il, S, xg, ss, parts, eps, rx, \
       gNext, xgOut, ssOut, early, act, F
-// D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 12 tiles = 24 KiB per block at M <= 8, 8 =
-// 16 KiB at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors these). H100 at M = 1:
-// D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower). M <= 16 scales in f16 per
-// weight (no second accumulator set) and prefetches scales one group ahead: 128 registers, 4 blocks per SM.
+// D: groups of QV_GROUP tiles in flight per warp (ring slots D * QV_GROUP; 12 tiles = 24 KiB per block at M <= 8,
+// QV_D16 = 2 groups (16 KiB) at M <= 16, leaving room for the staged x rows at 4 blocks per SM; qgemvPlan mirrors
+// these). H100 at M = 1: D = 3 beat D = 5 by 4-6% on the large shapes (deeper rings, 8 or 16, were slower); at M = 16
+// D = 3 was slower (qkv / o / gate_up / down 19.4 / 15.1 / 54.9 / 31.7 vs 16.9 / 13.5 / 45.9 / 28.2 us: the bigger
+// blocks no longer fit 4 per SM). M <= 16 scales in f16 per weight (no second accumulator set, no x sums) and
+// prefetches scales one group ahead: 128 registers, 4 blocks per SM.
+#define QV_D16 2
 #define INSTANTIATE_QV(B)                                                                                       \
   extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m8(QV_ARGS) { qgemv<B, 1, 3, 2>(QV_CALL); }  \
-  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, 2, 1>(QV_CALL); }
+  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, QV_D16, 1>(QV_CALL); }
 
 INSTANTIATE_QV(4)
 INSTANTIATE_QV(8)

@@ -137,6 +137,9 @@ export interface PrefillArgs {
   readonly kernel?: PrefillKernel;
 }
 
+/** Keys per split of decode-sized steps (ATTN_SPLIT_DECODE; benches may change it before graphs are captured). */
+export const decodeSplit = { len: ATTN_SPLIT_DECODE };
+
 export interface AttentionPlan {
   readonly splitLen: number;
   readonly splits: number;
@@ -152,7 +155,7 @@ export function attentionPlan(n: number, span: number, kv?: CudaKv): AttentionPl
   if (n > 8 && kv !== undefined && kvQuantized(kv)) {
     while (splitLen < ATTN_SPLIT_QUANT && span >= 8 * splitLen) splitLen *= 2;
   } else if (n <= 8) {
-    splitLen = ATTN_SPLIT_DECODE;
+    splitLen = decodeSplit.len;
     while (Math.ceil(span / splitLen) > 256) splitLen *= 2;
   }
   return { splitLen, splits: Math.max(1, Math.ceil(span / splitLen)) };

@@ -6,10 +6,10 @@ import type { QuantBits } from "../../quant/types.ts";
 export const QGEMV_MAX_M = 16;
 /** Warps per qgemv block (qgemv.cu). */
 const GEMV_WARPS = 4;
-/** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 3 at M <= 8, 2 above). */
+/** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 3 at M <= 8, QV_D16 = 2 above). */
 const ringBytes = (M: number) => 4 * (M <= 8 ? 3 : 2) * 4 * 512;
-/** Rows whose per-k-tile x sums qgemv keeps (M rounded up to even: a lane reads two rows at once). */
-const sumRows = (M: number) => M + (M & 1);
+/** Rows whose per-k-tile x sums qgemv keeps: M rounded up to even (a lane reads two rows at once); none above 8. */
+const sumRows = (M: number) => (M <= 8 ? M + (M & 1) : 0);
 /**
  * Longest K-range (packed channels) one qgemv block of M rows stages in shared memory: small enough for 4 blocks
  * per SM (55 KiB each: 16 zero bytes, the weight ring, M x (range + 8) f16, then sumRows(M) f32 x sums per 16 channels).
