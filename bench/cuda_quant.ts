@@ -2,8 +2,10 @@
 // (the ceiling, same run), per-kernel qgemv bandwidth (graph replays of 20 launches) for the four linear shapes at
 // M = 1 and 16 (default plan and a sweep of split targets / PDL off), batch-1
 // decode tok/s vs the HBM roofline (packed weights + scales + f16 lm_head + embedding row + KV per token), and
-// batch 16 / 64 decode throughput.
-// Usage: deno run -A bench/cuda_quant.ts [--layers N] [--steps N] [--group G]
+// batch 16 / 64 (--batches) decode throughput; the skinny-M GEMM qgemms per shape at M = 16..128 (2048 with --prefill,
+// against the tiled qgemm and dense f16 gemm_wg) on rotating weight copies (no L2 reuse).
+// Usage: deno run -A bench/cuda_quant.ts [--layers N] [--steps N] [--group G] [--batches 1,16,64] [--no-sweep]
+//   [--no-qgemms] [--prefill] [--baseline: the model runs first with the tiled qgemm for M > 16]
 import type { StepInputs } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
@@ -19,13 +21,17 @@ import {
   scratchNeed,
 } from "../src/backends/cuda/qlinear.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
-import { copyBandwidth, exitUnlessCuda, numArg } from "./cuda_common.ts";
+import { copyBandwidth, exitUnlessCuda, msPerCall, numArg } from "./cuda_common.ts";
+import { qgemmRouting, qgemmSkinny, qgemmTiled, QS_TILES, qsPlan } from "../src/backends/cuda/qgemm_plan.ts";
 import { DeviceArena } from "../src/backends/cuda/testing.ts";
 
 const arg = numArg;
 exitUnlessCuda("cuda_quant");
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
 const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16;
+const flag = (name: string) => Deno.args.includes(name);
+const bi = Deno.args.indexOf("--batches");
+const BATCHES = bi >= 0 ? Deno.args[bi + 1]!.split(",").map(Number) : [1, 16, 64];
 const rows: [string, string][] = [];
 /** Adds a result row and prints it at once (a later failure keeps what was measured). */
 const row = (key: string, v: string) => {
@@ -72,7 +78,7 @@ const SWEEP: QgemvTune[] = [
 const tuneName = (t: QgemvTune) => `w${t.warpsPerSm}${t.interleave ? " il" : ""}${t.pdl === false ? " no-pdl" : ""}`;
 /** Sum over the four shapes of the M = 1 time (us) per SWEEP entry: picks the configuration of the second model run. */
 const m1Sum = SWEEP.map(() => 0);
-{
+if (!flag("--no-sweep")) {
   using arena = new DeviceArena(dev);
   const alloc = arena.alloc;
   const wps = SWEEP.map((t) => t.warpsPerSm ?? qgemvDefaults.warpsPerSm);
@@ -118,10 +124,56 @@ const m1Sum = SWEEP.map(() => 0);
   await dev.sync();
 }
 
+// Per-kernel: qgemms (default variant, then each variant) and the tiled qgemm per shape, 20 launches per graph over
+// rotating weight copies (>= 120 MB per shape, so no launch finds its weights in L2); M = 16 also times qgemv.
+if (!flag("--no-qgemms")) {
+  using arena = new DeviceArena(dev);
+  const Ms = [16, 32, 64, 128, ...(flag("--prefill") ? [2048] : [])], maxM = Math.max(...Ms);
+  using x = dev.alloc(maxM * f * 2, "bench.x"), y = dev.alloc(maxM * 2 * f * 4, "bench.y");
+  dev.memset(x.ptr, 0x2c, maxM * f * 2);
+  using g = new GraphCache(dev), t = new CudaTimer(dev);
+  const need = scratchNeed(4, SHAPES.map(([N, K]) => [N, K] as const), dev.smCount);
+  const scratch = allocQuantScratch(dev, arena.alloc, need.floats, need.slots);
+  for (const [N, K, what] of SHAPES) {
+    const copies = Math.ceil(120e6 / quantBytes(N, K));
+    const Ws = Array.from({ length: copies }, (_, c) =>
+      fillQuantMatrix(k, arena.alloc, {
+        ...{ bits: 4, N, K, group: G, seed: (N ^ K) + 7919 * c, amp: 1 / Math.sqrt(K), label: `${what}${c}` },
+      }, scratch));
+    const us = async (fn: (W: (typeof Ws)[number]) => void) => {
+      let c = 0;
+      return 1e3 * await msPerCall(dev, g, t, () => fn(Ws[c++ % copies]!), 20);
+    };
+    for (const M of Ms) {
+      const fmt = (u: number) =>
+        `${u.toFixed(1)} us ${(100 * quantBytes(N, K) / (u / 1e6) / hbm).toFixed(0)}% ${
+          (2 * M * N * K / u / 1e6).toFixed(0)
+        } TFLOP/s`;
+      const p = qsPlan(4, N, K, M, G, dev.smCount, 4 * dev.smCount * 2048);
+      const res = [`${p.tile} S ${p.S} tps ${p.tps}: ${fmt(await us((W) => qgemmSkinny(k, x.ptr, W, 0n, y.ptr, M)))}`];
+      for (const tile of QS_TILES) {
+        res.push(`${tile} ${(await us((W) => qgemmSkinny(k, x.ptr, W, 0n, y.ptr, M, tile))).toFixed(1)}`);
+      }
+      res.push(`tiled qgemm ${fmt(await us((W) => qgemmTiled(k, x.ptr, W, 0n, y.ptr, M)))}`);
+      if (M <= 16) res.push(`qgemv ${fmt(await us((W) => quantLinear(k, x.ptr, W, 0n, y.ptr, M)))}`);
+      if (M > 256 && K % 8 === 0) {
+        using wd = dev.alloc(N * K * 2, "bench.dense");
+        const grid = [Math.ceil(N / 128), Math.ceil(M / 128)] as const, args = { A: x.ptr, W: wd.ptr, bias: 0n };
+        const wg = await us(() =>
+          k.launch("gemm_wg", "f16", grid, [256], { ...args, C: y.ptr, M, N, K }, 3 * 2 * 128 * 64 * 2)
+        );
+        res.push(`dense f16 gemm_wg ${wg.toFixed(1)} us ${(2 * M * N * K / wg / 1e6).toFixed(0)} TFLOP/s`);
+      }
+      row(`qgemms int4 g${G} M=${M} ${what} ${N}x${K}: us, % of copy bw, TFLOP/s`, res.join("; "));
+    }
+  }
+  await dev.sync();
+}
+
 // Whole model: synthetic 8B shape, int4 g128 linears generated on the GPU, f16 lm_head / embedding, f16 KV.
 const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K), 0) + vocab * h * 2 + h * 2;
 const MULTI_K = 8, MULTI_RUNS = 4; // multi-step decode runs after the single steps
-const MAXB = 64, perSeq = Math.ceil((PROMPT + STEPS + 8 + MULTI_K * MULTI_RUNS) / BS);
+const MAXB = Math.max(...BATCHES), perSeq = Math.ceil((PROMPT + STEPS + 8 + MULTI_K * MULTI_RUNS) / BS);
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
 const prompt = (s: number) => Array.from({ length: PROMPT }, (_, i) => (i * 7919 + s * 104729) % vocab);
 /** One step of B sequences: sequence s owns blocks [s * perSeq, (s + 1) * perSeq); ids[s] are its new tokens. */
@@ -213,7 +265,16 @@ async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
   }
 }
 
-await modelRuns(b, [1, 16, 64]);
+const batches = BATCHES.filter((B) => B > 0);
+if (flag("--baseline") && batches.length) {
+  // The same model with M > 16 on the tiled qgemm (before qgemms), then the default routing.
+  qgemmRouting.skinnyMaxM = 0;
+  await using b0 = await CudaBackend.create();
+  console.log("baseline: tiled qgemm for M > 16");
+  await modelRuns(b0, batches);
+  qgemmRouting.skinnyMaxM = Infinity;
+}
+if (batches.length) await modelRuns(b, batches);
 // Second model run with the sweep's fastest M = 1 configuration, when it is not the default.
 const best = SWEEP[m1Sum.indexOf(Math.min(...m1Sum))]!;
 row("qgemv sweep: fastest M = 1 configuration (sum over the four shapes)", `${tuneName(best)}`);

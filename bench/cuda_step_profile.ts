@@ -91,15 +91,12 @@ if (!Deno.args.includes("--ablate")) {
     attentionLaunch.pdl = attnPdl;
     decodeSplit.len = split;
   };
-  const base = knobs(qgemvDefaults.warpsPerSm, qgemvDefaults.early, attentionLaunch.pdl);
+  const base = knobs(qgemvDefaults.warpsPerSm, qgemvDefaults.early, attentionLaunch.pdl, decodeSplit.len);
   const variants: [string, string[], () => void][] = [
     ["defaults", [], base],
-    ["qgemv late trigger; attn_split not PDL", [], knobs(16, false, false)],
-    ["attn_split PDL", [], knobs(16, true, true)],
+    ["qgemv late trigger", [], knobs(16, false, false)],
     ["decode splits of 512 keys", [], knobs(16, true, false, 512)],
-    ["decode splits of 512 keys, attn_split PDL", [], knobs(16, true, true, 512)],
-    ["decode splits of 2048 keys", [], knobs(16, true, false, 2048)],
-    ["decode splits of 2048 keys, attn_split PDL", [], knobs(16, true, true, 2048)],
+    ["attn_split PDL", [], knobs(16, true, true)],
     ["defaults, no silu_mul", ["siluMul"], base],
     ["defaults, no rope_kv", ["ropeKv"], base],
     ["defaults, no attention (split + combine)", ["attention"], base],

@@ -1,6 +1,7 @@
 // Split-K decode attention on tensor cores over the paged KV cache (kv_cache.cuh: f16, bf16, int8, int4): attn_split
 // computes any token's causal context in splits, attn_combine merges the splits.
 #include "kv_cache.cuh"
+#include "ptx.cuh"  // pdlWait / pdlLaunchDependents
 
 // ---------------------------------------------------------------------------------------------------------------
 // Split-K decode attention on tensor cores (mma.sync m16n8k16, f32 accumulation).
@@ -9,12 +10,14 @@
 // [j0, j1) = first + split * splitLen + [0, splitLen) of its causal (windowed) context. DEC_WARPS warps work
 // independently on interleaved tiles of 16 keys (warp w: tiles w, w + 4, ...), each with its own online softmax, and
 // are merged once at the end: no block-wide barrier in the main loop. f16 / bf16: K/V bytes go straight from global
-// memory into the registers of the mma fragments, DecShape::DEPTH (1-2) tiles in flight per warp. int8 / int4: each
-// warp streams its tiles through decStages (2) cp.async stages in shared memory (decIssueS / decReadS), so a tile in
-// flight costs no registers (128 per thread: 4 blocks per SM). The block-table segment of the split is staged once in
-// shared memory (up to DEC_TAB entries), and when every tile lies in one cache block (block size % 16 == 0) a tile
-// costs one table lookup. Softmax in base 2 (q pre-scaled by log2 e). attn_combine is launched as a programmatic
-// dependent and waits with griddepcontrol.wait.
+// memory into the registers of the mma fragments, DecShape::DEPTH (1-2) tiles in flight per warp; the block-table
+// segment of the split is staged once in shared memory (up to DEC_TAB entries). int8 / int4: each warp streams its
+// tiles through decStages (2) cp.async stages in shared memory (decIssueTile), so a tile in flight costs no registers
+// (128 per thread: 4 blocks per SM); when every tile lies in one cache block (block size % 16 == 0) the prologue puts
+// each tile's first cache row in shared memory, and a tile costs one lookup and five 16-byte cp.async per lane
+// (decIssueF; partial tiles and missing blocks take decIssueS). The first tiles go in flight before q is prepared.
+// Softmax in base 2 (q pre-scaled by log2 e). attn_split and attn_combine are launched as programmatic dependents
+// (of rope_kv, of attn_split) and wait with griddepcontrol.wait before reading anything.
 //
 // Scores S^T [16 keys, 8 heads] = K [16 keys, d] . Q^T [d, 8 heads] (heads in the mma's N dimension: GQA groups of
 // 1..8 heads take one n-tile, 9..16 two). Values O^T [d, 8 heads] += V^T [d, 16 keys] . P^T [16 keys, 8 heads];
@@ -29,12 +32,34 @@
 //   int8/int4:  QK^T on integer tensor cores (m16n8k32 u8 x s8, s32 accumulation: exact): K's stored q values (int4
 //               nibbles spread to bytes: a shift, two LOP3) against q * scale as 3 s8 pieces per head (fixed point
 //               on the head's max |q|, 2^-22 of it); s = kScale * dq * (K . Q) + kZero * sum(q). PV on f16 tensor cores
-//               with V's q values as f16 subnormals (bytes / nibbles masked into place, no subtraction: value *
-//               2^-24, or 2^-20 for high nibbles, undone in the epilogue): o = sum_j (p_j vScale_j) vq_j + sum_j p_j
+//               with V's q values as f16 subnormals (ldmatrix.trans pairs two keys' values per word, then bytes /
+//               nibbles are masked into place, no subtraction: value * 2^-24, or 2^-20 for high nibbles, undone in
+//               the epilogue): o = sum_j (p_j vScale_j) vq_j + sum_j p_j
 //               vZero_j, p_j vScale_j * 2^8 in 2 f16 pieces (needs vScale < 256, i.e. a V row range below ~65000
 //               for int8 / ~3800 for int4). The running max is re-reduced across lanes only when a score beats it.
 // ---------------------------------------------------------------------------------------------------------------
 #include "attn_decode_tiles.cuh"
+
+// Tile i of warp `warp` (keys j0 + 16 (warp + i DEC_WARPS) ..) into its stage s (stw: the warp's stages) for attn_split
+// on int8 / int4; returns the tile's mask of present keys (bit r: key r). Tiles past myTiles commit an empty group.
+template <typename KT, int D, int OPT>
+__device__ __forceinline__ unsigned decIssueTile(uint8_t* stw, int s, int i, int myTiles, int warp, bool tileRows,
+                                                 const int* tabS, const DecCtx& ctx, int j0, int lane,
+                                                 const uint8_t* kCache, const uint8_t* vCache, const __half2* kSz,
+                                                 const __half2* vSz, const uint8_t* kLane, const uint8_t* vLane,
+                                                 const __half2* szLane) {
+  using S = DecShape<KT, D>;
+  if (i >= myTiles || (OPT & 8)) {  // warp-uniform (OPT bit 3, a bench variant: compute only, on stale stages)
+    cpCommit();
+    return i >= myTiles ? 0u : 0xffffu;
+  }
+  const int ti = warp + i * DEC_WARPS, row0 = tileRows ? tabS[ti] : -1;
+  if (row0 >= 0) {
+    decIssueF<KT, D>(smemAddr(stw + s * S::SB), kLane, vLane, szLane, row0, lane);
+    return 0xffffu;
+  }
+  return decIssueS<KT, D>(stw + s * S::SB, ctx, kCache, vCache, kSz, vSz, j0 + 16 * ti, lane);
+}
 
 // q: [n, nh, D] f32 (RoPE applied); blockTables [B, maxBlocks] i32; tokenSeq, positions [n] i32; tokenList [rows]
 // i32 or null. partO [rows, nh, splits, D] f32 (unnormalized), partML [rows, nh, splits, 2] f32 (max of the scores
@@ -42,7 +67,7 @@
 // smem (kv.ts attentionSmemBytes): per-warp partial outputs [DEC_WARPS, G, D] f32, max and sum [DEC_WARPS, G] f32
 // each, block-table entries [DEC_TAB] i32; int8 / int4 then (16-byte aligned) the warps' cp.async stages
 // [DEC_WARPS, NS, DecShape::SB] bytes.
-template <typename KT, int D, int GP, int DEPTH_ = 0, int NS_ = -1>
+template <typename KT, int D, int GP, int DEPTH_ = 0, int NS_ = -1, int OPT = 0>
 __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kSz,
                            const __half2* vSz, const int* blockTables, const int* tokenSeq, const int* positions,
                            const int* tokenList, float* partO, float* partML, int nh, int nkv, int blockSize,
@@ -50,8 +75,14 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
   using S = DecShape<KT, D, DEPTH_>;
   constexpr int NT = GP > 8 ? 2 : 1, NW = DEC_WARPS, NP = S::NP, DEPTH = S::DEPTH;
   constexpr int NS = S::QUANT ? (NS_ < 0 ? decStages<KT>() : NS_) : 0;  // cp.async stages (0: registers)
+  constexpr bool LDM = S::LDM && !(OPT & 1);  // V fragments by ldmatrix.trans (OPT bit 0: bench variant without)
+  static_assert(!S::QUANT || NS >= 2, "int8 / int4 stream through cp.async stages");
   static_assert(D % 8 == 0 && GP <= 16, "decode shape");
   extern __shared__ __align__(16) uint8_t dsmem[];
+  // Launched as a programmatic dependent of rope_kv (ops.ts): everything below reads q and the cache or writes the
+  // partials, so wait first; attn_combine may launch at once (it waits for this grid in turn).
+  pdlWait();
+  pdlLaunchDependents();
   const int kvh = blockIdx.x, y = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const int tk = tokenList ? tokenList[y] : y;
@@ -73,17 +104,39 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
   int* tabS = reinterpret_cast<int*>(lS + NW * G);
   const int* table = blockTables + (size_t)tokenSeq[tk] * maxBlocks;
   const int tb0 = j0 / blockSize, ntab = (j1 - 1) / blockSize - tb0 + 1;
-  const bool staged = ntab <= DEC_TAB;
-  if (staged)
-    for (int i = tid; i < ntab; i += DEC_THREADS) tabS[i] = table[tb0 + i];
-  const DecCtx ctx{staged ? tabS : table + tb0, tb0, j1, nkv, kvh, blockSize, 1.f / (float)blockSize,
-                   blockSize % 16 == 0 && j0 % 16 == 0};
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // attn_combine may launch (it waits for us)
-#endif
   const int ntiles = (j1 - j0 + 15) / 16;
+  const bool whole = blockSize % 16 == 0 && j0 % 16 == 0;
+  // int8 / int4 with whole tiles: tabS [ntiles] holds each tile's first cache row, or -1 where the tile is partial
+  // (past j1) or its block missing (those take decIssueS, which reads the table from global memory).
+  const bool tileRows = S::QUANT && whole && ntiles <= DEC_TAB;
+  const bool staged = !tileRows && ntab <= DEC_TAB;
+  if (tileRows) {
+    for (int i = tid; i < ntiles; i += DEC_THREADS) {
+      const int j = j0 + 16 * i, b = j / blockSize, blk = table[b];
+      tabS[i] = blk < 0 || j + 16 > j1 ? -1 : (blk * nkv + kvh) * blockSize + (j - b * blockSize);
+    }
+  } else if (staged) {
+    for (int i = tid; i < ntab; i += DEC_THREADS) tabS[i] = table[tb0 + i];
+  }
+  const DecCtx ctx{staged ? tabS : table + tb0, tb0, j1, nkv, kvh, blockSize, 1.f / (float)blockSize, whole};
   const int myTiles = warp < ntiles ? (ntiles - warp + NW - 1) / NW : 0;
   auto tileStart = [&](int i) { return j0 + (warp + i * NW) * 16; };
+  // int8 / int4: the warp's first tiles go in flight (cp.async stages) before q is prepared.
+  const int stageOff = (4 * (NW * G * (D + 2) + DEC_TAB) + 15) / 16 * 16;
+  uint8_t* stw = dsmem + stageOff + warp * NS * S::SB;  // this warp's stages [NS, SB]
+  const uint8_t *kLane = kCache + 16 * lane, *vLane = vCache + 16 * lane;
+  const __half2* szLane = (lane < 4 ? kSz : vSz) + 4 * (lane & 3);
+  // TT tiles per iteration (OPT bit 2: 2, interleaved by decTileQ), NS - TT of them in flight meanwhile.
+  constexpr int TT = (OPT & 4) ? 2 : 1;
+  static_assert(NS == 0 || (NS % TT == 0 && NS >= 2 * TT), "stages hold whole iterations");
+  unsigned mq[NS > 0 ? NS - TT : 1];  // masks of the tiles in flight, oldest first
+  if constexpr (NS > 0) {
+    __syncthreads();  // tabS
+#pragma unroll
+    for (int s = 0; s < NS - TT; s++)
+      mq[s] = decIssueTile<KT, D, OPT>(stw, s, s, myTiles, warp, tileRows, tabS, ctx, j0, lane, kCache, vCache, kSz,
+                                       vSz, kLane, vLane, szLane);
+  }
 
   // q * scale as B fragments (lane (g, t): head nt*8 + g, the k-slots of lane t): 16-bit caches NP pieces of the
   // operand type each; int8 / int4 three s8 pieces (qq, with dq = max |q| / 127 per head). Sums of q for the zero
@@ -172,7 +225,7 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
       sumq[nt][1] = __shfl_sync(0xffffffffu, part, 8 * t + 4);
     }
   }
-  __syncthreads();  // tabS
+  if constexpr (NS == 0) __syncthreads();  // tabS
 
   float m[NT][2], l[NT][2], zs[NT][2], acc[NT][S::MT][4];
 #pragma unroll
@@ -184,23 +237,28 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
 #pragma unroll
       for (int i = 0; i < 4; i++) acc[nt][mt][i] = 0.f;
   }
-  if constexpr (NS > 0) {  // int8 / int4: NS - 1 tiles in flight per warp through cp.async stages
-    const int stageOff = (4 * (NW * G * (D + 2) + DEC_TAB) + 15) / 16 * 16;
-    uint8_t* stw = dsmem + stageOff + warp * NS * S::SB;  // this warp's stages [NS, SB]
+  if constexpr (NS > 0) {  // int8 / int4: NS - TT tiles in flight per warp through cp.async stages
+    int rs = 0, ws = NS - TT;  // stages of tiles i, i + NS - TT
+    for (int i = 0; i < myTiles; i += TT) {
+      unsigned mNew[TT];
 #pragma unroll
-    for (int s = 0; s < NS - 1; s++)
-      decIssueS<KT, D>(stw + s * S::SB, ctx, kCache, vCache, kSz, vSz, tileStart(s), s < myTiles, lane);
-    uint8_t *rd = stw, *wr = stw + (NS - 1) * S::SB, *const last = stw + (NS - 1) * S::SB;  // stages i, i + NS - 1
-    for (int i = 0; i < myTiles; i++) {
-      decIssueS<KT, D>(wr, ctx, kCache, vCache, kSz, vSz, tileStart(i + NS - 1), i + NS - 1 < myTiles, lane);
-      wr = wr == last ? stw : wr + S::SB;
-      cpWait<NS - 1>();  // tile i's group has landed
+      for (int tt = 0; tt < TT; tt++)
+        mNew[tt] = decIssueTile<KT, D, OPT>(stw, ws + tt, i + NS - TT + tt, myTiles, warp, tileRows, tabS, ctx, j0,
+                                            lane, kCache, vCache, kSz, vSz, kLane, vLane, szLane);
+      ws = ws + TT == NS ? 0 : ws + TT;
+      cpWait<NS - TT>();  // tiles i .. i + TT - 1 have landed
       __syncwarp();
-      DecStage<KT, D> cur;
-      decReadS<KT, D>(cur, rd, g, t);
-      decTileQ<KT, D, NT, QKS>(cur, qq, sumq, dq, m, l, zs, acc, [] {}, [] {});
-      rd = rd == last ? stw : rd + S::SB;
-      __syncwarp();  // stage i is read: a later call refills it
+      const uint8_t* stg[TT];
+      unsigned mk[TT];
+#pragma unroll
+      for (int tt = 0; tt < TT; tt++) stg[tt] = stw + (rs + tt) * S::SB, mk[tt] = mq[tt];
+      if constexpr (!(OPT & 2)) decTileQ<KT, D, LDM, NT, QKS, TT>(stg, mk, lane, qq, sumq, dq, m, l, zs, acc);
+      rs = rs + TT == NS ? 0 : rs + TT;
+#pragma unroll
+      for (int s = 0; s < NS - 2 * TT; s++) mq[s] = mq[s + TT];
+#pragma unroll
+      for (int tt = 0; tt < TT; tt++) mq[NS - 2 * TT + tt] = mNew[tt];
+      __syncwarp();  // these stages are read: later calls refill them
     }
   } else {
     DecStage<KT, D> st[DEPTH];
@@ -214,14 +272,7 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
       for (int s = 0; s < DEPTH; s++) {
         const int i = i0 + s;
         if (i < myTiles) {  // warp-uniform
-          if constexpr (S::QUANT) {
-            const int jn = tileStart(i + DEPTH);
-            const bool on = i + DEPTH < myTiles;
-            decTileQ<KT, D, NT, QKS>(
-                st[s], qq, sumq, dq, m, l, zs, acc,
-                [&] { decIssueK<KT, D>(st[s], ctx, kCache, kSz, jn, on, g, t); },
-                [&] { decIssueV<KT, D>(st[s], ctx, vCache, vSz, jn, on, g, t); });
-          } else {
+          {
             // Scores of key rows g, g+8 for heads 2t, 2t+1 (per n-tile).
             // 2 * NP independent accumulator chains (even / odd k-steps x pieces), summed at the end.
             float sc[NT][4];
@@ -338,7 +389,7 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
     for (int mt = 0; mt < S::MT; mt++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        const int h = nt * 8 + 2 * t + (e & 1), d = g * S::VPL + 2 * mt + (e >> 1);
+        const int h = nt * 8 + 2 * t + (e & 1), d = vDim<KT, D, LDM>(g, mt, e >> 1);
         if (h < G && d < D)
           red[(warp * G + h) * D + d] = fmaf(acc[nt][mt][e], vRowScale<KT, (int)S::PS>(e >> 1), zs[nt][e & 1]);
       }
@@ -373,19 +424,20 @@ __device__ void attnDecode(const float* q, const uint8_t* kCache, const uint8_t*
 
 #define COMB_THREADS 128
 #define COMB_CHUNK 256
+#define COMB_FAST 8  // up to this many splits: one pass with every load in flight
 // out[t, h*d + i] = sum_s 2^(m_s - M) partO_s / sum_s 2^(m_s - M) l_s over the splits that hold keys
 // (ceil(span / splitLen) of them; m_s in log2 units); t = tokenList[y] (or y). out: [n, nh*d] A; d <= 2 *
 // COMB_THREADS. grid rows*nh, block COMB_THREADS; launched as a programmatic dependent of attn_split on sm_90. The
 // split weights are computed once per chunk of COMB_CHUNK splits into shared memory; each thread then sums its dims
-// over the chunk with independent loads in flight.
+// over the chunk with independent loads in flight. Up to COMB_FAST splits (batched int8 / int4 plans: 4) each thread
+// loads every split's max, sum and its dims at once and merges them alone (one memory round trip after the wait).
 template <typename A>
 __device__ void attnCombine(const float* partO, const float* partML, A* out, const int* positions,
                             const int* tokenList, int nh, int d, int splits, int splitLen, int window) {
   __shared__ float wS[COMB_CHUNK];
   __shared__ float rS[COMB_THREADS / 32];
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // attn_split's partials are complete and visible
-#endif
+  pdlLaunchDependents();  // the o projection may launch and start its weight copies: it waits for this grid
+  pdlWait();              // attn_split's partials are complete and visible
   const size_t row = blockIdx.x;
   const int y = row / nh, h = row % nh, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int t = tokenList ? tokenList[y] : y;
@@ -393,6 +445,29 @@ __device__ void attnCombine(const float* partO, const float* partML, A* out, con
   const int span = window > 0 ? min(p + 1, window) : p + 1;
   const int used = min(splits, (span + splitLen - 1) / splitLen);
   const float* ml = partML + row * splits * 2;
+  const int i0 = tid, i1 = tid + COMB_THREADS;
+  A* dst = out + ((size_t)t * nh + h) * d;
+  if (used <= COMB_FAST) {  // block-uniform: every load in flight at once, no block reductions
+    float mv[COMB_FAST], lv[COMB_FAST], o0[COMB_FAST], o1[COMB_FAST];
+    const float* po = partO + row * splits * d;
+#pragma unroll
+    for (int s = 0; s < COMB_FAST; s++) {
+      const bool on = s < used;
+      mv[s] = on ? ml[2 * s] : -INFINITY, lv[s] = on ? ml[2 * s + 1] : 0.f;
+      o0[s] = on && i0 < d ? po[(size_t)s * d + i0] : 0.f, o1[s] = on && i1 < d ? po[(size_t)s * d + i1] : 0.f;
+    }
+    float M = -INFINITY, L = 0.f, a0 = 0.f, a1 = 0.f;
+#pragma unroll
+    for (int s = 0; s < COMB_FAST; s++) M = fmaxf(M, mv[s]);
+#pragma unroll
+    for (int s = 0; s < COMB_FAST; s++) {
+      const float w = lv[s] > 0.f ? exp2f(mv[s] - M) : 0.f;
+      L = fmaf(w, lv[s], L), a0 = fmaf(w, o0[s], a0), a1 = fmaf(w, o1[s], a1);
+    }
+    if (i0 < d) dst[i0] = fromf<A>(L > 0.f ? a0 / L : 0.f);
+    if (i1 < d) dst[i1] = fromf<A>(L > 0.f ? a1 / L : 0.f);
+    return;
+  }
   float M = -INFINITY;
   for (int s = tid; s < used; s += COMB_THREADS) M = fmaxf(M, ml[2 * s]);
   M = warpMax(M);
@@ -402,7 +477,6 @@ __device__ void attnCombine(const float* partO, const float* partML, A* out, con
 #pragma unroll
   for (int w = 1; w < COMB_THREADS / 32; w++) M = fmaxf(M, rS[w]);
   float acc0 = 0.f, acc1 = 0.f, Lp = 0.f;
-  const int i0 = tid, i1 = tid + COMB_THREADS;
   for (int c0 = 0; c0 < used; c0 += COMB_CHUNK) {
     const int n = min(COMB_CHUNK, used - c0);
     __syncthreads();  // rS read / the previous chunk's wS consumed
@@ -434,23 +508,22 @@ __device__ void attnCombine(const float* partO, const float* partML, A* out, con
   float L = 0.f;
 #pragma unroll
   for (int w = 0; w < COMB_THREADS / 32; w++) L += rS[w];
-  A* dst = out + ((size_t)t * nh + h) * d;
   if (i0 < d) dst[i0] = fromf<A>(L > 0.f ? acc0 / L : 0.f);
   if (i1 < d) dst[i1] = fromf<A>(L > 0.f ? acc1 / L : 0.f);
 }
 
 // attn_split_<kv>_d<D>_g<GP>[_variant]: kv in bf16, f16, int8, int4; D in 8, 32, 64, 80, 96, 128, 256; GP 8 (groups of
 // 1..8 query heads: one n-tile) or 16 (9..16: two) (ops.ts DECODE_DIMS / decodeGroupPad pick one).
-#define INSTANTIATE_DEC_V(NAME, KT, D, GP, VAR, MINB, DEPTH, NS)                                                 \
+#define INSTANTIATE_DEC_V(NAME, KT, D, GP, VAR, MINB, DEPTH, NS, OPT)                                            \
   extern "C" __global__ void __launch_bounds__(DEC_THREADS, MINB) attn_split_##NAME##_d##D##_g##GP##VAR(          \
       const float* q, const uint8_t* kCache, const uint8_t* vCache, const __half2* kScale, const __half2* vScale, \
       const int* blockTables, const int* tokenSeq, const int* positions, const int* tokenList, float* partO,      \
       float* partML, int nh, int nkv, int blockSize, int maxBlocks, int splitLen, int window, float scale) {      \
-    attnDecode<KT, D, GP, DEPTH, NS>(q, kCache, vCache, kScale, vScale, blockTables, tokenSeq, positions,         \
+    attnDecode<KT, D, GP, DEPTH, NS, OPT>(q, kCache, vCache, kScale, vScale, blockTables, tokenSeq, positions,         \
                                      tokenList, partO, partML, nh, nkv, blockSize, maxBlocks, splitLen, window,   \
                                      scale);                                                                      \
   }
-#define INSTANTIATE_DEC(NAME, KT, D, GP) INSTANTIATE_DEC_V(NAME, KT, D, GP, , (decMinBlocks<KT, D, GP>()), 0, -1)
+#define INSTANTIATE_DEC(NAME, KT, D, GP) INSTANTIATE_DEC_V(NAME, KT, D, GP, , (decMinBlocks<KT, D, GP>()), 0, -1, 0)
 #define INSTANTIATE_DEC_G(NAME, KT, D) \
   INSTANTIATE_DEC(NAME, KT, D, 8)      \
   INSTANTIATE_DEC(NAME, KT, D, 16)
@@ -472,14 +545,19 @@ INSTANTIATE_DEC_D(bf16, KvBf16)
 INSTANTIATE_DEC_D(f16, KvF16)
 INSTANTIATE_DEC_D(int8, KvI8)
 INSTANTIATE_DEC_D(int4, KvI4)
-// Bench-only variants (ops.ts DECODE_VARIANTS) of the Llama-3 shape: _s3 3 cp.async stages per warp, _b5 / _b6 5 / 6
-// blocks per SM asked (register caps 96 / 80, with spills), _reg tiles in flight in registers (one per warp).
-INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _s3, 3, 0, 3)
-INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _s3, 4, 0, 3)
-INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _b5, 5, 0, 2)
-INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _b6, 6, 0, 2)
-INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _reg, 4, 1, 0)
-INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _reg, 4, 1, 0)
+// Bench-only variants (ops.ts DECODE_VARIANTS) of the Llama-3 shape: _s3 3 cp.async stages per warp, _v0 V fragments
+// from per-lane shared-memory words (vFragQ) instead of ldmatrix.trans, _p2 two tiles per iteration (4 stages), and
+// two diagnostics with wrong results: _lo loads only (no math), _co math only (no loads, stale stages).
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _s3, 4, 0, 3, 0)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _s3, 4, 0, 3, 0)
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _v0, 4, 0, 2, 1)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _v0, 4, 0, 2, 1)
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _p2, 4, 0, 4, 4)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _p2, 4, 0, 4, 4)
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _lo, 4, 0, 2, 2)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _lo, 4, 0, 2, 2)
+INSTANTIATE_DEC_V(int8, KvI8, 128, 8, _co, 4, 0, 2, 8)
+INSTANTIATE_DEC_V(int4, KvI4, 128, 8, _co, 4, 0, 2, 8)
 INSTANTIATE_A(bf16)
 INSTANTIATE_A(f16)
 INSTANTIATE_A(f32)

@@ -64,6 +64,9 @@ template <typename KT, int D, int DEPTH_ = 0> struct DecShape {
   // conflicts of the fragment loads), (scale, zero) of K and V [16] half2 each, the mask of present rows (16 bytes).
   static constexpr int KSTR = RB % 128 == 0 ? RB + 16 : RB, VSTR = RB % 64 == 0 ? RB + 16 : RB;
   static constexpr int SB = 16 * (KSTR + VSTR) + 144;
+  // V fragments by ldmatrix.trans from the stage (vFragL): int4 rows of whole 64-byte pairs of segments, int8 of 32.
+  static constexpr bool LDM = QUANT && (KT::BITS == 4 ? D % 64 == 0 : D % 32 == 0);
+  static constexpr int NCH = 16 * CH, CPI = (NCH + 31) / 32;  // 16-byte chunks of a tile's K (or V), per lane
 };
 // cp.async stages per warp of attn_split for int8 / int4 (kv.ts decodeStages): 2, one tile in flight while one is
 // computed (3 or 4: no faster at d 128, H100, bench/cuda_attention.ts); 0 (16-bit caches, a bench variant) loads
@@ -161,6 +164,33 @@ __device__ __forceinline__ void vFragQ(const uint32_t (&A)[VW], const uint32_t (
     const uint32_t x = prmt(A[mt >> 2], B[mt >> 2], (mt & 2) ? 0x7632 : 0x5410) >> (8 * (mt & 1));
     lo = x & 0x000f000fu, hi = x & 0x00f000f0u;
   }
+}
+// V^T A fragments from ldmatrix.x4.trans of the stage's V rows (DecShape::LDM): xa / xb hold, for keys 2t, 2t+1 / 2t+8,
+// 2t+9 (low / high half), b16 column g of a 16-byte segment s of the rows. int4: nibbles 4g..4g+3 of the segment,
+// m-tiles 2s (nibbles 0, 1) and 2s+1 (2, 3: x >> 8), row g the low nibble (value * 2^-24), row g+8 the high one (*
+// 2^-20); int8: bytes 2g, 2g+1, m-tile s, both rows * 2^-24. Same scaling as vFragQ (vRowScale); dims: vDim.
+template <typename KT>
+__device__ __forceinline__ void vFragL(uint32_t xa, uint32_t xb, int j, uint32_t& a0, uint32_t& a1, uint32_t& a2,
+                                       uint32_t& a3) {
+  if constexpr (KT::BITS == 8) {
+    a0 = prmt(xa, 0u, 0x4240), a1 = prmt(xa, 0u, 0x4341), a2 = prmt(xb, 0u, 0x4240), a3 = prmt(xb, 0u, 0x4341);
+  } else {
+    if (j) xa >>= 8, xb >>= 8;
+    a0 = xa & 0x000f000fu, a1 = xa & 0x00f000f0u, a2 = xb & 0x000f000fu, a3 = xb & 0x00f000f0u;
+  }
+}
+// ldmatrix.x4.trans (b16) at shared address a: lane l gives the row address of matrix l / 8.
+__device__ __forceinline__ void ldsm4t(uint32_t a, uint32_t (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// Output dim of V accumulator row r (0: g, 1: g+8) of m-tile mt for lane group g: ldmatrix layouts (vFragL) or the
+// lane-segment ones (vFrag / vFragQ: lane g holds dims [g VPL, (g+1) VPL)).
+template <typename KT, int D, bool LDM> __device__ __forceinline__ int vDim(int g, int mt, int r) {
+  if constexpr (LDM && KT::BITS == 4) return 32 * (mt >> 1) + 4 * g + 2 * (mt & 1) + r;
+  else if constexpr (LDM) return 16 * mt + 2 * g + r;
+  else return g * (2 * ((D + 15) / 16)) + 2 * mt + r;
 }
 // Factor from a V accumulator row (0: rows g, 1: g+8) to output units: 1 / PS, times 2^24 (2^20) for the subnormal
 // int8 / int4 operands of vFragQ.

@@ -98,50 +98,73 @@ template <int N> __device__ __forceinline__ void cpWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
-// The warp copies the tile of 16 keys from jt (`on`: the tile exists) into stage stg (DecShape::SB bytes): lane r
-// (and r + 16) resolves key jt + r's cache row; K / V rows go in 16-byte chunks (missing rows as zeros), scales in
-// 4-byte pieces, and lane 0 stores the mask of present rows. One commit group per call (empty when !on).
+// The warp copies the tile of 16 keys from jt into stage stg (DecShape::SB bytes; the general path, decIssueF is the
+// common one): lane r (and r + 16) resolves key jt + r's cache row; K / V rows go in 16-byte chunks (missing rows as
+// zeros), scales in 4-byte pieces. One commit group. Returns the mask of present rows (bit r: key jt + r).
 template <typename KT, int D>
-__device__ __forceinline__ void decIssueS(uint8_t* stg, const DecCtx& c, const uint8_t* kCache, const uint8_t* vCache,
-                                          const __half2* kSz, const __half2* vSz, int jt, bool on, int lane) {
+__device__ __forceinline__ unsigned decIssueS(uint8_t* stg, const DecCtx& c, const uint8_t* kCache,
+                                               const uint8_t* vCache, const __half2* kSz, const __half2* vSz, int jt,
+                                               int lane) {
   using S = DecShape<KT, D>;
-  if (on) {  // warp-uniform
-    const int r = lane & 15;
-    int row, base = -1;
-    if (c.whole) {
-      base = decRow(c, jt);
-      row = base >= 0 && jt + r < c.j1 ? base + r : -1;
-    } else {
-      row = decRow(c, jt + r);
-    }
-    constexpr int NCH = 16 * S::CH;
-    if (base >= 0 && jt + 16 <= c.j1) {  // 16 consecutive cache rows from base: lane-constant offsets
-      const uint8_t *kp = kCache + (size_t)base * S::RB, *vp = vCache + (size_t)base * S::RB;
-#pragma unroll
-      for (int k = 0; k < (NCH + 31) / 32; k++) {
-        const int qc = lane + 32 * k, rr = qc / S::CH, cc = qc % S::CH;
-        if (qc < NCH) {
-          cpAsync16(stg + rr * S::KSTR + 16 * cc, kp + rr * S::RB + 16 * cc, true);
-          cpAsync16(stg + 16 * S::KSTR + rr * S::VSTR + 16 * cc, vp + rr * S::RB + 16 * cc, true);
-        }
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < (NCH + 31) / 32; k++) {
-        const int qc = lane + 32 * k, rr = qc / S::CH, cc = qc % S::CH;
-        const int rw = __shfl_sync(0xffffffffu, row, rr & 15);
-        if (qc < NCH) {
-          const size_t off = (size_t)(rw < 0 ? 0 : rw) * S::RB + 16 * cc;
-          cpAsync16(stg + rr * S::KSTR + 16 * cc, kCache + off, rw >= 0);
-          cpAsync16(stg + 16 * S::KSTR + rr * S::VSTR + 16 * cc, vCache + off, rw >= 0);
-        }
-      }
-    }
-    uint8_t* sc = stg + 16 * (S::KSTR + S::VSTR);
-    cpAsync4(sc + 4 * lane, (lane < 16 ? kSz : vSz) + (row < 0 ? 0 : row), row >= 0);
-    const unsigned mask = __ballot_sync(0xffffffffu, row >= 0) & 0xffffu;
-    if (lane == 0) *reinterpret_cast<unsigned*>(sc + 128) = mask;
+  const int r = lane & 15;
+  int row, base = -1;
+  if (c.whole) {
+    base = decRow(c, jt);
+    row = base >= 0 && jt + r < c.j1 ? base + r : -1;
+  } else {
+    row = decRow(c, jt + r);
   }
+  if (base >= 0 && jt + 16 <= c.j1) {  // 16 consecutive cache rows from base: lane-constant offsets
+    const uint8_t *kp = kCache + (size_t)base * S::RB, *vp = vCache + (size_t)base * S::RB;
+#pragma unroll
+    for (int k = 0; k < S::CPI; k++) {
+      const int qc = lane + 32 * k, rr = qc / S::CH, cc = qc % S::CH;
+      if (qc < S::NCH) {
+        cpAsync16(stg + rr * S::KSTR + 16 * cc, kp + rr * S::RB + 16 * cc, true);
+        cpAsync16(stg + 16 * S::KSTR + rr * S::VSTR + 16 * cc, vp + rr * S::RB + 16 * cc, true);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < S::CPI; k++) {
+      const int qc = lane + 32 * k, rr = qc / S::CH, cc = qc % S::CH;
+      const int rw = __shfl_sync(0xffffffffu, row, rr & 15);
+      if (qc < S::NCH) {
+        const size_t off = (size_t)(rw < 0 ? 0 : rw) * S::RB + 16 * cc;
+        cpAsync16(stg + rr * S::KSTR + 16 * cc, kCache + off, rw >= 0);
+        cpAsync16(stg + 16 * S::KSTR + rr * S::VSTR + 16 * cc, vCache + off, rw >= 0);
+      }
+    }
+  }
+  uint8_t* sc = stg + 16 * (S::KSTR + S::VSTR);
+  cpAsync4(sc + 4 * lane, (lane < 16 ? kSz : vSz) + (row < 0 ? 0 : row), row >= 0);
+  cpCommit();
+  return __ballot_sync(0xffffffffu, row >= 0) & 0xffffu;
+}
+
+// The common tile copy: 16 present keys in consecutive cache rows from row0 (one block: 16 RB contiguous bytes of K,
+// of V, 64 of each one's scales). Lane l copies 16-byte chunks l + 32 i of K and V (kLane / vLane: the caches + 16 l),
+// lanes 0..7 16 bytes of scales (szLane: K's (lanes 0..3) or V's scales + 4 (l & 3) half2). One commit group.
+template <typename KT, int D>
+__device__ __forceinline__ void decIssueF(uint32_t stg, const uint8_t* kLane, const uint8_t* vLane,
+                                          const __half2* szLane, int row0, int lane) {
+  using S = DecShape<KT, D>;
+  const uint8_t *kp = kLane + (size_t)row0 * S::RB, *vp = vLane + (size_t)row0 * S::RB;
+#pragma unroll
+  for (int k = 0; k < S::CPI; k++) {
+    const int qc = lane + 32 * k, rr = qc / S::CH, cc = qc % S::CH;
+    if (S::NCH % 32 == 0 || qc < S::NCH) {
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(stg + rr * S::KSTR + 16 * cc), "l"(kp + 512 * k)
+                   : "memory");
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(stg + 16 * S::KSTR + rr * S::VSTR + 16 * cc),
+                   "l"(vp + 512 * k)
+                   : "memory");
+    }
+  }
+  if (lane < 8)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(stg + 16 * (S::KSTR + S::VSTR) + 16 * lane),
+                 "l"(szLane + row0)
+                 : "memory");
   cpCommit();
 }
 
@@ -170,93 +193,101 @@ template <int VB, int VW> __device__ __forceinline__ void ldsLane(const uint8_t*
   }
 }
 
-// Lane (g, t)'s fragment words of the tile in stage stg (the DecStage that decIssueK / decIssueV would have loaded):
-// K chunks 4 ls + t of key rows g, g+8, V segments of keys 2t, 2t+1, 2t+8, 2t+9, scales, presence (krow 0 / -1).
-template <typename KT, int D>
-__device__ __forceinline__ void decReadS(DecStage<KT, D>& st, const uint8_t* stg, int g, int t) {
-  using S = DecShape<KT, D>;
-  const uint8_t* sc = stg + 16 * (S::KSTR + S::VSTR);
-  const unsigned mask = *reinterpret_cast<const unsigned*>(sc + 128);
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-#pragma unroll
-    for (int ls = 0; ls < S::LS; ls++) {
-      const int ch = 4 * ls + t;
-      st.k[r][ls] = ch < S::CH ? *reinterpret_cast<const uint4*>(stg + (g + 8 * r) * S::KSTR + 16 * ch)
-                               : make_uint4(0, 0, 0, 0);
-    }
-    st.ksz[r] = reinterpret_cast<const unsigned*>(sc)[g + 8 * r];
-    st.vsz[r] = reinterpret_cast<const unsigned*>(sc)[16 + g + 8 * r];
-    st.krow[r] = (mask >> (g + 8 * r)) & 1u ? 0 : -1;
-  }
-#pragma unroll
-  for (int kk = 0; kk < 4; kk++) {
-    const int r = 2 * t + (kk & 1) + 8 * (kk >> 1);
-    if (g * S::VPL < D) ldsLane<S::VB, S::VW>(stg + 16 * S::KSTR + r * S::VSTR + g * S::VB, st.v[kk]);
-    else
-#pragma unroll
-      for (int i = 0; i < S::VW; i++) st.v[kk][i] = 0u;
-  }
-}
-
 __device__ __forceinline__ float2 h2f(uint32_t x) { return __half22float2(*reinterpret_cast<const __half2*>(&x)); }
 
-// One tile of int8 / int4 keys (DecStage st) into the running softmax and output of a warp; kFree() runs once st's
-// K words are used (the register path puts the next K in flight there), vFree() once its V words are. Scores:
-// s = kScale (dq . (K q)) + kZero sum(q) from three s32 dot products; online softmax whose max is only re-reduced
-// (3 shuffles per head) when some score beats the running max (a warp vote): otherwise p = 2^(s - m) as before, the
-// same numbers. o^T += V^T (p vScale)^T with p vScale * PS in two f16 pieces and V as f16 subnormals (vFragQ);
-// zs += p vZero.
-template <typename KT, int D, int NT, int QKS, typename KF, typename VF>
-__device__ __forceinline__ void decTileQ(DecStage<KT, D>& st, const uint32_t (&qq)[NT][QKS][2][3],
-                                         const float (&sumq)[NT][2], const float (&dq)[NT][2], float (&m)[NT][2],
-                                         float (&l)[NT][2], float (&zs)[NT][2],
-                                         float (&acc)[NT][DecShape<KT, D>::MT][4], KF kFree, VF vFree) {
+// TT (1, 2) tiles of int8 / int4 keys in stages stg[] (mask[]: their present rows) into the running softmax and output
+// of a warp; two tiles interleave their dependency chains (ILP) and share one max update. Scores: s = kScale (dq .
+// (K q)) + kZero sum(q) from three s32 dot products (K chunks 4 ls + t of key rows g, g+8); online softmax whose max is
+// only re-reduced (3 shuffles per head) when some score beats the running max (a warp vote): otherwise p = 2^(s - m)
+// as before, the same numbers. o^T += V^T (p vScale)^T with p vScale * PS in two f16 pieces and V as f16 subnormals
+// (LDM: vFragL from ldmatrix.trans; else vFragQ of lane g's segments of keys 2t, 2t+1, 2t+8, 2t+9); zs += p vZero.
+template <typename KT, int D, bool LDM, int NT, int QKS, int TT>
+__device__ __forceinline__ void decTileQ(const uint8_t* const (&stg)[TT], const unsigned (&mask)[TT], int lane,
+                                         const uint32_t (&qq)[NT][QKS][2][3], const float (&sumq)[NT][2],
+                                         const float (&dq)[NT][2], float (&m)[NT][2], float (&l)[NT][2],
+                                         float (&zs)[NT][2], float (&acc)[NT][DecShape<KT, D>::MT][4]) {
   using S = DecShape<KT, D>;
   constexpr bool MAGIC = KT::BITS == 4 || D <= 128;  // |dot| < 2^22 (DEC_QMAGIC)
   constexpr int QSUB = QKS / S::LS;
-  float sc[NT][4];  // key row g (e 0, 1) and g+8 (e 2, 3), heads 2t + (e & 1)
+  const int g = lane >> 2, t = lane & 3;
+  float sc[TT][NT][4];  // key row g (e 0, 1) and g+8 (e 2, 3), heads 2t + (e & 1)
 #pragma unroll
-  for (int nt = 0; nt < NT; nt++) {
-    int ia[3][4];
+  for (int tt = 0; tt < TT; tt++) {
+    uint4 kw[2][S::LS];
 #pragma unroll
-    for (int pc = 0; pc < 3; pc++)
+    for (int r = 0; r < 2; r++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) ia[pc][e] = MAGIC ? DEC_QMAGIC : 0;
-#pragma unroll
-    for (int ls = 0; ls < S::LS; ls++)
-#pragma unroll
-      for (int u = 0; u < QSUB; u++) {
-        uint32_t a0, a1, a2, a3;
-        kFragQ<KT>(st.k[0][ls], u, a0, a2);
-        kFragQ<KT>(st.k[1][ls], u, a1, a3);
-#pragma unroll
-        for (int pc = 0; pc < 3; pc++)
-          imma16832(ia[pc], a0, a1, a2, a3, qq[nt][ls * QSUB + u][0][pc], qq[nt][ls * QSUB + u][1][pc]);
+      for (int ls = 0; ls < S::LS; ls++) {
+        const int ch = 4 * ls + t;
+        kw[r][ls] = ch < S::CH ? *reinterpret_cast<const uint4*>(stg[tt] + (g + 8 * r) * S::KSTR + 16 * ch)
+                               : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      if constexpr (MAGIC) {  // (M + a0 - M - 99072) + (M + a1) / 2^7 + (M + a2) / 2^14, M = 1.5 * 2^23
-        const float x0 = __int_as_float(ia[0][e]) - 12681984.f;
-        sc[nt][e] = fmaf(__int_as_float(ia[2][e]), 1.f / 16384.f, fmaf(__int_as_float(ia[1][e]), 1.f / 128.f, x0));
-      } else {
-        sc[nt][e] = fmaf((float)ia[2][e], 1.f / 16384.f, fmaf((float)ia[1][e], 1.f / 128.f, (float)ia[0][e]));
+    for (int nt = 0; nt < NT; nt++) {
+      int ia[3][4];
+#pragma unroll
+      for (int pc = 0; pc < 3; pc++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) ia[pc][e] = MAGIC ? DEC_QMAGIC : 0;
+#pragma unroll
+      for (int ls = 0; ls < S::LS; ls++)
+#pragma unroll
+        for (int u = 0; u < QSUB; u++) {
+          uint32_t a0, a1, a2, a3;
+          kFragQ<KT>(kw[0][ls], u, a0, a2);
+          kFragQ<KT>(kw[1][ls], u, a1, a3);
+#pragma unroll
+          for (int pc = 0; pc < 3; pc++)
+            imma16832(ia[pc], a0, a1, a2, a3, qq[nt][ls * QSUB + u][0][pc], qq[nt][ls * QSUB + u][1][pc]);
+        }
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        if constexpr (MAGIC) {  // (M + a0 - M - 99072) + (M + a1) / 2^7 + (M + a2) / 2^14, M = 1.5 * 2^23
+          const float x0 = __int_as_float(ia[0][e]) - 12681984.f;
+          sc[tt][nt][e] =
+              fmaf(__int_as_float(ia[2][e]), 1.f / 16384.f, fmaf(__int_as_float(ia[1][e]), 1.f / 128.f, x0));
+        } else {
+          sc[tt][nt][e] = fmaf((float)ia[2][e], 1.f / 16384.f, fmaf((float)ia[1][e], 1.f / 128.f, (float)ia[0][e]));
+        }
       }
     }
   }
-  const bool ok0 = st.krow[0] >= 0, ok1 = st.krow[1] >= 0;
-  const float2 k0 = h2f(st.ksz[0]), k1 = h2f(st.ksz[1]), v0 = h2f(st.vsz[0]), v1 = h2f(st.vsz[1]);
-  kFree();
+  float2 vz[TT][2];  // V (scale, zero) of key rows g, g+8
   bool up = false;
+#pragma unroll
+  for (int tt = 0; tt < TT; tt++) {
+    const unsigned* szS = reinterpret_cast<const unsigned*>(stg[tt] + 16 * (S::KSTR + S::VSTR));  // K, V [16] half2
+    const float2 k0 = h2f(szS[g]), k1 = h2f(szS[g + 8]);
+    vz[tt][0] = h2f(szS[16 + g]), vz[tt][1] = h2f(szS[24 + g]);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        sc[tt][nt][h] = fmaf(k0.x * dq[nt][h], sc[tt][nt][h], k0.y * sumq[nt][h]);
+        sc[tt][nt][2 + h] = fmaf(k1.x * dq[nt][h], sc[tt][nt][2 + h], k1.y * sumq[nt][h]);
+      }
+    if (mask[tt] != 0xffffu) {  // warp-uniform: missing keys score -inf and weigh 0 (their stage may be stale)
+      const bool ok0 = (mask[tt] >> g) & 1u, ok1 = (mask[tt] >> (g + 8)) & 1u;
+      if (!ok0) vz[tt][0] = make_float2(0.f, 0.f);
+      if (!ok1) vz[tt][1] = make_float2(0.f, 0.f);
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          sc[tt][nt][h] = ok0 ? sc[tt][nt][h] : -INFINITY;
+          sc[tt][nt][2 + h] = ok1 ? sc[tt][nt][2 + h] : -INFINITY;
+        }
+    }
+  }
+  float mx[NT][2];
 #pragma unroll
   for (int nt = 0; nt < NT; nt++)
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      const float s0 = fmaf(k0.x * dq[nt][h], sc[nt][h], k0.y * sumq[nt][h]);
-      const float s1 = fmaf(k1.x * dq[nt][h], sc[nt][2 + h], k1.y * sumq[nt][h]);
-      sc[nt][h] = ok0 ? s0 : -INFINITY;
-      sc[nt][2 + h] = ok1 ? s1 : -INFINITY;
-      up = up || fmaxf(sc[nt][h], sc[nt][2 + h]) > m[nt][h];
+      mx[nt][h] = fmaxf(sc[0][nt][h], sc[0][nt][2 + h]);
+#pragma unroll
+      for (int tt = 1; tt < TT; tt++) mx[nt][h] = fmaxf(mx[nt][h], fmaxf(sc[tt][nt][h], sc[tt][nt][2 + h]));
+      up = up || mx[nt][h] > m[nt][h];
     }
   if (__any_sync(0xffffffffu, up)) {  // a new max somewhere: reduce over the 8 lanes of equal t and rescale
     float corr[NT][2];
@@ -264,11 +295,11 @@ __device__ __forceinline__ void decTileQ(DecStage<KT, D>& st, const uint32_t (&q
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
       for (int h = 0; h < 2; h++) {
-        float mx = fmaxf(sc[nt][h], sc[nt][2 + h]);
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
-        const float mNew = fmaxf(m[nt][h], mx), cr = ex2(m[nt][h] - mNew);  // m starts at -1e30: cr 0
+        float x = mx[nt][h];
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
+        const float mNew = fmaxf(m[nt][h], x), cr = ex2(m[nt][h] - mNew);  // m starts at -1e30: cr 0
         m[nt][h] = mNew;
         l[nt][h] *= cr;
         zs[nt][h] *= cr;
@@ -276,34 +307,71 @@ __device__ __forceinline__ void decTileQ(DecStage<KT, D>& st, const uint32_t (&q
       }
     rescaleAcc<NT, S::MT>(acc, corr);
   }
-  uint32_t pb[NT][2][2];
 #pragma unroll
-  for (int nt = 0; nt < NT; nt++) {
-    float pp[4];
+  for (int tt = 0; tt < TT; tt++) {
+    uint32_t pb[NT][2][2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const float p0 = ex2(sc[nt][h] - m[nt][h]), p1 = ex2(sc[nt][2 + h] - m[nt][h]);  // masked: 2^-inf = 0
-      l[nt][h] += p0 + p1;
-      zs[nt][h] = fmaf(p0, v0.y, fmaf(p1, v1.y, zs[nt][h]));
-      pp[h] = p0 * (v0.x * S::PS);
-      pp[2 + h] = p1 * (v1.x * S::PS);
+    for (int nt = 0; nt < NT; nt++) {
+      float pp[4];
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const float p0 = ex2(sc[tt][nt][h] - m[nt][h]), p1 = ex2(sc[tt][nt][2 + h] - m[nt][h]);  // masked: 0
+        l[nt][h] += p0 + p1;
+        zs[nt][h] = fmaf(p0, vz[tt][0].y, fmaf(p1, vz[tt][1].y, zs[nt][h]));
+        pp[h] = p0 * (vz[tt][0].x * S::PS);
+        pp[2 + h] = p1 * (vz[tt][1].x * S::PS);
+      }
+      uint32_t r0[2], r1[2];
+      splitPair<false, 2>(pp[0], pp[1], r0);  // key row g, heads 2t, 2t+1
+      splitPair<false, 2>(pp[2], pp[3], r1);  // key row g+8
+#pragma unroll
+      for (int pc = 0; pc < 2; pc++) pb[nt][0][pc] = movTrans(r0[pc]), pb[nt][1][pc] = movTrans(r1[pc]);
     }
-    uint32_t r0[2], r1[2];
-    splitPair<false, 2>(pp[0], pp[1], r0);  // key row g, heads 2t, 2t+1
-    splitPair<false, 2>(pp[2], pp[3], r1);  // key row g+8
+    // O^T += V^T P^T.
+    const uint8_t* vs = stg[tt] + 16 * S::KSTR;  // V rows [16, VSTR]
+    if constexpr (LDM) {
+      // ldmatrix c: matrices (keys 0-7, segment 2c), (8-15, 2c), (0-7, 2c+1), (8-15, 2c+1); lane l: row l & 7.
+      constexpr int MPS = KT::BITS == 4 ? 2 : 1;  // m-tiles per 16-byte segment
+      const uint32_t va = smemAddr(vs) + ((lane & 7) + 8 * ((lane >> 3) & 1)) * S::VSTR + 16 * (lane >> 4);
 #pragma unroll
-    for (int pc = 0; pc < 2; pc++) pb[nt][0][pc] = movTrans(r0[pc]), pb[nt][1][pc] = movTrans(r1[pc]);
+      for (int c = 0; c < S::MT / (2 * MPS); c++) {
+        uint32_t x[4];
+        ldsm4t(va + 32 * c, x);
+#pragma unroll
+        for (int sg = 0; sg < 2; sg++)
+#pragma unroll
+          for (int j = 0; j < MPS; j++) {
+            const int mt = (2 * c + sg) * MPS + j;
+            uint32_t a0, a1, a2, a3;
+            vFragL<KT>(x[2 * sg], x[2 * sg + 1], j, a0, a1, a2, a3);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+              for (int pc = 0; pc < 2; pc++)
+                mma16816<false>(acc[nt][mt], a0, a1, a2, a3, pb[nt][0][pc], pb[nt][1][pc]);
+          }
+      }
+    } else {
+      uint32_t v[4][S::VW];
+#pragma unroll
+      for (int kk = 0; kk < 4; kk++) {
+        const int r = 2 * t + (kk & 1) + 8 * (kk >> 1);
+        if (g * S::VPL < D) ldsLane<S::VB, S::VW>(vs + r * S::VSTR + g * S::VB, v[kk]);
+        else
+#pragma unroll
+          for (int i = 0; i < S::VW; i++) v[kk][i] = 0u;
+      }
+#pragma unroll
+      for (int mt = 0; mt < S::MT; mt++) {
+        uint32_t a0, a1, a2, a3;
+        vFragQ<KT, S::VW>(v[0], v[1], mt, a0, a1);
+        vFragQ<KT, S::VW>(v[2], v[3], mt, a2, a3);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+          for (int pc = 0; pc < 2; pc++)
+            mma16816<false>(acc[nt][mt], a0, a1, a2, a3, pb[nt][0][pc], pb[nt][1][pc]);
+      }
+    }
   }
-  // O^T += V^T P^T.
-#pragma unroll
-  for (int mt = 0; mt < S::MT; mt++) {
-    uint32_t a0, a1, a2, a3;
-    vFragQ<KT, S::VW>(st.v[0], st.v[1], mt, a0, a1);
-    vFragQ<KT, S::VW>(st.v[2], st.v[3], mt, a2, a3);
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-      for (int pc = 0; pc < 2; pc++) mma16816<false>(acc[nt][mt], a0, a1, a2, a3, pb[nt][0][pc], pb[nt][1][pc]);
-  }
-  vFree();
 }

@@ -8,7 +8,8 @@
 // int4 -> f16 by lop3 (0x6400 exponent trick), int8 by __byte_perm; one hfma2 applies (scale, bias); mma.sync
 // m16n8k16 (f16 inputs, f32 accumulation).
 //
-// qgemm_w{4,8}: prefill (any M). Block tile 64 (m) x 2 n-tiles, 4 warps of 32 x T; x tiles of 64 x 32 double
+// qgemms_w{4,8}_*: M > 16 (batched decode and prefill), skinny-M split-K, below.
+// qgemm_w{4,8}: the earlier kernel for any M (kept as the baseline of bench/cuda_quant.ts). Block tile 64 (m) x 2 n-tiles, 4 warps of 32 x T; x tiles of 64 x 32 double
 //   buffered in shared memory (register-staged), weight fragments straight from global memory, one stage ahead.
 // qfill_w{4,8}: synthetic weights on the GPU: random qweight words, plausible f16 (scale, bias) pairs.
 #include "qgemv.cuh"  // qvX8: the activations staging shared with the decode GEMV
@@ -78,6 +79,206 @@ __device__ __forceinline__ void ldmatrix4(uint32_t* a, const void* p) {
                : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
                : "r"(s));
 }
+// ---- skinny-M split-K GEMM (batched decode, M 17..256; also any M) --------------------------------------------
+
+// qgemms_w{B}_m{BM}c{CW}k{KS}s{STAGES}: block = 8 warps on a BM (rows) x BN = 32 * CW (columns) output tile and a
+// K-range of `tps` pipeline stages of KS k-tiles (16 channels each). Each of the STAGES cp.async stages holds, in
+// shared memory: x [BM, 16 KS (+8 pad)] f16 (packed channel order; act-order or unaligned x is gathered through
+// registers instead, one stage ahead), the block's weight tiles [BN / T n-tiles][KS k-tiles][128 words] u32 as
+// packed (a warp reads its B fragments with one 64 / 128-bit load), and the (scale, bias) rows [KS][BN] u32 of the
+// stage's k-tiles (a row repeated within the stage is staged once: slot = first k-tile of its group in the stage).
+// Warp w takes column slice w % CW (32 columns = 4 mma subtiles: half an int4 n-tile, one int8 n-tile) and k-slice
+// w / CW (k-tiles ks, ks + KW, ... of each stage; KW = 8 / CW), dequantizes its weights once per k-tile in
+// registers (dequant<BITS>) and feeds BM / 16 m16n8k16 MMAs per subtile. k-slices are summed through shared memory in
+// slice order after the loop.
+// grid (mTiles, ceil(Np / BN), S): the m-tiles of one weight tile are adjacent block indices (they run together, so
+// repeated weight reads hit L2). Split z covers stages [z * tps, +tps). S > 1: each block writes its tile to part
+// [S, M, N] f32; the last block of a tile to arrive (counters [mTiles * nBlocks] u32, zero between launches; that
+// block resets its slot) sums the S partials in split order and adds the bias: results do not depend on arrival order.
+
+__device__ __forceinline__ void qsCp16(uint32_t smem, const void* g, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem), "l"(g), "r"(ok ? 16 : 0) : "memory");
+}
+
+template <int BITS, int BM, int CW, int KS> struct QS {
+  static constexpr int T = QT<BITS>::T, BN = 32 * CW, NTB = BN / T, KW = 8 / CW, MI = BM / 16, LD = KS * 16 + 8;
+  static constexpr int XB = BM * LD * 2, WB = NTB * KS * 512, SB = KS * BN * 4, STAGE = XB + WB + SB;
+  static constexpr int XCH = BM * 2 * KS / 256;  // 16-byte x chunks per thread and stage
+  static_assert(BM * 2 * KS % 256 == 0 && NTB >= 1, "tile");
+};
+
+template <int BITS, int BM, int CW, int QS_KS, int QS_STAGES>
+__device__ void qgemms(const f16* x, const int* perm, const uint32_t* qweight, const uint32_t* scaleBias,
+                       const float* bias, float* y, float* part, unsigned* counters, int M, int N, int K, int Np,
+                       int KT, int gt, int tps) {
+  using C = QS<BITS, BM, CW, QS_KS>;
+  constexpr int T = C::T, BN = C::BN, KW = C::KW, MI = C::MI, QS_LD = C::LD;
+  extern __shared__ __align__(16) unsigned char qsm[];  // [QS_STAGES][x | weights | scales]; after: [KW-1][BM, BN] f32
+  __shared__ bool lastBlock;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, cs = warp % CW, ks = warp / CW;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, S = gridDim.z, split = blockIdx.z;
+  const int nst = (KT + QS_KS - 1) / QS_KS, st0 = split * tps, ns = min(nst, st0 + tps) - st0;
+  const int nTiles = Np / T;
+  const bool vec = !perm && K % 8 == 0 && ((uintptr_t)x & 15) == 0;
+  const uint32_t sbase = (uint32_t)__cvta_generic_to_shared(qsm);
+  auto xs = [&](int s) { return reinterpret_cast<f16*>(qsm + s * C::STAGE); };
+  auto ws = [&](int s) { return reinterpret_cast<const uint32_t*>(qsm + s * C::STAGE + C::XB); };
+  auto ss = [&](int s) { return reinterpret_cast<const uint32_t*>(qsm + s * C::STAGE + C::XB + C::WB); };
+  // Weights and scale rows of stage `st` (k-tiles from kt0) into ring slot s.
+  auto loadWS = [&](int s, int st) {
+    const int kt0 = st * QS_KS, sOff = s * C::STAGE;
+    for (int c = tid; c < C::NTB * QS_KS * 32; c += 256) {
+      const int j = c / (QS_KS * 32), i = (c / 32) % QS_KS, l = c % 32, nt = n0 / T + j, kt = kt0 + i;
+      if (nt < nTiles && kt < KT)
+        qsCp16(sbase + sOff + C::XB + c * 16,
+               reinterpret_cast<const uint4*>(qweight) + ((size_t)nt * KT + kt) * 32 + l, true);
+    }
+    for (int c = tid; c < QS_KS * BN / 4; c += 256) {
+      const int i = c / (BN / 4), col = (c % (BN / 4)) * 4, kt = kt0 + i, g = kt / gt;
+      if (kt < KT && (i == 0 || (kt - 1) / gt != g) && n0 + col < Np)
+        qsCp16(sbase + sOff + C::XB + C::WB + (i * BN + col) * 4, scaleBias + (size_t)g * Np + n0 + col, true);
+    }
+  };
+  auto loadX = [&](int s, int st) {  // vec: cp.async, zero-filled outside [M, K]
+#pragma unroll
+    for (int j = 0; j < C::XCH; j++) {
+      const int c = tid + j * 256, r = c / (2 * QS_KS), kc = (c % (2 * QS_KS)) * 8, k = st * QS_KS * 16 + kc;
+      const bool ok = m0 + r < M && k < K;
+      const void* src = ok ? x + (size_t)(m0 + r) * K + k : x;
+      qsCp16(sbase + s * C::STAGE + (r * QS_LD + kc) * 2, src, ok);
+    }
+  };
+  uint4 xr[C::XCH];  // !vec: the next stage's x, gathered into registers before this stage's MMAs
+  auto fetchX = [&](int st) {
+#pragma unroll
+    for (int j = 0; j < C::XCH; j++) {
+      const int c = tid + j * 256, r = c / (2 * QS_KS), k = st * QS_KS * 16 + (c % (2 * QS_KS)) * 8;
+      xr[j] = m0 + r < M ? qvX8(x, perm, K, m0 + r, k, false) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  auto storeX = [&](int s) {
+#pragma unroll
+    for (int j = 0; j < C::XCH; j++) {
+      const int c = tid + j * 256;
+      *reinterpret_cast<uint4*>(xs(s) + (c / (2 * QS_KS)) * QS_LD + (c % (2 * QS_KS)) * 8) = xr[j];
+    }
+  };
+  float acc[MI][4][4];
+#pragma unroll
+  for (int i = 0; i < MI; i++)
+#pragma unroll
+    for (int s = 0; s < 4; s++) acc[i][s][0] = acc[i][s][1] = acc[i][s][2] = acc[i][s][3] = 0.f;
+  const bool active = n0 + 32 * cs < N;
+  int gs = (st0 * QS_KS + ks) / gt * gt;  // first k-tile of the group of the warp's current k-tile
+#pragma unroll
+  for (int s = 0; s < QS_STAGES - 1; s++) {
+    if (s < ns) {
+      loadWS(s, st0 + s);
+      if (vec) loadX(s, st0 + s);
+      else {
+        fetchX(st0 + s);
+        storeX(s);
+      }
+    }
+    qvCommit();
+  }
+  for (int i = 0; i < ns; i++) {
+    qvWaitGroups<QS_STAGES - 2>();
+    __syncthreads();
+    const int nxt = i + QS_STAGES - 1, slot = i % QS_STAGES;
+    if (nxt < ns) {
+      loadWS(nxt % QS_STAGES, st0 + nxt);
+      if (vec) loadX(nxt % QS_STAGES, st0 + nxt);
+      else fetchX(st0 + nxt);
+    }
+    qvCommit();
+    if (active) {
+      // The warp's k-tiles of this stage, unrolled: A fragments first (their latency hides behind the dequant),
+      // then the weights and scales, then BM / 16 x 4 independent MMAs.
+      const int ktS = (st0 + i) * QS_KS;
+      const f16* xsl = xs(slot);
+      const uint32_t* wsl = ws(slot);
+#pragma unroll
+      for (int tt = 0; tt < QS_KS / KW; tt++) {
+        const int t = ks + tt * KW, kt = ktS + t;
+        if (kt < KT) {
+          uint32_t a[MI][4];
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++)
+            ldmatrix4(a[mi], xsl + (mi * 16 + (lane & 15)) * QS_LD + t * 16 + (lane >> 4) * 8);
+          while (kt >= gs + gt) gs += gt;
+          const uint32_t* srow = ss(slot) + max(0, gs - ktS) * BN + 32 * cs + (lane >> 2);
+          const uint32_t sb[4] = {srow[0], srow[8], srow[16], srow[24]};
+          uint32_t b[4][2];
+          if (BITS == 4) {
+            const uint2 w = *reinterpret_cast<const uint2*>(wsl + ((cs >> 1) * QS_KS + t) * 128 + lane * 4 + 2 * (cs & 1));
+            dequant<4>(w.x, sb, &b[0][0]);
+            dequant<4>(w.y, sb + 2, &b[2][0]);
+          } else {
+            const uint4 w = *reinterpret_cast<const uint4*>(wsl + (cs * QS_KS + t) * 128 + lane * 4);
+            dequant<8>(w.x, sb, b[0]);
+            dequant<8>(w.y, sb + 1, b[1]);
+            dequant<8>(w.z, sb + 2, b[2]);
+            dequant<8>(w.w, sb + 3, b[3]);
+          }
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int s = 0; s < 4; s++) mmaF16(acc[mi][s], a[mi], b[s][0], b[s][1]);
+        }
+      }
+    }
+    if (!vec && nxt < ns) storeX(nxt % QS_STAGES);
+  }
+  qvWaitGroups<0>();
+  __syncthreads();
+  // acc[mi][s][e]: row mi * 16 + lane / 4 (+8 for e >= 2), column 32 cs + 8 s + 2 (lane % 4) + (e & 1) of the tile.
+  float* red = reinterpret_cast<float*>(qsm);
+  const int r0 = lane >> 2, cq = 2 * (lane & 3);
+  auto at = [&](int mi, int s, int e) { return (mi * 16 + r0 + (e >> 1) * 8) * BN + 32 * cs + 8 * s + cq + (e & 1); };
+  if (KW > 1 && ks > 0) {
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) red[(ks - 1) * BM * BN + at(mi, s, e)] = acc[mi][s][e];
+  }
+  if (KW > 1) __syncthreads();
+  if (ks == 0 && active) {
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float v = acc[mi][s][e];
+          for (int r = 1; r < KW; r++) v += red[(r - 1) * BM * BN + at(mi, s, e)];
+          const int m = m0 + mi * 16 + r0 + (e >> 1) * 8, n = n0 + 32 * cs + 8 * s + cq + (e & 1);
+          if (m < M && n < N) {
+            if (S == 1) y[(size_t)m * N + n] = v + (bias ? bias[n] : 0.f);
+            else part[((size_t)split * M + m) * N + n] = v;
+          }
+        }
+  }
+  if (S == 1) return;
+  __threadfence();
+  __syncthreads();
+  const int slotC = blockIdx.y * gridDim.x + blockIdx.x;
+  if (tid == 0) lastBlock = atomicAdd(counters + slotC, 1u) == (unsigned)(S - 1);
+  __syncthreads();
+  if (!lastBlock) return;
+  __threadfence();
+  for (int i = tid; i < BM * BN; i += 256) {
+    const int m = m0 + i / BN, n = n0 + i % BN;
+    if (m >= M || n >= N) continue;
+    float v = 0.f;
+    for (int s = 0; s < S; s++) v += __ldcg(part + ((size_t)s * M + m) * N + n);
+    y[(size_t)m * N + n] = v + (bias ? bias[n] : 0.f);
+  }
+  if (tid == 0) counters[slotC] = 0u;
+}
+
 // ---- prefill --------------------------------------------------------------------------------------------------
 
 #define QG_BM 64
@@ -234,3 +435,17 @@ __device__ void qfill(uint32_t* qweight, uint32_t* scaleBias, int words, int nG,
 
 INSTANTIATE_Q(4)
 INSTANTIATE_Q(8)
+// qgemms_w{B}_m{BM}c{CW}k{KS}s{STAGES}
+#define QS_INST(B, BM, CW, KS, ST)                                                                              \
+  extern "C" __global__ void __launch_bounds__(256, 2) qgemms_w##B##_m##BM##c##CW##k##KS##s##ST(               \
+      QARGS, float* part, unsigned* counters, int M, int N, int K, int Np, int KT, int gt, int tps) {           \
+    qgemms<B, BM, CW, KS, ST>(x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, gt, tps);  \
+  }
+#define QS_ALL(B)                                                                                               \
+  QS_INST(B, 32, 4, 4, 4)                                                                                       \
+  QS_INST(B, 64, 4, 4, 4)                                                                                       \
+  QS_INST(B, 32, 4, 8, 4)                                                                                       \
+  QS_INST(B, 64, 4, 8, 3)
+QS_ALL(4)
+QS_ALL(8)
+QS_INST(4, 64, 8, 4, 4)  // 256 columns: int4 only

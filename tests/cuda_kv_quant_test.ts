@@ -196,6 +196,8 @@ for (const kv of ["int8", "int4"] as const) {
   ]);
 }
 CASES.push(["int4", 12, 4, 96, 5], ["int8", 12, 1, 64, 16], ["int4", 24, 2, 128, 7], ["int8", 8, 2, 32, 5]);
+// The Llama-3 shape (GQA 4, d 128, blocks of 16: every tile one block, the bench's fast copy path).
+CASES.push(["int4", 16, 4, 128, 16], ["int8", 16, 4, 128, 16]);
 CASES.push(["f16", 8, 2, 80, 7], ["f16", 16, 2, 96, 16], ["f16", 8, 1, 256, 5], ["f16", 12, 1, 128, 7], [
   "f16",
   4,

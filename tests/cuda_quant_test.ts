@@ -33,6 +33,7 @@ import {
   upload,
 } from "../src/backends/cuda/testing.ts";
 import { loadStories } from "./helpers/models.ts";
+import { qgemmSkinny, qgemmTiled, QS_TILES, qsConfig, qsPlan, qsSmem } from "../src/backends/cuda/qgemm_plan.ts";
 import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
 const gpuTest = cudaTest;
@@ -121,6 +122,68 @@ cudaKernelTest(
     }
   },
 );
+
+Deno.test("qsPlan() covers K once, fits shared memory, and keeps the partials within the scratch", () => {
+  for (const bits of [4, 8] as const) {
+    for (const [N, K] of [[6144, 4096], [4096, 4096], [28672, 4096], [4096, 14336], [173, 200], [205, 204]] as const) {
+      for (const M of [17, 31, 64, 100, 256, 2048]) {
+        for (const tile of QS_TILES.filter((t) => bits === 4 || qsConfig(t).cw === 4)) {
+          const p = qsPlan(bits, N, K, M, 128, 132, 1 << 20, tile);
+          const nst = Math.ceil(Math.ceil(K / 16) / qsConfig(tile).ks);
+          const what = `int${bits} [${N}, ${K}] M=${M} ${JSON.stringify(p)}`;
+          assert.ok(p.S * p.tps >= nst && (p.S - 1) * p.tps < nst, what);
+          assert.ok(p.S === 1 || p.S * M * N <= 1 << 20, what);
+          assert.ok(p.smem === qsSmem(bits, tile) && p.smem <= 227 * 1024, what);
+          assert.equal(p.gt, K <= 128 ? Math.ceil(K / 16) : 8, what);
+        }
+      }
+    }
+  }
+});
+
+// qgemms (every variant) and the tiled qgemm at 17..256 rows, odd N, K not a multiple of 16 or 8 (scalar x staging),
+// group sizes 32 / 64 / 128 / K, act-order, bias; same reference and bound as above (the same per-weight hfma2).
+// Split-K results must not depend on block arrival order: a second launch is compared bit for bit.
+const SKINNY_CASES: [QuantBits, number, number, number, boolean][] = [
+  [4, 173, 200, 32, false],
+  [4, 201, 1000, 128, true],
+  [4, 521, 2048, 128, false],
+  [4, 333, 528, 64, true],
+  [8, 171, 320, 64, true],
+  [8, 205, 204, 204, false],
+  [8, 1003, 1040, 32, false],
+];
+cudaKernelTest("qgemmSkinny() / qgemmTiled() match x · f16(dequantizeFused(W))^T at M = 17..256", async (k, dev) => {
+  using arena = new DeviceArena(dev);
+  for (const [bits, N, K, G, act] of SKINNY_CASES) {
+    const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+    const W = uploadQuantMatrix(dev, arena.alloc, p, allocQuantScratch(dev, arena.alloc, 16, 16), "test");
+    const bias = rnd(N, 0.1);
+    using bb = upload(dev, bias, "f32");
+    for (const M of [17, 31, 64, 100, 256]) {
+      const x = roundTo(rnd(M * K), "f16"), want = reference(p, x, bias, M);
+      using xb = upload(dev, x, "f16");
+      const runs: [string, () => void][] = [["tiled", () => qgemmTiled(k, xb.ptr, W, bb.ptr, yb.ptr, M)]];
+      for (const t of QS_TILES.filter((t) => bits === 4 || qsConfig(t).cw === 4)) {
+        runs.push([t, () => qgemmSkinny(k, xb.ptr, W, bb.ptr, yb.ptr, M, t)]);
+      }
+      using yb = poisoned(dev, M * N + 64, 4);
+      for (const [name, run] of runs) {
+        dev.memset(yb.ptr, 0xff, (M * N + 64) * 4);
+        run();
+        const got = await download(dev, yb, M * N + 64, "f32");
+        const e = relErr(got.subarray(0, M * N), want);
+        const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${name}`;
+        assert.ok(e <= 1e-3, `${what}: error ${e}`);
+        assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
+        if (name === "tiled") continue;
+        run();
+        const again = await download(dev, yb, M * N, "f32");
+        assert.ok(again.every((v, i) => Object.is(v, got[i])), `${what}: not deterministic`);
+      }
+    }
+  }
+});
 
 cudaKernelTest(
   "fillQuantMatrix() writes random words and f16 (scale, bias = -z*s) pairs, zero on padded columns",

@@ -73,14 +73,16 @@ export interface AttentionArgs {
 
 /**
  * Bench-only variants of attn_split at d = 128 and groups of <= 8 heads (int8 / int4): s3 takes 3 cp.async stages per
- * warp (default: kv.ts decodeStages), b5 / b6 ask for 5 / 6 blocks per SM (register caps 96 / 80, with spills; default
- * 4), reg keeps one tile per warp in flight in registers instead of shared memory.
+ * warp (default: kv.ts decodeStages), v0 reads V's fragments as per-lane shared-memory words (vFragQ) instead of by
+ * ldmatrix.trans, p2 computes two tiles per iteration (4 stages); lo (loads only) and co (math only on stale stages)
+ * are diagnostics whose results are wrong.
  */
 export const DECODE_VARIANTS = {
   s3: { kvs: ["int8", "int4"], stages: 3 },
-  b5: { kvs: ["int4"], stages: 2 },
-  b6: { kvs: ["int4"], stages: 2 },
-  reg: { kvs: ["int8", "int4"], stages: 0 },
+  v0: { kvs: ["int8", "int4"], stages: 2 },
+  p2: { kvs: ["int8", "int4"], stages: 4 },
+  lo: { kvs: ["int8", "int4"], stages: 2 },
+  co: { kvs: ["int8", "int4"], stages: 2 },
 } as const;
 export type DecodeVariant = keyof typeof DECODE_VARIANTS;
 

@@ -217,6 +217,27 @@ export const KERNELS = {
       i("G"),
     ],
   },
+  // qgemm.cu skinny-M split-K GEMM (suffix w{4,8}_m{BM}c{CW}k{KS}s{STAGES}): see src/backends/cuda/qgemm_plan.ts.
+  qgemms: {
+    module: "qgemm",
+    params: [
+      p("x"),
+      o("perm"),
+      p("qweight"),
+      p("scaleBias"),
+      o("bias"),
+      p("y"),
+      o("part"),
+      o("counters"),
+      i("M"),
+      i("N"),
+      i("K"),
+      i("Np"),
+      i("KT"),
+      i("gt"),
+      i("tps"),
+    ],
+  },
   qfill: {
     module: "qgemm",
     params: [p("qweight"), p("scaleBias"), i("words"), i("nG"), i("N"), i("Np"), u("seed"), f("amp")],

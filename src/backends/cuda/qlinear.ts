@@ -10,11 +10,9 @@ import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import { QGEMV_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
 import type { GateUpPairs } from "./gate_up.ts";
+import { qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
 export * from "./qgemv_plan.ts";
-
-/** Rows per qgemm block, n-tiles per qgemm block (qgemm.cu). */
-const QG_BM = 64, GEMM_TILES = 2;
 
 /**
  * Split-K scratch of qgemv, shared by every quantized linear of a model (launches are serialized on one stream).
@@ -268,7 +266,8 @@ export function quantLinear(
     k.launch("qgemv", suffix, [p.gridX, p.S], [128], args, smem, tune.pdl ?? qgemvDefaults.pdl);
     return resid ? p.gridX : 0;
   }
-  const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;
-  k.launch("qgemm", `w${bits}`, grid, [128], common);
+  // Above qgemv's rows: the skinny-M split-K qgemms (qgemm_plan.ts; the tiled qgemm where routed there).
+  if (M <= qgemmRouting.skinnyMaxM) qgemmSkinny(k, x, W, bias, y, M);
+  else qgemmTiled(k, x, W, bias, y, M);
   return 0;
 }
