@@ -22,8 +22,8 @@
 // Fused decode-step ends (forward_decode_quant.ts): xg != null: the input is f16(xg * 1 / rms), xg [M, K] f32 =
 // x * gamma and 1 / rms from the producer's partial sums ss [M, parts]; rx != null: instead of y, rx [M, N] f32 +=
 // y, xgOut = rx * gNext and ssOut [M, gridDim.x] = this block column's sums of rx^2 (in a fixed order); act != null
-// (gate_up, rows paired per n-tile as src/backends/cuda/gate_up.ts lays them out): instead of y, act [M, F] f16 =
-// silu(gate) * up, gate and up (+ bias) of column c being columns c % (T/2) and T/2 + c % (T/2) of n-tile c / (T/2).
+// (gate_up, rows paired per n-tile as src/backends/cuda/gate_up.ts lays them out; M <= 8): instead of y, act [M, F] f16
+// = silu(gate) * up, gate and up (+ bias) of column c being columns c % (T/2) and T/2 + c % (T/2) of n-tile c / (T/2).
 // H100, int4 g128, M = 1 (bench/cuda_quant.ts, 2026-11-24): 28672x4096 and 4096x14336 at ~60% of copy bandwidth,
 // 6144x4096 / 4096x4096 at ~40% (launch, x staging and the split-K tail are ~5 us of their ~8-11 us).
 
@@ -57,6 +57,9 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
   const int ld = ksb * tps * 16 + 8;
   float* xsum = reinterpret_cast<float*>(xs + ((M * ld + 7) & ~7));
   const int R = (M + 1) & ~1;
+  // Rows 9-16 (MB = 2) have no SiLU epilogue: its code cost them registers (spills 64 -> 76 bytes, batch-16 8B
+  // decode 3161 -> 2854 tok/s on the H100); quantLinear refuses act there (the fused decode layer runs at n <= 8).
+  if constexpr (MB > 1) act = nullptr;
   const bool active = nt < nTiles && nw > 0;
   const uint4* wp = reinterpret_cast<const uint4*>(qweight) + (size_t)(nt < nTiles ? nt : 0) * KT * 32 + lane;
   const int gt = G >= K ? KT : G / 16, nG = (KT + gt - 1) / gt;

@@ -153,7 +153,12 @@ cudaKernelTest(
       };
       const bias = pairBias(rnd(2 * f, 0.1), f, half);
       using bb = upload(dev, bias, "f32");
-      for (const M of [1, 5, 16]) {
+      using ab16 = poisoned(dev, 16 * f, 2);
+      assert.throws(
+        () => quantLinear(k, bb.ptr, W, bb.ptr, 0n, 16, "gemv", {}, { silu: { act: ab16.ptr } }),
+        /SiLU epilogue takes at most 8 rows/,
+      );
+      for (const M of [1, 5, 8]) {
         for (const tune of TUNES) {
           const what = `int${bits} f=${f} K=${K} M=${M} ${JSON.stringify(tune)}`;
           const S = qgemvPlan(bits, N, K, M, dev.smCount, W.scratch.partFloats, tune.warpsPerSm ?? 16).S;

@@ -4,6 +4,8 @@ import type { QuantBits } from "../../quant/types.ts";
 
 /** Rows one qgemv launch takes (8 or 16 rows of the MMA B operand in qgemv.cu); more rows take qgemm. */
 export const QGEMV_MAX_M = 16;
+/** Rows up to which qgemv has the SiLU epilogue (the 16-row variant leaves it out: its registers, qgemv.cu). */
+export const QGEMV_SILU_MAX_M = 8;
 /** Warps per qgemv block (qgemv.cu). */
 const GEMV_WARPS = 4;
 /** qgemv's weight ring per block (qgemv.cu: 4 warps x D groups x 4 tiles x 512 B; D = 3 at M <= 8, QV_D16 = 2 above). */

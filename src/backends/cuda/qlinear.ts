@@ -8,7 +8,7 @@ import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
-import { QGEMV_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
+import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
 import type { GateUpPairs } from "./gate_up.ts";
 import { qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
@@ -242,6 +242,9 @@ export function quantLinear(
     const il = (tune.interleave ?? qgemvDefaults.interleave) ? 1 : 0;
     const { norm, resid, silu } = fused;
     if (!resid && !silu && y === 0n) throw new RangeError("qgemv: no output (y, residual or SiLU epilogue)");
+    if (silu && M > QGEMV_SILU_MAX_M) {
+      throw new RangeError(`qgemv: the SiLU epilogue takes at most ${QGEMV_SILU_MAX_M} rows (got ${M})`);
+    }
     if (silu && (resid || !W.pairs || W.pairs.half !== tileN(bits) / 2 || silu.act === 0n)) {
       throw new RangeError(
         "qgemv: the SiLU epilogue needs a gate_up matrix paired per n-tile, an act buffer, no resid",
