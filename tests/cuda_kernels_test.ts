@@ -6,7 +6,7 @@ import * as ops from "../src/backends/reference/ops.ts";
 import { roundTo } from "../src/model/dtype.ts";
 import { staleness } from "../kernels/build.ts";
 import { CudaDevice } from "../src/backends/cuda/device.ts";
-import { packArgs } from "../src/backends/cuda/kernels.ts";
+import { packArgs } from "../src/backends/cuda/kernel_table.ts";
 import { type ActDType, CudaOps, type Half } from "../src/backends/cuda/ops.ts";
 import { pairedRow, pairedRows } from "../src/backends/cuda/gate_up.ts";
 import {
