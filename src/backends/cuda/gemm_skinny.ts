@@ -24,7 +24,8 @@ const CFG: Record<SkinnyTile, { bm: number; bn: number; warps: number; regBlocks
 };
 /** Most resident blocks per SM a plan counts on. */
 const MAX_BLOCKS_PER_SM = 4;
-const SMEM_PER_SM = 227 * 1024;
+/** Shared memory per SM the plans count on (the most one sm_90 block may take; plans add 1 KiB per block reserved). */
+export const SMEM_PER_SM = 227 * 1024;
 
 /**
  * Split-K scratch of one device. part: [partFloats] f32, holding [S, M, N] partials of one launch; counters:

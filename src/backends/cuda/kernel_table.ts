@@ -38,6 +38,8 @@ const SKINNY: KernelSpec = {
   module: "gemm_skinny",
   params: [p("A"), p("W"), o("bias"), p("C"), o("part"), o("counters"), ...SKINNY_INTS],
 };
+/** The operands qgemm.cu's kernels (qgemm_*, qgemms_*) begin with: x, its act-order permutation, the packed matrix, y. */
+const QGEMM_IO = [p("x"), o("perm"), p("qweight"), p("scaleBias"), o("bias"), p("y")];
 
 /** Parameter lists, keyed by the kernel's base name (the function is `${base}_${suffix}`, suffix bf16/f16/f32). */
 export const KERNELS = {
@@ -203,12 +205,7 @@ export const KERNELS = {
   qgemm: {
     module: "qgemm",
     params: [
-      p("x"),
-      o("perm"),
-      p("qweight"),
-      p("scaleBias"),
-      o("bias"),
-      p("y"),
+      ...QGEMM_IO,
       i("M"),
       i("N"),
       i("K"),
@@ -221,12 +218,7 @@ export const KERNELS = {
   qgemms: {
     module: "qgemm",
     params: [
-      p("x"),
-      o("perm"),
-      p("qweight"),
-      p("scaleBias"),
-      o("bias"),
-      p("y"),
+      ...QGEMM_IO,
       o("part"),
       o("counters"),
       i("M"),

@@ -5,7 +5,7 @@
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { QuantBits } from "../../quant/types.ts";
-import { type SkinnyScratch, skinnyScratch } from "./gemm_skinny.ts";
+import { type SkinnyScratch, skinnyScratch, SMEM_PER_SM } from "./gemm_skinny.ts";
 import { tileN } from "./qgemv_plan.ts";
 
 /**
@@ -27,7 +27,6 @@ export function qsConfig(tile: QsTile): { bm: number; cw: number; ks: number; st
 }
 /** Blocks per SM the kernels are built for (__launch_bounds__(256, 2)). */
 const REG_BLOCKS = 2;
-const SMEM_PER_SM = 227 * 1024;
 
 export interface QsPlan {
   readonly tile: QsTile;

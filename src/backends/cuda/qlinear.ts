@@ -217,7 +217,6 @@ export function quantLinear(
 ): number {
   if (!Number.isInteger(M) || M <= 0) throw new RangeError(`quant linear: bad M ${M}`);
   const { bits, N, K, Np, KT, group: G } = W;
-  const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
   const gemv = kind === "gemv" || (kind === "auto" && M <= QGEMV_MAX_M);
   if (!gemv && (fused.norm || fused.resid || fused.silu)) {
     throw new RangeError(`quant linear: fused ends need M <= ${QGEMV_MAX_M}`);
@@ -263,6 +262,7 @@ export function quantLinear(
     };
     const early = (tune.early ?? qgemvDefaults.early) ? 1 : 0;
     const act = silu ? { y: 0n, act: silu.act, F: W.pairs!.f } : { act: 0n, F: 0 };
+    const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
     const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S, ...ends, early, ...act };
     // The SiLU epilogue of a split launch pairs the finished sums of its 4 / ksb n-tiles in shared memory (`fin`).
     const smem = silu && p.S > 1 ? Math.max(p.smem, 16 + 2048 + M * (4 / p.ksb) * tileN(bits) * 4) : p.smem;
