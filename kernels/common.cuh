@@ -29,6 +29,35 @@ __device__ __forceinline__ float warpMax(float v) {
   return v;
 }
 
+// Split-K across blocks, after each block of an output tile has stored its partial sums: true (in every thread) only
+// in the last of the tile's S blocks to arrive at *counter (u32, zero between launches: that block resets it once
+// done); the fences make the other blocks' partials visible to it.
+__device__ __forceinline__ bool splitKLast(unsigned* counter, int S) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == (unsigned)(S - 1);
+  __syncthreads();
+  if (!last) return false;
+  __threadfence();
+  return true;
+}
+
+// The last block's finish of a BM x BN tile at (m0, n0) (NT threads): y [M, N] f32 = the S partials of part [S, M, N]
+// f32 summed in split order (whichever block arrived last) + bias [N] (or none); then resets *counter.
+template <int BM, int BN, int NT>
+__device__ __forceinline__ void splitKSumTile(const float* part, float* y, const float* bias, unsigned* counter, int M,
+                                              int N, int m0, int n0, int S) {
+  for (int i = threadIdx.x; i < BM * BN; i += NT) {
+    const int m = m0 + i / BN, n = n0 + i % BN;
+    if (m >= M || n >= N) continue;
+    float v = 0.f;
+    for (int s = 0; s < S; s++) v += __ldcg(part + ((size_t)s * M + m) * N + n);
+    y[(size_t)m * N + n] = v + (bias ? bias[n] : 0.f);
+  }
+  if (threadIdx.x == 0) *counter = 0u;
+}
+
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 __device__ __forceinline__ float blockSum(float v) {
   __shared__ float part[32];

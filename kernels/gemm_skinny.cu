@@ -33,7 +33,6 @@ __device__ void skinny(const TA* A, const TW* W, const float* bias, float* C, fl
   TA* As = reinterpret_cast<TA*>(ssm);                                   // [SSTAGES][BM * LDA] (SPLIT: 2 TW planes)
   TW* Bs = reinterpret_cast<TW*>(ssm + SSTAGES * BM * LDA * sizeof(TA));  // [SSTAGES][BN * LDB]
   float* red = reinterpret_cast<float*>(ssm);                            // [4 k-slices][BM * BN] f32, after the loop
-  __shared__ bool lastBlock;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tg = lane & 3;
   const int ks = warp & 3, wn = (warp >> 2) * (BN / WG);
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, S = gridDim.z, split = blockIdx.z;
@@ -171,21 +170,8 @@ __device__ void skinny(const TA* A, const TW* W, const float* bias, float* C, fl
     else part[((size_t)split * M + m) * N + n] = v;
   }
   if (S == 1) return;
-  __threadfence();
-  __syncthreads();
-  const int slot = blockIdx.y * gridDim.x + blockIdx.x;
-  if (tid == 0) lastBlock = atomicAdd(counters + slot, 1u) == (unsigned)(S - 1);
-  __syncthreads();
-  if (!lastBlock) return;
-  __threadfence();
-  for (int i = tid; i < BM * BN; i += NT) {
-    const int m = m0 + i / BN, n = n0 + i % BN;
-    if (m >= M || n >= N) continue;
-    float v = 0.f;
-    for (int s = 0; s < S; s++) v += __ldcg(part + ((size_t)s * M + m) * N + n);
-    C[(size_t)m * N + n] = v + (bias ? bias[n] : 0.f);
-  }
-  if (tid == 0) counters[slot] = 0u;
+  unsigned* slot = counters + blockIdx.y * gridDim.x + blockIdx.x;
+  if (splitKLast(slot, S)) splitKSumTile<BM, BN, NT>(part, C, bias, slot, M, N, m0, n0, S);
 }
 
 // skinny<BM>[w8]_<act>_<weight>: 4 warps, or 8 (w8: two column groups); MINB: resident blocks per SM the

@@ -114,7 +114,6 @@ __device__ void qgemms(const f16* x, const int* perm, const uint32_t* qweight, c
   using C = QS<BITS, BM, CW, QS_KS>;
   constexpr int T = C::T, BN = C::BN, KW = C::KW, MI = C::MI, QS_LD = C::LD;
   extern __shared__ __align__(16) unsigned char qsm[];  // [QS_STAGES][x | weights | scales]; after: [KW-1][BM, BN] f32
-  __shared__ bool lastBlock;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, cs = warp % CW, ks = warp / CW;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, S = gridDim.z, split = blockIdx.z;
   const int nst = (KT + QS_KS - 1) / QS_KS, st0 = split * tps, ns = min(nst, st0 + tps) - st0;
@@ -262,21 +261,8 @@ __device__ void qgemms(const f16* x, const int* perm, const uint32_t* qweight, c
         }
   }
   if (S == 1) return;
-  __threadfence();
-  __syncthreads();
-  const int slotC = blockIdx.y * gridDim.x + blockIdx.x;
-  if (tid == 0) lastBlock = atomicAdd(counters + slotC, 1u) == (unsigned)(S - 1);
-  __syncthreads();
-  if (!lastBlock) return;
-  __threadfence();
-  for (int i = tid; i < BM * BN; i += 256) {
-    const int m = m0 + i / BN, n = n0 + i % BN;
-    if (m >= M || n >= N) continue;
-    float v = 0.f;
-    for (int s = 0; s < S; s++) v += __ldcg(part + ((size_t)s * M + m) * N + n);
-    y[(size_t)m * N + n] = v + (bias ? bias[n] : 0.f);
-  }
-  if (tid == 0) counters[slotC] = 0u;
+  unsigned* slot = counters + blockIdx.y * gridDim.x + blockIdx.x;
+  if (splitKLast(slot, S)) splitKSumTile<BM, BN, 256>(part, y, bias, slot, M, N, m0, n0, S);
 }
 
 // ---- prefill --------------------------------------------------------------------------------------------------
