@@ -1,5 +1,5 @@
 // One decode step of the synthetic Llama-3-8B shape on CUDA, for a per-kernel breakdown under ncu: loads the model
-// (--weight bf16 | f16 | int8 | int4, --group G, --layers N), prefills --prompt tokens per sequence for --batch
+// (--weight bf16 | f16 | int8 | int4, --group G, --layers N, --max-positions P), prefills --prompt tokens per sequence for --batch
 // sequences, then runs --steps decode steps kernel by kernel (graphs off, so every launch is its own profiler range).
 // Usage (on the GPU machine):
 //   TURBODENO_CUDA_GRAPHS=0 ncu --metrics gpu__time_duration.sum --csv --launch-skip-before-match 0 \
@@ -31,7 +31,12 @@ if (Deno.args.includes("--summarize")) {
 
 exitUnlessCuda("cuda_step_profile");
 const weight = strArg("--weight", "int4") as WeightDType;
-const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: numArg("--layers", 4) };
+const base = buildSyntheticModel("synthetic:llama3-8b:f16").spec;
+const spec = {
+  ...base,
+  numLayers: numArg("--layers", 4),
+  maxPositions: numArg("--max-positions", base.maxPositions), // decode graphs plan attention splits for this
+};
 const B = numArg("--batch", 1), PROMPT = numArg("--prompt", 128), STEPS = numArg("--steps", 2), BS = 16;
 const perSeq = Math.ceil((PROMPT + STEPS + 4) / BS);
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
