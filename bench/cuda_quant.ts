@@ -93,7 +93,7 @@ if (!flag("--no-sweep")) {
       { bits: 4, N, K, group: G, seed: N ^ K, amp: 1 / Math.sqrt(K), label: what },
       scratch,
     );
-    for (const M of [1, 16]) {
+    for (const M of [1, 4, 8, 16]) {
       const res: string[] = [];
       for (const [ti, tune] of SWEEP.entries()) {
         quantLinear(k, x.ptr, W, 0n, y.ptr, M, "auto", tune);

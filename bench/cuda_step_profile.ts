@@ -15,6 +15,7 @@ import { decodeBucket } from "../src/backends/cuda/graphs.ts";
 import { attentionLaunch, CudaOps } from "../src/backends/cuda/ops.ts";
 import { decodeSplit } from "../src/backends/cuda/attention_args.ts";
 import { qgemvDefaults } from "../src/backends/cuda/qlinear.ts";
+import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 import { exitUnlessCuda, numArg } from "./cuda_common.ts";
 
@@ -91,7 +92,9 @@ if (!Deno.args.includes("--ablate")) {
   // (capture + replays; the ids must match the first variant's unless kernels are left out), time 20 replays.
   const proto = CudaOps.prototype as unknown as Record<string, unknown>;
   const saved = { ...Object.fromEntries(["siluMul", "ropeKv", "attention"].map((n) => [n, proto[n]])) };
+  const fused0 = { ...fusedDecode };
   const knobs = (w: number, early: boolean, attnPdl: boolean, split = decodeSplit.len) => () => {
+    Object.assign(fusedDecode, fused0);
     Object.assign(qgemvDefaults, { warpsPerSm: w, early });
     attentionLaunch.pdl = attnPdl;
     decodeSplit.len = split;
@@ -99,6 +102,8 @@ if (!Deno.args.includes("--ablate")) {
   const base = knobs(qgemvDefaults.warpsPerSm, qgemvDefaults.early, attentionLaunch.pdl, decodeSplit.len);
   const variants: [string, string[], () => void][] = [
     ["defaults", [], base],
+    ["LM head by dec_gemv_norm at every batch", [], () => (base(), fusedDecode.lmGemmRows = 99)],
+    ["fused decode off", [], () => (base(), fusedDecode.enabled = false)],
     ["qgemv late trigger", [], knobs(16, false, false)],
     ["decode splits of 512 keys", [], knobs(16, true, false, 512)],
     ["attn_split PDL", [], knobs(16, true, true)],

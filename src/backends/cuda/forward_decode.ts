@@ -20,7 +20,9 @@ const dense = (w: unknown): w is bigint => typeof w === "bigint";
  * Process-wide settings (benches toggle these, then drop graphs). On by default for dense weights: on the H100
  * (2026-11-24, bench/cuda_decode.ts, synthetic Llama-3-8B bf16, context 128) a step replays in 5.79 ms vs 6.16 ms
  * unfused (5.93 vs 6.26 ms/step wall); TURBODENO_CUDA_FUSED_DECODE=0 turns it off. pdl: programmatic dependent launch; warps: warps per GEMV
- * block; qkv / res / lm: GEMV variant (decode_ops.ts DecVariant) of the qkv projection / o and down / the LM head.
+ * block; qkv / res / lm: GEMV variant (decode_ops.ts DecVariant) of the qkv projection / o and down / the LM head;
+ * lmGemmRows: LM heads of at least this many rows take the final RMSNorm, then the tensor-core matmul (ops.linear)
+ * instead of dec_gemv_norm, whose CUDA-core dot products are compute-bound there (enqueueDecodeLmHead).
  */
 export const fusedDecode: {
   enabled: boolean;
@@ -29,6 +31,7 @@ export const fusedDecode: {
   qkv: DecVariant;
   res: DecVariant;
   lm: DecVariant;
+  lmGemmRows: number;
 } = {
   enabled: ENV.cudaFusedDecode,
   pdl: true,
@@ -36,6 +39,7 @@ export const fusedDecode: {
   qkv: "r2",
   res: "u8",
   lm: "r2",
+  lmGemmRows: 2,
 };
 
 /** True when the fused decode path takes this step: few enough tokens and every matmul dense. */
@@ -88,10 +92,16 @@ export function enqueueDecodeLmHead(
 ): void {
   if (sh.rows === 0) return;
   if (!dense(m.w.lmHead)) throw new Error("fused decode: quantized LM head");
-  const s = m.spec, rowIdx = ws.input("rowIdx");
-  dec.gemvNorm(
-    { W: m.w.lmHead, bias: 0n, ...norm, rowIdx, y: ws.logits, M: sh.rows, N: s.vocabSize, K: s.hiddenSize },
-    fusedDecode.lm,
-  );
+  const s = m.spec, rowIdx = ws.input("rowIdx"), h = s.hiddenSize;
+  if (sh.rows >= fusedDecode.lmGemmRows) {
+    // xn [rows, h] act = rmsnorm(x[rowIdx]) * gFinal (xg is not read again), then logits on tensor cores.
+    m.ops.rmsnorm(ws.x, 0n, rowIdx, m.w.finalNorm, ws.xn, sh.rows, h, norm.eps);
+    m.ops.linear(ws.xn, m.w.lmHead, 0n, ws.logits, sh.rows, s.vocabSize, h);
+  } else {
+    dec.gemvNorm(
+      { W: m.w.lmHead, bias: 0n, ...norm, rowIdx, y: ws.logits, M: sh.rows, N: s.vocabSize, K: h },
+      fusedDecode.lm,
+    );
+  }
   if (sh.sample) m.ops.sample(ws.logits, ws.sampleCfg, ws.ids, sh.rows, s.vocabSize);
 }
