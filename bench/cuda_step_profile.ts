@@ -12,7 +12,7 @@ import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
 import { decodeBucket } from "../src/backends/cuda/graphs.ts";
-import { attentionLaunch, CudaOps } from "../src/backends/cuda/ops.ts";
+import { attentionLaunch, CudaOps, matmulRouting } from "../src/backends/cuda/ops.ts";
 import { decodeSplit } from "../src/backends/cuda/attention_args.ts";
 import { qgemvDefaults } from "../src/backends/cuda/qlinear.ts";
 import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
@@ -92,9 +92,10 @@ if (!Deno.args.includes("--ablate")) {
   // (capture + replays; the ids must match the first variant's unless kernels are left out), time 20 replays.
   const proto = CudaOps.prototype as unknown as Record<string, unknown>;
   const saved = { ...Object.fromEntries(["siluMul", "ropeKv", "attention"].map((n) => [n, proto[n]])) };
-  const fused0 = { ...fusedDecode };
+  const fused0 = { ...fusedDecode }, routing0 = { ...matmulRouting };
   const knobs = (w: number, early: boolean, attnPdl: boolean, split = decodeSplit.len) => () => {
     Object.assign(fusedDecode, fused0);
+    Object.assign(matmulRouting, routing0);
     Object.assign(qgemvDefaults, { warpsPerSm: w, early });
     attentionLaunch.pdl = attnPdl;
     decodeSplit.len = split;
@@ -104,6 +105,11 @@ if (!Deno.args.includes("--ablate")) {
     ["defaults", [], base],
     ["LM head by dec_gemv_norm at every batch", [], () => (base(), fusedDecode.lmGemmRows = 99)],
     ["fused decode off", [], () => (base(), fusedDecode.enabled = false)],
+    ["dense: fused at 1 row, skinny GEMM above", [], () => {
+      base();
+      fusedDecode.denseMaxRows = 1;
+      matmulRouting.gemvMaxM = 1;
+    }],
     ["qgemv late trigger", [], knobs(16, false, false)],
     ["decode splits of 512 keys", [], knobs(16, true, false, 512)],
     ["attn_split PDL", [], knobs(16, true, true)],

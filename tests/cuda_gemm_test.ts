@@ -30,7 +30,10 @@ Deno.test("skinnyPlan() fills at most one wave, splits K evenly and respects the
 });
 
 Deno.test("matmulKind() routes decode batches to the skinny GEMM unless gemm128 fills the GPU", () => {
-  assert.equal(matmulKind(8, 4096, "f32", 132), "gemv");
+  assert.equal(matmulKind(1, 4096, "f32", 132), "gemv");
+  assert.equal(matmulKind(1, 128256, "bf16", 132), "gemv");
+  assert.equal(matmulKind(2, 4096, "f32", 132), "skinny");
+  assert.equal(matmulKind(8, 4096, "f16", 132), "skinny");
   assert.equal(matmulKind(9, 4096, "f32", 132), "skinny");
   assert.equal(matmulKind(64, 28672, "f32", 132), "skinny");
   assert.equal(matmulKind(64, 28672, "bf16", 132), "skinny");

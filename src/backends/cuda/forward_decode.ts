@@ -1,4 +1,5 @@
-// The fused decode forward pass (n <= DEC_MAX_M tokens, dense 16-bit weights): 7 launches per layer instead of 10.
+// The fused decode forward pass (n <= fusedDecode.denseMaxRows tokens, dense 16-bit weights): 7 launches per layer
+// instead of 10.
 // embed → per layer: qkv (norm in the prologue) · rope_kv · attn_split · attn_combine · o (+ residual) ·
 // gate_up (norm in the prologue, SiLU-mul in the epilogue) · down (+ residual) → LM head (final norm in the
 // prologue) → sample. Same contract as enqueueForward: launches only, no syncs, so a decode graph captures it.
@@ -22,7 +23,9 @@ const dense = (w: unknown): w is bigint => typeof w === "bigint";
  * unfused (5.93 vs 6.26 ms/step wall); TURBODENO_CUDA_FUSED_DECODE=0 turns it off. pdl: programmatic dependent launch; warps: warps per GEMV
  * block; qkv / res / lm: GEMV variant (decode_ops.ts DecVariant) of the qkv projection / o and down / the LM head;
  * lmGemmRows: LM heads of at least this many rows take the final RMSNorm, then the tensor-core matmul (ops.linear)
- * instead of dec_gemv_norm, whose CUDA-core dot products are compute-bound there (enqueueDecodeLmHead).
+ * instead of dec_gemv_norm, whose CUDA-core dot products are compute-bound there (enqueueDecodeLmHead; 8B int4 g128
+ * step at batch 8: 5.42 -> 3.94 ms). denseMaxRows: dense weights take this path up to this many tokens only, for the
+ * same reason (8B f16 step at batch 2 / 8: fused 9.37 / 23.48 ms, unfused with the skinny GEMM 7.08 / 7.30).
  */
 export const fusedDecode: {
   enabled: boolean;
@@ -32,6 +35,7 @@ export const fusedDecode: {
   res: DecVariant;
   lm: DecVariant;
   lmGemmRows: number;
+  denseMaxRows: number;
 } = {
   enabled: ENV.cudaFusedDecode,
   pdl: true,
@@ -40,12 +44,14 @@ export const fusedDecode: {
   res: "u8",
   lm: "r2",
   lmGemmRows: 2,
+  denseMaxRows: 1,
 };
 
 /** True when the fused decode path takes this step: few enough tokens and every matmul dense. */
 export function fusedDecodeFits(m: ModelOnDevice, n: number): boolean {
   const s = m.spec;
-  if (!fusedDecode.enabled || n < 1 || n > DEC_MAX_M || !dense(m.w.lmHead) || m.w.layers.length === 0) return false;
+  if (!fusedDecode.enabled || n < 1 || n > Math.min(DEC_MAX_M, fusedDecode.denseMaxRows)) return false;
+  if (!dense(m.w.lmHead) || m.w.layers.length === 0) return false;
   // The partial sums [n, parts] f32 live in ws.gu ([n, 2f] f32); 4 warps r1 writes the most.
   if (decParts(s.hiddenSize, 4) > 2 * s.intermediateSize) return false;
   return m.w.layers.every((L) => dense(L.qkv) && dense(L.o) && dense(L.gateUp) && dense(L.down));

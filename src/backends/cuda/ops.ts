@@ -36,9 +36,9 @@ export type Half = "bf16" | "f16";
 export type ActDType = "f32" | Half;
 
 /**
- * Rows one GEMV launch takes (MAXM of gemv_* in gemm.cu); matmuls up to this many rows take the GEMV kernel, the
- * rest a tensor-core GEMM. (Tried on the H100: 16 rows per GEMV and chunked GEMV up to 64 rows halved batch-16
- * decode and cut batch 64 by 6x: each lane re-reads every row of x per 16-byte weight load.)
+ * Rows one GEMV launch takes (MAXM of gemv_* in gemm.cu). (Tried on the H100: 16 rows per GEMV and chunked GEMV up
+ * to 64 rows halved batch-16 decode and cut batch 64 by 6x: each lane re-reads every row of x per 16-byte weight
+ * load.)
  */
 export const GEMV_MAX_M = 8;
 /**
@@ -78,8 +78,16 @@ export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128" | "wgmma";
  * The dense matmul path for M rows and N output columns (thresholds above). `wgmma`: the device runs gemm_wg.cu
  * (compute capability 9.0), which then takes the large 16-bit-activation GEMMs instead of gemm128.
  */
+/**
+ * Rows up to which dense matmuls take the GEMV kernel (<= GEMV_MAX_M; benches change it); the rest take a
+ * tensor-core GEMM. One: the GEMV's CUDA-core dot products are compute-bound from two rows (H100, 8B f16 decode step
+ * at batch 2 / 4 / 8: 8.83 / 9.23 / 11.45 ms with GEMVs, 7.08 / 7.19 / 7.30 with the skinny GEMM; the batch-1 GEMV
+ * streams at ~2.9 TB/s).
+ */
+export const matmulRouting = { gemvMaxM: 1 };
+
 export function matmulKind(M: number, N: number, act: ActDType, smCount: number, wgmma = false): MatmulKind {
-  if (M <= GEMV_MAX_M) return "gemv";
+  if (M <= matmulRouting.gemvMaxM) return "gemv";
   if (act === "f32") return M <= SKINNY_MAX_M ? "skinny" : M >= GEMM128_MIN_M_F32 ? "gemm128" : "gemm";
   const fills = Math.ceil(N / 128) * Math.ceil(M / 128) >= smCount;
   if (M <= SKINNY_MAX_M && (M < GEMM128_MIN_M || !fills)) return "skinny";
