@@ -1,5 +1,5 @@
 // One decode step of the synthetic Llama-3-8B shape on CUDA, for a per-kernel breakdown under ncu: loads the model
-// (--weight bf16 | f16 | int8 | int4, --group G, --layers N, --max-positions P), prefills --prompt tokens per sequence for --batch
+// (--weight bf16 | f16 | int8 | int4, --group G, --layers N, --max-positions P, --kv f16 | int8 | int4), prefills --prompt tokens per sequence for --batch
 // sequences, then runs --steps decode steps kernel by kernel (graphs off, so every launch is its own profiler range).
 // Usage (on the GPU machine):
 //   TURBODENO_CUDA_GRAPHS=0 ncu --metrics gpu__time_duration.sum --csv --launch-skip-before-match 0 \
@@ -7,7 +7,7 @@
 //   deno run -A bench/cuda_step_profile.ts --summarize prof.csv   (µs per kernel name and per step, last step only)
 //   deno run -A bench/cuda_step_profile.ts --ablate   (GPU time of the captured decode step with groups of kernels left
 //     out: what each costs inside the real PDL / graph pipeline; the results of those steps are wrong, timing only)
-import type { StepInputs, WeightDType } from "../src/core/types.ts";
+import type { KvDType, StepInputs, WeightDType } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
 import { CudaTimer } from "../src/backends/cuda/device.ts";
@@ -66,7 +66,7 @@ await using b = await CudaBackend.create();
 await b.load(spec, new SyntheticTensorSource(spec, "F16"), {
   weight,
   group: numArg("--group", 128),
-  kv: "f16",
+  kv: strArg("--kv", "f16") as KvDType,
   compute: "f16",
 });
 b.allocateKv(B * perSeq, BS);
@@ -91,6 +91,7 @@ if (!Deno.args.includes("--ablate")) {
   // Each variant: set the launch knobs and patch CudaOps, drop the captured graphs, run 3 steps from the same state
   // (capture + replays; the ids must match the first variant's unless kernels are left out), time 20 replays.
   const proto = CudaOps.prototype as unknown as Record<string, unknown>;
+  const launch = b.kernels.launch;
   const saved = { ...Object.fromEntries(["siluMul", "ropeKv", "attention"].map((n) => [n, proto[n]])) };
   const fused0 = { ...fusedDecode }, routing0 = { ...matmulRouting };
   const knobs = (w: number, early: boolean, attnPdl: boolean, split = decodeSplit.len) => () => {
@@ -116,6 +117,7 @@ if (!Deno.args.includes("--ablate")) {
     ["defaults, no silu_mul", ["siluMul"], base],
     ["defaults, no rope_kv", ["ropeKv"], base],
     ["defaults, no attention (split + combine)", ["attention"], base],
+    ["defaults, no attn_combine", ["kernel:attn_combine"], base],
   ];
   using t = new CudaTimer(b.dev);
   const out: string[] = [];
@@ -124,6 +126,11 @@ if (!Deno.args.includes("--ablate")) {
   for (const [name, off, setup] of variants) {
     setup();
     for (const n of Object.keys(saved)) proto[n] = off.includes(n) ? () => {} : saved[n];
+    // "kernel:<base>" in `off`: launches of that kernel are dropped.
+    const dropped = off.filter((o) => o.startsWith("kernel:")).map((o) => o.slice(7));
+    b.kernels.launch = dropped.length === 0 ? launch : (base, ...rest) => {
+      if (!dropped.includes(base)) launch.call(b.kernels, base, ...rest);
+    };
     b.graphs.clear();
     last = [...start.last];
     pos = start.pos;
@@ -143,6 +150,7 @@ if (!Deno.args.includes("--ablate")) {
     out.push(`| ${name} | ${Math.min(...ms).toFixed(3)} | ${same} |`);
   }
   base();
+  b.kernels.launch = launch;
   console.log(
     `| ${weight}, ${spec.numLayers} layers, batch ${B} | GPU ms per step | ids as the first |\n| --- | ---: | --- |\n${
       out.join("\n")
