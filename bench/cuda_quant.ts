@@ -6,6 +6,7 @@
 // against the tiled qgemm and dense f16 gemm_wg) on rotating weight copies (no L2 reuse).
 // Usage: deno run -A bench/cuda_quant.ts [--layers N] [--steps N] [--group G] [--batches 1,16,64] [--no-sweep]
 //   [--no-qgemms] [--prefill] [--baseline: the model runs first with the tiled qgemm for M > 16]
+//   [--bits 8: the whole-model runs with int8 (W8A16) linears instead of int4; the per-shape sections stay int4]
 import type { StepInputs } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
@@ -28,7 +29,8 @@ import { DeviceArena } from "../src/backends/cuda/testing.ts";
 const arg = numArg;
 exitUnlessCuda("cuda_quant");
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
-const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16;
+const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16, BITS = arg("--bits", 4);
+if (BITS !== 4 && BITS !== 8) throw new Error(`--bits ${BITS}: 4 or 8`);
 const flag = (name: string) => Deno.args.includes(name);
 const bi = Deno.args.indexOf("--batches");
 const BATCHES = bi >= 0 ? Deno.args[bi + 1]!.split(",").map(Number) : [1, 16, 64];
@@ -46,10 +48,13 @@ const SHAPES = [[qkvN, h, "qkv"], [h, spec.numHeads * spec.headDim, "o"], [2 * f
   f,
   "down",
 ]] as const;
-/** Bytes one int4 linear reads: packed words (N padded to 64) + (scale, bias) half2 per group and column. */
-const quantBytes = (N: number, K: number) => {
-  const Np = Math.ceil(N / 64) * 64;
-  return (Np * Math.ceil(K / 16) * 16) / 2 + Math.ceil(K / G) * Np * 4;
+/**
+ * Bytes one quantized linear reads: packed words (N padded to 64 int4 / 32 int8) + (scale, bias) half2 per group and
+ * column.
+ */
+const quantBytes = (N: number, K: number, bits = 4) => {
+  const Np = Math.ceil(N / (bits === 4 ? 64 : 32)) * (bits === 4 ? 64 : 32);
+  return (Np * Math.ceil(K / 16) * 16 * bits) / 8 + Math.ceil(K / G) * Np * 4;
 };
 
 await using b = await CudaBackend.create();
@@ -170,8 +175,10 @@ if (!flag("--no-qgemms")) {
   await dev.sync();
 }
 
-// Whole model: synthetic 8B shape, int4 g128 linears generated on the GPU, f16 lm_head / embedding, f16 KV.
-const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K), 0) + vocab * h * 2 + h * 2;
+// Whole model: synthetic 8B shape, int4 (--bits 8: int8) g128 linears generated on the GPU, f16 lm_head / embedding,
+// f16 KV.
+const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K, BITS), 0) + vocab * h * 2 +
+  h * 2;
 const MULTI_K = 8, MULTI_RUNS = 4; // multi-step decode runs after the single steps
 const MAXB = Math.max(...BATCHES), perSeq = Math.ceil((PROMPT + STEPS + 8 + MULTI_K * MULTI_RUNS) / BS);
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
@@ -201,9 +208,10 @@ const stepOf = (ids: number[][], start: number[]): StepInputs => {
 async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
   const cfg = tuneName(qgemvDefaults);
   const t0 = performance.now();
-  await be.load(spec, new SyntheticTensorSource(spec, "F16"), { weight: "int4", group: G, kv: "f16", compute: "f16" });
+  const weight = BITS === 8 ? "int8" : "int4";
+  await be.load(spec, new SyntheticTensorSource(spec, "F16"), { weight, group: G, kv: "f16", compute: "f16" });
   row(
-    `load synthetic 8B-shape int4 g${G} (${spec.numLayers} layers)`,
+    `load synthetic 8B-shape ${weight} g${G} (${spec.numLayers} layers)`,
     `${((performance.now() - t0) / 1e3).toFixed(1)} s`,
   );
   be.allocateKv(MAXB * perSeq, BS);
