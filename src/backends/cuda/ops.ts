@@ -75,10 +75,6 @@ const WG_SMEM = 3 * 2 * 128 * 64 * 2;
 export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128" | "wgmma";
 
 /**
- * The dense matmul path for M rows and N output columns (thresholds above). `wgmma`: the device runs gemm_wg.cu
- * (compute capability 9.0), which then takes the large 16-bit-activation GEMMs instead of gemm128.
- */
-/**
  * Rows up to which dense matmuls take the GEMV kernel (<= GEMV_MAX_M; benches change it); the rest take a
  * tensor-core GEMM. One: the GEMV's CUDA-core dot products are compute-bound from two rows (H100, 8B f16 decode step
  * at batch 2 / 4 / 8: 8.83 / 9.23 / 11.45 ms with GEMVs, 7.08 / 7.19 / 7.30 with the skinny GEMM; the batch-1 GEMV
@@ -86,6 +82,10 @@ export type MatmulKind = "gemv" | "skinny" | "gemm" | "gemm128" | "wgmma";
  */
 export const matmulRouting = { gemvMaxM: 1 };
 
+/**
+ * The dense matmul path for M rows and N output columns (thresholds above). `wgmma`: the device runs gemm_wg.cu
+ * (compute capability 9.0), which then takes the large 16-bit-activation GEMMs instead of gemm128.
+ */
 export function matmulKind(M: number, N: number, act: ActDType, smCount: number, wgmma = false): MatmulKind {
   if (M <= matmulRouting.gemvMaxM) return "gemv";
   if (act === "f32") return M <= SKINNY_MAX_M ? "skinny" : M >= GEMM128_MIN_M_F32 ? "gemm128" : "gemm";
