@@ -25,7 +25,7 @@ const CFG: Record<SkinnyTile, { bm: number; bn: number; warps: number; regBlocks
 /** Most resident blocks per SM a plan counts on. */
 const MAX_BLOCKS_PER_SM = 4;
 /** Shared memory per SM the plans count on (the most one sm_90 block may take; plans add 1 KiB per block reserved). */
-export const SMEM_PER_SM = 227 * 1024;
+const SMEM_PER_SM = 227 * 1024;
 
 /**
  * Split-K scratch of one device. part: [partFloats] f32, holding [S, M, N] partials of one launch; counters:
@@ -80,15 +80,34 @@ export function skinnyPlan(
 ): SkinnyPlan {
   const { bm, bn, warps, regBlocks } = CFG[tile], smem = skinnySmem(tile, actBytes);
   const mTiles = Math.ceil(M / bm), nTiles = Math.ceil(N / bn), KT = Math.ceil(K / SKINNY_BK);
-  const perSm = Math.max(1, Math.min(MAX_BLOCKS_PER_SM, regBlocks, Math.floor(SMEM_PER_SM / (smem + 1024))));
-  let S = Math.max(1, Math.min(Math.floor((perSm * smCount) / (mTiles * nTiles)), Math.ceil(KT / 2)));
-  let tps = Math.ceil(KT / S);
-  S = Math.ceil(KT / tps);
-  while (S > 1 && S * M * N > partFloats) {
-    tps++;
-    S = Math.ceil(KT / tps);
-  }
+  const perSm = Math.min(MAX_BLOCKS_PER_SM, regBlocks, blocksBySmem(smem));
+  const { S, tps } = splitKWave(perSm * smCount, mTiles * nTiles, KT, M * N, partFloats);
   return { tile, warps, bm, bn, mTiles, nTiles, S, tps, smem };
+}
+
+/** Blocks of `smem` bytes of shared memory one SM holds (at least 1; 1 KiB reserved per block). */
+export const blocksBySmem = (smem: number): number => Math.max(1, Math.floor(SMEM_PER_SM / (smem + 1024)));
+
+/**
+ * Split-K of a grid of `tiles` output tiles over `kSteps` k-steps: as many splits as keep it within one wave of
+ * `slots` resident blocks, at least 2 k-steps per split, and the partials (S x `outFloats`) within `partFloats`.
+ * tps: k-steps per split.
+ */
+export function splitKWave(
+  slots: number,
+  tiles: number,
+  kSteps: number,
+  outFloats: number,
+  partFloats: number,
+): { S: number; tps: number } {
+  let S = Math.max(1, Math.min(Math.floor(slots / tiles), Math.ceil(kSteps / 2)));
+  let tps = Math.ceil(kSteps / S);
+  S = Math.ceil(kSteps / tps);
+  while (S > 1 && S * outFloats > partFloats) {
+    tps++;
+    S = Math.ceil(kSteps / tps);
+  }
+  return { S, tps };
 }
 
 // The buffers are freed with the device (CudaDevice frees what it allocated when disposed).

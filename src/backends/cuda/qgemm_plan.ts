@@ -5,7 +5,7 @@
 import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { QuantBits } from "../../quant/types.ts";
-import { type SkinnyScratch, skinnyScratch, SMEM_PER_SM } from "./gemm_skinny.ts";
+import { blocksBySmem, type SkinnyScratch, skinnyScratch, splitKWave } from "./gemm_skinny.ts";
 import { tileN } from "./qgemv_plan.ts";
 
 /**
@@ -85,14 +85,8 @@ export function qsPlan(
   if (G % 16 !== 0 && G < K) throw new RangeError(`qgemms: group ${G} is not a multiple of 16`);
   const KT = Math.ceil(K / 16), nst = Math.ceil(KT / ks);
   const smem = qsSmem(bits, tile), mTiles = Math.ceil(M / bm), nBlocks = Math.ceil(Np / bn);
-  const perSm = Math.max(1, Math.min(REG_BLOCKS, Math.floor(SMEM_PER_SM / (smem + 1024))));
-  let S = Math.max(1, Math.min(Math.floor((perSm * smCount) / (mTiles * nBlocks)), Math.ceil(nst / 2)));
-  let tps = Math.ceil(nst / S);
-  S = Math.ceil(nst / tps);
-  while (S > 1 && S * M * N > partFloats) {
-    tps++;
-    S = Math.ceil(nst / tps);
-  }
+  const perSm = Math.min(REG_BLOCKS, blocksBySmem(smem));
+  const { S, tps } = splitKWave(perSm * smCount, mTiles * nBlocks, nst, M * N, partFloats);
   return { tile, bm, bn, mTiles, nBlocks, S, tps, gt: G >= K ? KT : G / 16, smem };
 }
 
