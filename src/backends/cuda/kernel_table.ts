@@ -40,6 +40,12 @@ const SKINNY: KernelSpec = {
 };
 /** The operands qgemm.cu's kernels (qgemm_*, qgemms_*) begin with: x, its act-order permutation, the packed matrix, y. */
 const QGEMM_IO = [p("x"), o("perm"), p("qweight"), p("scaleBias"), o("bias"), p("y")];
+/** gemm.cu / gemm_wg.cu tensor-core GEMMs: C = A · W^T + bias. */
+const MM_PARAMS = [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")];
+/** gemm.cu GEMVs (gemv_*, gemv1_*): y = x · W^T + bias. */
+const GEMV: KernelSpec = { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] };
+/** The operands the split-K decode and the CUDA-core prefill attention begin with: q and the paged cache. */
+const ATTN_KV = [p("q"), p("kCache"), p("vCache"), o("kScale"), o("vScale"), p("blockTables")];
 
 /** Parameter lists, keyed by the kernel's base name (the function is `${base}_${suffix}`, suffix bf16/f16/f32). */
 export const KERNELS = {
@@ -79,12 +85,7 @@ export const KERNELS = {
   attn_split: {
     module: "attn_decode",
     params: [
-      p("q"),
-      p("kCache"),
-      p("vCache"),
-      o("kScale"),
-      o("vScale"),
-      p("blockTables"),
+      ...ATTN_KV,
       p("tokenSeq"),
       p("positions"),
       o("tokenList"),
@@ -117,12 +118,7 @@ export const KERNELS = {
   attn_prefill: {
     module: "attn_prefill",
     params: [
-      p("q"),
-      p("kCache"),
-      p("vCache"),
-      o("kScale"),
-      o("vScale"),
-      p("blockTables"),
+      ...ATTN_KV,
       p("positions"),
       p("tiles"),
       p("out"),
@@ -154,12 +150,12 @@ export const KERNELS = {
       f("scale"),
     ],
   },
-  gemv: { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] },
-  gemv1: { module: "gemm", params: [p("x"), p("W"), o("bias"), p("y"), i("M"), i("N"), i("K")] },
-  gemm: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
-  gemm128: { module: "gemm", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
+  gemv: GEMV,
+  gemv1: GEMV,
+  gemm: { module: "gemm", params: MM_PARAMS },
+  gemm128: { module: "gemm", params: MM_PARAMS },
   // gemm_wg.cu (sm_90a wgmma, 16-bit activations = weight dtype; suffix bf16 / f16): see ops.ts linearWith.
-  gemm_wg: { module: "gemm_wg", params: [p("A"), p("W"), o("bias"), p("C"), i("M"), i("N"), i("K")] },
+  gemm_wg: { module: "gemm_wg", params: MM_PARAMS },
   // Skinny-M split-K GEMM (gemm_skinny.cu skinny<BM>[w8]; suffix act_weight): see src/backends/cuda/gemm_skinny.ts.
   skinny16: SKINNY,
   skinny32: SKINNY,
