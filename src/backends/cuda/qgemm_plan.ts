@@ -103,6 +103,16 @@ export interface QgemmWeights {
   readonly perm: DevPtr;
 }
 
+/** The operands qgemv / qgemm / qgemms launches begin with (kernel_table.ts QGEMM_IO; qgemv adds its own). */
+export const qgemmIo = (x: DevPtr, W: QgemmWeights, bias: DevPtr, y: DevPtr) => ({
+  x,
+  perm: W.perm,
+  qweight: W.qweight,
+  scaleBias: W.scaleBias,
+  bias,
+  y,
+});
+
 /**
  * y [M, N] f32 = x [M, K] f16 (read through W.perm) · W^T + bias [N] f32 (or 0n) by qgemms; `tile` forces a
  * variant (benchmarks, tests), `scratch` defaults to the device's skinny GEMM scratch.
@@ -129,9 +139,9 @@ export function qgemmSkinny(
   }
   if (p.S > 1 && p.S * M * N > scratch.partFloats) throw new RangeError("qgemms: partials exceed the scratch");
   const split = p.S > 1 ? { part: scratch.part, counters: scratch.counters } : { part: 0n, counters: 0n };
-  const args = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, ...split };
   k.launch("qgemms", `w${bits}_${p.tile}`, [p.mTiles, p.nBlocks, p.S], [256], {
-    ...args,
+    ...qgemmIo(x, W, bias, y),
+    ...split,
     ...{ M, N, K, Np, KT, gt: p.gt, tps: p.tps },
   }, p.smem);
 }
@@ -143,8 +153,5 @@ const QG_BM = 64, GEMM_TILES = 2;
 export function qgemmTiled(k: Kernels, x: DevPtr, W: QgemmWeights, bias: DevPtr, y: DevPtr, M: number): void {
   const { bits, N, K, Np, KT, group: G } = W;
   const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;
-  k.launch("qgemm", `w${bits}`, grid, [128], {
-    ...{ x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y },
-    ...{ M, N, K, Np, KT, G },
-  });
+  k.launch("qgemm", `w${bits}`, grid, [128], { ...qgemmIo(x, W, bias, y), ...{ M, N, K, Np, KT, G } });
 }

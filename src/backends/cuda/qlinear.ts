@@ -10,7 +10,7 @@ import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
 import type { GateUpPairs } from "./gate_up.ts";
-import { qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
+import { qgemmIo, qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
 export * from "./qgemv_plan.ts";
 
@@ -262,7 +262,7 @@ export function quantLinear(
     };
     const early = (tune.early ?? qgemvDefaults.early) ? 1 : 0;
     const act = silu ? { y: 0n, act: silu.act, F: W.pairs!.f } : { act: 0n, F: 0 };
-    const common = { x, perm: W.perm, qweight: W.qweight, scaleBias: W.scaleBias, bias, y, M, N, K, Np, KT, G };
+    const common = { ...qgemmIo(x, W, bias, y), M, N, K, Np, KT, G };
     const args = { ...common, ...split, tps: p.tps, ksb: p.ksb, il, S: p.S, ...ends, early, ...act };
     // The SiLU epilogue of a split launch pairs the finished sums of its 4 / ksb n-tiles in shared memory (`fin`).
     const smem = silu && p.S > 1 ? Math.max(p.smem, 16 + 2048 + M * (4 / p.ksb) * tileN(bits) * 4) : p.smem;
