@@ -8,13 +8,19 @@
 // Paired row order (N' = pairedRows(f, half) rows): tile t = rows [2 half t, 2 half (t + 1)): gate rows
 // [half t, half t + half) then up rows [half t, half t + half); rows past f (the last tile when half does not divide
 // f) are zero weights (q = 0, scale 0, zero 0) and zero bias.
-import { numGroups, type QuantizedLinear } from "../../quant/types.ts";
+import { numGroups, type QuantBits, type QuantizedLinear } from "../../quant/types.ts";
+import { tileN } from "./qgemv_plan.ts";
 
 /** How a QuantMatrix's rows pair gate and up (undefined: a plain stack or another linear). */
 export interface GateUpPairs {
   /** gate (= up) rows per n-tile */ readonly half: number;
   /** intermediate size: gate rows, up rows, silu outputs per token */ readonly f: number;
 }
+
+/** Gate (= up) rows per n-tile of an int`bits` matrix: half the tile width. */
+export const pairHalf = (bits: QuantBits): number => tileN(bits) / 2;
+/** The largest pairHalf (int4): workspaces sized for it hold any paired gate_up output. */
+export const MAX_PAIR_HALF = pairHalf(4);
 
 /** Rows of the paired matrix: both halves padded to a multiple of `half`. */
 export const pairedRows = (f: number, half: number): number => 2 * Math.ceil(f / half) * half;

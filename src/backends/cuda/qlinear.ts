@@ -9,7 +9,7 @@ import type { Kernels } from "./kernels.ts";
 import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
-import type { GateUpPairs } from "./gate_up.ts";
+import { type GateUpPairs, pairHalf } from "./gate_up.ts";
 import { qgemmIo, qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
 export * from "./qgemv_plan.ts";
@@ -244,7 +244,7 @@ export function quantLinear(
     if (silu && M > QGEMV_SILU_MAX_M) {
       throw new RangeError(`qgemv: the SiLU epilogue takes at most ${QGEMV_SILU_MAX_M} rows (got ${M})`);
     }
-    if (silu && (resid || !W.pairs || W.pairs.half !== tileN(bits) / 2 || silu.act === 0n)) {
+    if (silu && (resid || !W.pairs || W.pairs.half !== pairHalf(bits) || silu.act === 0n)) {
       throw new RangeError(
         "qgemv: the SiLU epilogue needs a gate_up matrix paired per n-tile, an act buffer, no resid",
       );

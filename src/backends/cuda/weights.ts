@@ -28,10 +28,9 @@ import {
   type QuantScratch,
   scratchNeed,
   stackQuantized,
-  tileN,
   uploadQuantMatrix,
 } from "./qlinear.ts";
-import { pairBias, pairedRows, pairGateUp } from "./gate_up.ts";
+import { pairBias, pairedRows, pairGateUp, pairHalf } from "./gate_up.ts";
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
 import type { Half } from "./ops.ts";
@@ -152,16 +151,16 @@ export async function loadCudaWeights(
   };
   const opt = (on: boolean, names: string[], label: string) => on ? fused(names, f32, label) : Promise.resolve(0n);
   /** Quantized gate / up: rows paired per n-tile (gate_up.ts), half the tile width of each side. */
-  const pairHalf = bits === null ? 0 : tileN(bits) / 2, F = spec.intermediateSize;
+  const guHalf = bits === null ? 0 : pairHalf(bits), F = spec.intermediateSize;
   /** The gate | up bias [2f] f32 in the quantized matrix's paired row order (or as is for dense weights). */
   const gateUpBias = async (names: string[], label: string): Promise<DevPtr> => {
     if (!spec.mlpBias) return 0n;
-    if (pairHalf === 0) return await fused(names, f32, label);
+    if (guHalf === 0) return await fused(names, f32, label);
     const [g, u] = [await f32(names[0]!), await f32(names[1]!)];
     const both = new Float32Array(2 * F);
     both.set(g);
     both.set(u, F);
-    const paired = pairBias(both, F, pairHalf), buf = alloc(paired.byteLength, label);
+    const paired = pairBias(both, F, guHalf), buf = alloc(paired.byteLength, label);
     dev.upload(buf.ptr, paired);
     return buf.ptr;
   };
@@ -172,7 +171,7 @@ export async function loadCudaWeights(
    */
   const linear = async (names: string[], label: string, pair = false): Promise<CudaLinear> => {
     if (bits === null) return await fused(names, half, label);
-    const pairs = pair ? { half: pairHalf, f: F } : undefined;
+    const pairs = pair ? { half: guHalf, f: F } : undefined;
     const K = shapes.get(names[0]!)![1]!;
     const N = pairs ? pairedRows(F, pairs.half) : names.reduce((a, n) => a + shapes.get(n)![0]!, 0);
     if (!scratch) {

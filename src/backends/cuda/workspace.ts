@@ -3,6 +3,7 @@
 import type { ModelSpec } from "../../core/types.ts";
 import type { CudaDevice, DeviceBuffer } from "./device.ts";
 import type { DevPtr } from "./ffi.ts";
+import { MAX_PAIR_HALF, pairedRows } from "./gate_up.ts";
 import { SAMPLE_CFG_BYTES } from "../../sampling/device_rule.ts";
 
 export interface WorkspaceNeed {
@@ -43,7 +44,8 @@ export class Workspace implements Disposable {
   /** [n, (nh+2nkv)*d] f32 */ qkv: DevPtr = 0n;
   /** [n, nh, d] f32 roped queries */ q: DevPtr = 0n;
   /** [n, nh*d] act attention output */ attn: DevPtr = 0n;
-  /** [n, 2f] f32 gate | up, or [n, N'] paired per n-tile (gate_up.ts: N' <= 2 ceil(f / 32) 32) */ gu: DevPtr = 0n;
+  /** [n, 2f] f32 gate | up, or [n, N'] paired per n-tile (gate_up.ts: N' <= pairedRows(f, MAX_PAIR_HALF)) */ gu:
+    DevPtr = 0n;
   /** [n, f] act silu(gate)*up */ act: DevPtr = 0n;
   /** [n*splits, nh, d] f32 attention partials */ partO: DevPtr = 0n;
   /** [n*splits, nh, 2] f32 running max / sum per split */ partML: DevPtr = 0n;
@@ -108,7 +110,7 @@ export class Workspace implements Disposable {
     this.qkv = a(F32 * n * (nh + 2 * s.numKvHeads) * d, "qkv");
     this.q = a(F32 * n * nh * d, "q");
     this.attn = a(ACT * n * nh * d, "attn");
-    this.gu = a(F32 * n * 2 * Math.ceil(f / 32) * 32, "gu");
+    this.gu = a(F32 * n * pairedRows(f, MAX_PAIR_HALF), "gu");
     this.act = a(ACT * n * f, "act");
     this.partO = a(F32 * this.#partCap * nh * d, "partO");
     this.partML = a(F32 * this.#partCap * nh * 2, "partML");
