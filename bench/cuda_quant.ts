@@ -20,7 +20,9 @@ import {
   type QgemvTune,
   quantLinear,
   scratchNeed,
+  tileN,
 } from "../src/backends/cuda/qlinear.ts";
+import type { QuantBits } from "../src/quant/types.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 import { copyBandwidth, exitUnlessCuda, msPerCall, numArg } from "./cuda_common.ts";
 import { qgemmRouting, qgemmSkinny, qgemmTiled, QS_TILES, qsPlan } from "../src/backends/cuda/qgemm_plan.ts";
@@ -29,7 +31,7 @@ import { DeviceArena } from "../src/backends/cuda/testing.ts";
 const arg = numArg;
 exitUnlessCuda("cuda_quant");
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
-const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16, BITS = arg("--bits", 4);
+const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16, BITS = arg("--bits", 4) as QuantBits;
 if (BITS !== 4 && BITS !== 8) throw new Error(`--bits ${BITS}: 4 or 8`);
 const flag = (name: string) => Deno.args.includes(name);
 const bi = Deno.args.indexOf("--batches");
@@ -52,8 +54,8 @@ const SHAPES = [[qkvN, h, "qkv"], [h, spec.numHeads * spec.headDim, "o"], [2 * f
  * Bytes one quantized linear reads: packed words (N padded to 64 int4 / 32 int8) + (scale, bias) half2 per group and
  * column.
  */
-const quantBytes = (N: number, K: number, bits = 4) => {
-  const Np = Math.ceil(N / (bits === 4 ? 64 : 32)) * (bits === 4 ? 64 : 32);
+const quantBytes = (N: number, K: number, bits: QuantBits = 4) => {
+  const Np = Math.ceil(N / tileN(bits)) * tileN(bits);
   return (Np * Math.ceil(K / 16) * 16 * bits) / 8 + Math.ceil(K / G) * Np * 4;
 };
 
