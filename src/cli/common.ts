@@ -1,5 +1,14 @@
 // Shared CLI pieces: model + backend loading with a progress bar, id lists, precision flags.
-import type { Backend, KvDType, ModelSpec, Precision, TensorSource, WeightDType } from "../core/types.ts";
+import {
+  type Backend,
+  isQuantizedWeight,
+  type KvDType,
+  type ModelSpec,
+  type Precision,
+  quantWeight,
+  type TensorSource,
+  type WeightDType,
+} from "../core/types.ts";
 import { UserError } from "../core/errors.ts";
 import { ProgressBar } from "../core/progress.ts";
 import { createBackend } from "../backends/select.ts";
@@ -31,7 +40,7 @@ export const MODEL_FLAGS_HELP =
   `  --model DIR|ORG/NAME   Hugging Face model folder, a Hub id in the local HF cache, or synthetic:NAME
                          (llama3-8b, llama2-7b, qwen2.5-7b, tiny; random weights); default: built-in demo
   --backend NAME         auto (default), cuda, webgpu or reference
-  --dtype D              weight precision: auto (the checkpoint's), f32, f16, bf16, int8, int4
+  --dtype D              weight precision: auto (the checkpoint's), f32, f16, bf16, int8, int4, fp8 (e4m3)
                          (int8/int4 on a float checkpoint: RTN-quantized at load, see --group-size)
   --group-size N         quantization group along the input dimension (default 128, or the checkpoint's)
   --kv-dtype D           KV cache precision: auto, f32, f16, bf16, int8, int4 (default auto)
@@ -71,14 +80,15 @@ function choosePrecision(
     throw new UserError(`--activations must be half or f32, got ${activations}`);
   }
   const all: readonly string[] = ["f32", "f16", "bf16", "int8", "int4"];
-  if (dtype !== "auto" && !all.includes(dtype)) throw new UserError(`--dtype must be auto, ${all.join(", ")}`);
+  const weights = [...all, "fp8"];
+  if (dtype !== "auto" && !weights.includes(dtype)) throw new UserError(`--dtype must be auto, ${weights.join(", ")}`);
   if (kvDtype !== "auto" && !all.includes(kvDtype)) throw new UserError(`--kv-dtype must be auto, ${all.join(", ")}`);
   const q = spec.quantization;
-  const fromCheckpoint = q ? `int${q.bits}` : spec.checkpointDType;
+  const fromCheckpoint = q ? quantWeight(q) : spec.checkpointDType;
   let weight = (dtype === "auto" ? fromCheckpoint : dtype) as WeightDType;
   if (!backend.supports.weight.includes(weight)) {
     if (dtype !== "auto") throw new UserError(`backend ${backend.name} does not support --dtype ${dtype}`);
-    if (q) throw new UserError(`backend ${backend.name} cannot run ${q.method} int${q.bits} weights`);
+    if (q) throw new UserError(`backend ${backend.name} cannot run ${q.method} ${quantWeight(q)} weights`);
     weight = backend.supports.weight[0]!;
   }
   let groupSize = q?.groupSize;
@@ -86,7 +96,7 @@ function choosePrecision(
     groupSize = Number(group);
     if (!Number.isInteger(groupSize) || groupSize < 1) throw new UserError(`--group-size must be a positive integer`);
   }
-  const quantized = weight === "int8" || weight === "int4";
+  const quantized = isQuantizedWeight(weight);
   let kv = (kvDtype === "auto" ? (weight === "f32" ? "f32" : "f16") : kvDtype) as KvDType;
   if (!backend.supports.kv.includes(kv)) {
     if (kvDtype !== "auto") throw new UserError(`backend ${backend.name} does not support --kv-dtype ${kvDtype}`);

@@ -1,6 +1,6 @@
 // `eval-ppl`: perplexity over a token-id file, and top-1 agreement / mean KL against an f32 reference run.
 import { parseArgs } from "node:util";
-import type { KvDType, Precision, WeightDType } from "../core/types.ts";
+import { type KvDType, type Precision, quantWeight, type WeightDType } from "../core/types.ts";
 import { UserError } from "../core/errors.ts";
 import { createBackend } from "../backends/select.ts";
 import { ReferenceBackend } from "../backends/reference/backend.ts";
@@ -17,7 +17,7 @@ KL(ref || test) of the next-token distributions over every position.
   --model DIR            model folder (float, AWQ or GPTQ)
   --ids-file F           token ids, one per line or comma-separated
   --backend NAME         backend under test: reference (default), cuda, webgpu, auto
-  --dtype D              weights: auto (default), f32, f16, bf16
+  --dtype D              weights: auto (default), f32, f16, bf16, fp8 (e4m3, per row and --group-size)
   --kv-dtype D           KV cache: f32 (default), f16, bf16, int8, int4
   --w-bits N             quantize a float checkpoint at load with RTN: 4 or 8
   --group-size G         group size for --w-bits (default 128)
@@ -36,11 +36,12 @@ function precisionFor(spec: ModelSpec, f: Record<string, string | boolean | unde
     weight = bits === 4 ? "int4" : "int8";
     group = Number(f["group-size"] ?? "128");
     if (!Number.isInteger(group) || group <= 0) throw new UserError("--group-size must be a positive integer");
-  } else if (spec.quantization) weight = spec.quantization.bits === 4 ? "int4" : "int8";
+  } else if (spec.quantization) weight = quantWeight(spec.quantization);
   else {
     const d = (f.dtype as string) ?? "auto";
-    if (!["auto", "f32", "f16", "bf16"].includes(d)) throw new UserError(`bad --dtype ${d}`);
+    if (!["auto", "f32", "f16", "bf16", "fp8"].includes(d)) throw new UserError(`bad --dtype ${d}`);
     weight = (d === "auto" ? spec.checkpointDType : d) as WeightDType;
+    if (weight === "fp8") group = Number(f["group-size"] ?? "128");
   }
   return { weight, group, kv: kv as KvDType, compute: weight === "f32" ? "f32" : "f16" };
 }

@@ -1,12 +1,12 @@
 // Core data shared by every layer: model description, precision, step inputs and results, the Backend seam.
 // Nothing here imports FFI or WebGPU types.
 
-export type WeightDType = "f32" | "f16" | "bf16" | "int8" | "int4";
+export type WeightDType = "f32" | "f16" | "bf16" | "int8" | "int4" | "fp8";
 export type KvDType = "f32" | "f16" | "bf16" | "int8" | "int4";
 
 export interface Precision {
   readonly weight: WeightDType;
-  /** Quantization group size along the input dimension, for int8/int4 weights (default DEFAULT_QUANT_GROUP). */
+  /** Quantization group size along the input dimension, for int8/int4/fp8 weights (default DEFAULT_QUANT_GROUP). */
   readonly group?: number;
   readonly kv: KvDType;
   readonly compute: "f32" | "f16";
@@ -39,11 +39,25 @@ export interface RopeSpec {
 export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3";
 
 export interface QuantSpec {
-  readonly method: "awq" | "gptq";
+  /** fp8: FP8 E4M3 weights with float scales (Hugging Face / vLLM "fp8"; bits 8, sym, groupSize the block's K or 0) */
+  readonly method: "awq" | "gptq" | "fp8";
   readonly bits: 4 | 8;
+  /** 0: one group per row (fp8 per-tensor or per-channel scales) */
   readonly groupSize: number;
   readonly sym: boolean;
   readonly descAct: boolean;
+  /** fp8 only: weight_block_size [rows, cols] of weight_scale_inv, or null for weight_scale per tensor / channel */
+  readonly block?: readonly [number, number] | null;
+}
+
+/** The weight precision a quantized checkpoint holds. */
+export function quantWeight(q: QuantSpec): WeightDType {
+  return q.method === "fp8" ? "fp8" : q.bits === 4 ? "int4" : "int8";
+}
+
+/** Weights a backend quantizes or reads as packed integers / fp8 codes. */
+export function isQuantizedWeight(w: WeightDType): w is "int8" | "int4" | "fp8" {
+  return w === "int8" || w === "int4" || w === "fp8";
 }
 
 /** Parsed once from config.json (see src/model/config.ts). */
@@ -77,7 +91,18 @@ export interface ModelSpec {
   readonly checkpointDType: "f32" | "f16" | "bf16";
 }
 
-export type SafetensorsDType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
+export type SafetensorsDType =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "F8_E4M3"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U8"
+  | "BOOL";
 
 export interface TensorInfo {
   readonly name: string;

@@ -83,6 +83,7 @@ function parseQuant(cfg: Json, file: string): QuantSpec | null {
   const q = cfg.quantization_config as Json | undefined;
   if (!q) return null;
   const method = q.quant_method;
+  if (method === "fp8") return parseFp8(q, file);
   if (method !== "awq" && method !== "gptq") {
     throw new CheckpointError(`${file}: unsupported quantization method ${JSON.stringify(method)}`, file);
   }
@@ -96,6 +97,24 @@ function parseQuant(cfg: Json, file: string): QuantSpec | null {
     sym: method === "gptq" ? q.sym !== false : q.zero_point === false,
     descAct: q.desc_act === true,
   });
+}
+
+/**
+ * Hugging Face / vLLM "fp8" (FineGrainedFP8, DeepSeek-V3 style): F8_E4M3 weights with weight_scale_inv per block of
+ * weight_block_size [rows, cols], or without a block size weight_scale per tensor or per output channel. Only the
+ * weights are used in fp8: activations stay 16-bit (activation_scheme and any input_scale are not applied).
+ */
+function parseFp8(q: Json, file: string): QuantSpec {
+  const fmt = q.fmt ?? "e4m3";
+  if (fmt !== "e4m3") throw new CheckpointError(`${file}: fp8 format ${JSON.stringify(fmt)} (only e4m3)`, file);
+  const bs = q.weight_block_size;
+  let block: [number, number] | null = null;
+  if (bs !== undefined && bs !== null) {
+    const ok = Array.isArray(bs) && bs.length === 2 && bs.every((v) => Number.isInteger(v) && (v as number) > 0);
+    if (!ok) throw new CheckpointError(`${file}: bad fp8 weight_block_size ${JSON.stringify(bs)}`, file);
+    block = [bs[0] as number, bs[1] as number];
+  }
+  return Object.freeze({ method: "fp8", bits: 8, groupSize: block ? block[1] : 0, sym: true, descAct: false, block });
 }
 
 function eosList(v: unknown): number[] {

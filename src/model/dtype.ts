@@ -1,5 +1,6 @@
 // Element conversions between f32 and the 16-bit float formats, on the host.
 import type { SafetensorsDType } from "../core/types.ts";
+import { e4m3ToF32 } from "../quant/fp8.ts";
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
@@ -87,6 +88,11 @@ export function toF32(raw: Uint8Array, dtype: SafetensorsDType): Float32Array {
       const out = new Float32Array(raw.byteLength / 2);
       const u = new Uint32Array(out.buffer);
       for (let i = 0; i < out.length; i++) u[i] = view.getUint16(i * 2, true) << 16;
+      return out;
+    }
+    case "F8_E4M3": {
+      const out = new Float32Array(raw.byteLength);
+      for (let i = 0; i < out.length; i++) out[i] = e4m3ToF32(raw[i]!);
       return out;
     }
     case "F64": {

@@ -12,6 +12,7 @@ export const DTYPE_BYTES: Record<SafetensorsDType, number> = {
   I64: 8,
   I32: 4,
   I16: 2,
+  F8_E4M3: 1,
   I8: 1,
   U8: 1,
   BOOL: 1,

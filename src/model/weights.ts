@@ -1,5 +1,5 @@
 // Hugging Face tensor names and expected shapes for the supported architectures.
-import type { ModelSpec } from "../core/types.ts";
+import type { ModelSpec, QuantSpec } from "../core/types.ts";
 
 export interface LayerNames {
   readonly inputNorm: string;
@@ -93,11 +93,19 @@ export function linearBase(weightName: string): string {
   return weightName.endsWith(".weight") ? weightName.slice(0, -".weight".length) : weightName;
 }
 
-/** Tensors that replace `${base}.weight` in a quantized checkpoint (GPTQ's `.g_idx` is optional). */
-export function quantizedTensorNames(weightName: string): string[] {
+/**
+ * Tensors that replace `${base}.weight` in a quantized checkpoint (GPTQ's `.g_idx` is optional): AWQ / GPTQ qweight,
+ * qzeros and scales; fp8 the F8_E4M3 weight and its scales (weight_scale_inv per block, else weight_scale).
+ */
+export function quantizedTensorNames(weightName: string, quant: QuantSpec): string[] {
   const b = linearBase(weightName);
-  const names = [`${b}.qweight`, `${b}.qzeros`, `${b}.scales`];
-  return names;
+  if (quant.method === "fp8") return [weightName, `${b}.${fp8ScaleName(quant)}`];
+  return [`${b}.qweight`, `${b}.qzeros`, `${b}.scales`];
+}
+
+/** The scale tensor suffix of an fp8 checkpoint. */
+export function fp8ScaleName(quant: QuantSpec): string {
+  return quant.block ? "weight_scale_inv" : "weight_scale";
 }
 
 /** Names of every linear weight of the model (quantized in AWQ / GPTQ checkpoints). */

@@ -27,10 +27,16 @@
 //   scaleBias: [N, numGroups] pairs (s, b = -z * s). "f32": Float32Array [N, numGroups, 2], exact, so
 //     q * s + b == (q - z) * s bit for bit. "f16": u32 [N, numGroups], pack2x16float(s, b) (s in the low half).
 //
+// FP8 E4M3 linears (QuantizedLinear.fp8): the q bytes are e4m3 codes in the int8 positions of either layout. Kernels
+// decode a code to e4m3 * 2^-8 by moving its bits into an f16 (sign to bit 15, the 7 other bits to bits 13..7), so
+// every stored scale is s * 2^8 (f16 or f32; exact, src/quant/fp8.ts keeps s on that grid) and every bias 0:
+// w = decode(q) * 256 s = e4m3(q) * s, exact in f32.
+//
 // Act-order (GPTQ g_idx): packFor sorts the input channels by group; `perm[k']` is the original input channel of
 // packed channel k', and the kernel must read x[perm[k']]. perm is null when no reordering happened.
 import { f16ToF32, f32ToF16 } from "../model/dtype.ts";
 import { groupOf, numGroups, type QuantBits, type QuantizedLinear, toF16 } from "./types.ts";
+import { e4m3ToF32, FP8_SCALE_SHIFT } from "./fp8.ts";
 
 export const NIBBLE_OF: readonly number[] = [0, 4, 1, 5, 2, 6, 3, 7];
 
@@ -45,6 +51,7 @@ export interface MmaPacked {
   /** see (a) above */ readonly qweight: Uint32Array;
   /** [numGroups, paddedOut] half2 (scale, bias) */ readonly scaleBias: Uint32Array;
   readonly perm: Int32Array | null;
+  /** e4m3 codes; scales * 256, biases 0 (see FP8 above) */ readonly fp8: boolean;
 }
 
 export interface RowsPacked {
@@ -57,11 +64,12 @@ export interface RowsPacked {
   readonly scaleDType: "f32" | "f16";
   /** f32: [N, numGroups, 2]; f16: [N, numGroups] pack2x16float(s, b) */ readonly scaleBias: Float32Array | Uint32Array;
   readonly perm: Int32Array | null;
+  /** e4m3 codes; scales * 256, biases 0 (see FP8 above) */ readonly fp8: boolean;
 }
 
 export type PackedLinear = MmaPacked | RowsPacked;
 
-/** What unpacking gives back: q [N, K] u8, scales and zeros [N, numGroups] (gIdx-free). */
+/** What unpacking gives back: q [N, K] u8, scales and zeros [N, numGroups] (gIdx-free; fp8: the linear's s, zeros 0). */
 export type Unpacked = Pick<QuantizedLinear, "q" | "scales" | "zeros">;
 
 const tileN = (bits: QuantBits) => (bits === 4 ? 64 : 32);
@@ -73,6 +81,11 @@ function half2(lo: number, hi: number): number {
 /** The f16 bias of a (scale, zero) pair. */
 function biasOf(s: number, z: number): number {
   return toF16(-z * s);
+}
+
+/** The (scale, bias) a kernel holds for group value s, z of `ql` (fp8: 256 s and 0). */
+function kernelPair(ql: QuantizedLinear, s: number, z: number): [number, number] {
+  return ql.fp8 ? [s * FP8_SCALE_SHIFT, 0] : [s, -z * s];
 }
 
 export function packMma(ql: QuantizedLinear): MmaPacked {
@@ -106,8 +119,8 @@ export function packMma(ql: QuantizedLinear): MmaPacked {
   const scaleBias = new Uint32Array(nG * Np);
   for (let g = 0; g < nG; g++) {
     for (let n = 0; n < N; n++) {
-      const s = ql.scales[n * nG + g]!;
-      scaleBias[g * Np + n] = half2(s, biasOf(s, ql.zeros[n * nG + g]!));
+      const s = ql.scales[n * nG + g]!, z = ql.zeros[n * nG + g]!;
+      scaleBias[g * Np + n] = ql.fp8 ? half2(s * FP8_SCALE_SHIFT, 0) : half2(s, biasOf(s, z));
     }
   }
   return {
@@ -121,6 +134,7 @@ export function packMma(ql: QuantizedLinear): MmaPacked {
     qweight,
     scaleBias,
     perm: null,
+    fp8: !!ql.fp8,
   };
 }
 
@@ -159,8 +173,8 @@ export function unpackMma(p: MmaPacked): Unpacked {
     for (let n = 0; n < N; n++) {
       const w = p.scaleBias[g * Np + n]!;
       const s = f16ToF32(w & 0xffff), b = f16ToF32(w >>> 16);
-      scales[n * nG + g] = s;
-      zeros[n * nG + g] = zeroFrom(s, b);
+      scales[n * nG + g] = p.fp8 ? s / FP8_SCALE_SHIFT : s;
+      zeros[n * nG + g] = p.fp8 ? 0 : zeroFrom(s, b);
     }
   }
   return { q, scales, zeros };
@@ -179,13 +193,14 @@ export function packRows(ql: QuantizedLinear, scaleDType: "f32" | "f16" = "f32")
   const nG = numGroups(ql);
   const scaleBias = scaleDType === "f32" ? new Float32Array(N * nG * 2) : new Uint32Array(N * nG);
   for (let i = 0; i < N * nG; i++) {
-    const s = ql.scales[i]!, z = ql.zeros[i]!;
+    const [s, b] = kernelPair(ql, ql.scales[i]!, ql.zeros[i]!);
     if (scaleBias instanceof Float32Array) {
       scaleBias[2 * i] = s;
-      scaleBias[2 * i + 1] = -z * s;
-    } else scaleBias[i] = half2(s, biasOf(s, z));
+      scaleBias[2 * i + 1] = b;
+    } else scaleBias[i] = ql.fp8 ? half2(s, 0) : half2(s, biasOf(ql.scales[i]!, ql.zeros[i]!));
   }
-  return { layout: "rows-k", bits, outDim: N, inDim: K, groupSize: G, qweight, scaleDType, scaleBias, perm: null };
+  const fp8 = !!ql.fp8;
+  return { layout: "rows-k", bits, outDim: N, inDim: K, groupSize: G, qweight, scaleDType, scaleBias, perm: null, fp8 };
 }
 
 export function unpackRows(p: RowsPacked): Unpacked {
@@ -201,8 +216,8 @@ export function unpackRows(p: RowsPacked): Unpacked {
     let s: number, b: number;
     if (p.scaleBias instanceof Float32Array) [s, b] = [p.scaleBias[2 * i]!, p.scaleBias[2 * i + 1]!];
     else [s, b] = [f16ToF32(p.scaleBias[i]! & 0xffff), f16ToF32(p.scaleBias[i]! >>> 16)];
-    scales[i] = s;
-    zeros[i] = zeroFrom(s, b);
+    scales[i] = p.fp8 ? s / FP8_SCALE_SHIFT : s;
+    zeros[i] = p.fp8 ? 0 : zeroFrom(s, b);
   }
   return { q, scales, zeros };
 }
@@ -264,7 +279,10 @@ export function dequantizeFused(p: PackedLinear): Float32Array {
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const i = n * nG + Math.floor(k / G);
-      out[n * K + k] = u.q[n * K + k]! * u.scales[i]! + bias[i]!;
+      const q = u.q[n * K + k]!;
+      out[n * K + k] = p.fp8
+        ? (e4m3ToF32(q) / FP8_SCALE_SHIFT) * (u.scales[i]! * FP8_SCALE_SHIFT)
+        : q * u.scales[i]! + bias[i]!;
     }
   }
   return out;

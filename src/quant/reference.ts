@@ -1,6 +1,7 @@
 // Reference quantized math: group-wise RTN quantization of weights, exact dequantization, and the per-token KV
 // cache quantization. The reference backend runs on these; GPU kernels are tested against them.
 import { f16Down, f16Up, groupOf, numGroups, qMax, type QuantBits, type QuantizedLinear } from "./types.ts";
+import { e4m3ToF32 } from "./fp8.ts";
 
 /** Smallest scale we store: the smallest normal f16, so 1/scale never overflows and the scale never flushes. */
 export const MIN_SCALE = 2 ** -14;
@@ -74,7 +75,8 @@ export function dequantize(ql: QuantizedLinear): Float32Array {
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const j = n * nG + g[k]!;
-      out[n * K + k] = (ql.q[n * K + k]! - ql.zeros[j]!) * ql.scales[j]!;
+      const q = ql.q[n * K + k]!;
+      out[n * K + k] = ql.fp8 ? e4m3ToF32(q) * ql.scales[j]! : (q - ql.zeros[j]!) * ql.scales[j]!;
     }
   }
   return out;

@@ -24,6 +24,11 @@ export interface QuantizedLinear {
   readonly zeros: Uint16Array;
   /** [K] i32 group of each input channel (GPTQ act-order), or null for floor(k / groupSize). */
   readonly gIdx: Int32Array | null;
+  /**
+   * FP8 E4M3 weights (bits 8): q holds e4m3 codes, W = e4m3(q) * s (src/quant/fp8.ts; s on its scale grid), zeros are
+   * all 0 and unused. Absent: the integer math above.
+   */
+  readonly fp8?: boolean;
 }
 
 export function numGroups(ql: Pick<QuantizedLinear, "inDim" | "groupSize" | "gIdx">): number {

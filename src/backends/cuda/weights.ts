@@ -83,7 +83,7 @@ export async function loadCudaWeights(
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
   const linears = linearWeightNames(spec);
   // A quantized checkpoint holds qweight / qzeros / scales (GPTQ: g_idx) instead of each linear weight.
-  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name, quant) : [name]);
   const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
   const total = expected.reduce((a, e) => a + bytesOf(e.name), 0); // fails on a missing tensor first
   const owned: DeviceBuffer[] = [];
@@ -206,6 +206,7 @@ export async function loadCudaWeights(
       // it for linears that read the same input.
       throw new Error(`cuda: cannot fuse ${names.join(", ")}: ${(e as Error).message}`);
     }
+    if (stacked.fp8) throw new Error(`cuda: fp8 weights are not supported by this backend yet (${label})`);
     const p = packFor({ kind: "cuda", sm }, stacked);
     if (p.layout !== "mma-m16n8k16") throw new Error(`cuda: ${label}: unexpected packed layout ${p.layout}`);
     return { ...uploadQuantMatrix(dev, alloc, p, scratch, label), pairs };

@@ -27,7 +27,7 @@ export interface ReferenceOptions {
 export class ReferenceBackend implements Backend {
   readonly name = "reference" as const;
   readonly supports: BackendSupport = {
-    weight: ["f32", "f16", "bf16", "int8", "int4"],
+    weight: ["f32", "f16", "bf16", "int8", "int4", "fp8"],
     kv: ["f32", "f16", "bf16", "int8", "int4"],
   };
   readonly device = "CPU (TypeScript, f32)";

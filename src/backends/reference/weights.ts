@@ -1,11 +1,13 @@
 // Loads a checkpoint into f32 arrays for the reference backend, shape-checking every tensor.
-// Quantized weights (int8 / int4) are held dequantized, W = (q - z) * s in f32 exactly as the kernels compute it:
-// read from an AWQ / GPTQ checkpoint, or quantized at load with RTN (src/quant/reference.ts) from a float one.
+// Quantized weights (int8 / int4 / fp8) are held dequantized, W = (q - z) * s in f32 exactly as the kernels compute it:
+// read from an AWQ / GPTQ / fp8 checkpoint, or quantized at load with RTN (fp8: quantizeFp8, per row and group) (src/quant/reference.ts) from a float one.
 import {
+  isQuantizedWeight,
   type ModelSpec,
   type Precision,
   type ProgressFn,
   quantGroup,
+  quantWeight,
   type TensorSource,
   type WeightDType,
 } from "../../core/types.ts";
@@ -21,6 +23,7 @@ import {
 } from "../../model/weights.ts";
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { dequantize, quantizeRtn } from "../../quant/reference.ts";
+import { quantizeFp8 } from "../../quant/fp8.ts";
 
 export interface ReferenceLayer {
   /** [h] */ readonly inputNorm: Float32Array;
@@ -60,14 +63,14 @@ export async function loadReferenceWeights(
   const group = typeof weightOrPrecision === "string" ? undefined : weightOrPrecision.group;
   const quant = spec.quantization;
   const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
-  if (quant && bits !== null && quant.bits !== bits) {
-    throw new Error(`weight precision ${weight} does not match the ${quant.bits}-bit ${quant.method} checkpoint`);
+  if (quant && isQuantizedWeight(weight) && quantWeight(quant) !== weight) {
+    throw new Error(`weight precision ${weight} does not match the ${quantWeight(quant)} ${quant.method} checkpoint`);
   }
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
   const linears = linearWeightNames(spec);
   // The tensors actually read: a quantized checkpoint holds qweight / qzeros / scales instead of each linear weight.
-  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name, quant) : [name]);
   // Check presence of everything first, so a missing tensor fails before any big read.
   for (const e of expected) for (const n of stored(e.name)) src.info(n);
   const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
@@ -84,6 +87,8 @@ export async function loadReferenceWeights(
       if (weight === "f16" || weight === "bf16") data = roundTo(data, weight);
       else if (bits !== null && linears.has(name)) {
         data = dequantize(quantizeRtn(data, shape[0]!, shape[1]!, bits, quantGroup({ group })));
+      } else if (weight === "fp8" && linears.has(name)) {
+        data = dequantize(quantizeFp8(data, shape[0]!, shape[1]!, quantGroup({ group })));
       }
     }
     done += bytesOf(name);

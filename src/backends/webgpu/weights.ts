@@ -112,7 +112,7 @@ export async function loadGpuWeights(
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
   const linears = linearWeightNames(spec);
   // The tensors actually read: a quantized checkpoint holds qweight / qzeros / scales instead of each linear weight.
-  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name) : [name]);
+  const stored = (name: string) => (quant && linears.has(name) ? quantizedTensorNames(name, quant) : [name]);
   for (const e of expected) for (const n of stored(e.name)) src.info(n); // fail on a missing tensor first
   const bytesOf = (name: string) => stored(name).reduce((a, n) => a + src.info(n).byteLength, 0);
   const total = expected.reduce((a, e) => a + bytesOf(e.name), 0);
@@ -132,6 +132,7 @@ export async function loadGpuWeights(
       done += bytesOf(name);
       onProgress?.(done, total, name);
     } else ql = quantizeRtn(await read(name), N, K, qb, quantGroup(precision));
+    if (ql.fp8) throw new Error(`webgpu: fp8 weights are not supported by this backend yet (${name})`);
     const p = packFor({ kind: "webgpu" }, ql);
     if (p.layout !== "rows-k") throw new Error("webgpu: unexpected packed layout");
     // An act-order permutation that sorts nothing (g_idx already k / G) is no permutation.
