@@ -1,10 +1,11 @@
 // #include "common.wgsl"
 // #include "qweight.wgsl"
 // #include "gemv_reduce.wgsl"
-// Quantized GEMV for decode (M <= MMAX tokens): y[M, N] = x[M, K] · W[N, K]^T (+ bias[N]), W int8/int4 packed along
-// K ("rows-k", see qweight.wgsl), dequantized in registers with one FMA per weight, f32 accumulation.
+// Quantized GEMV for decode (M <= MMAX tokens): y[M, N] = x[M, K] · W[N, K]^T (+ bias[N]), W int8/int4 (or fp8 e4m3
+// codes, FP8 1) packed along K ("rows-k", see qweight.wgsl), dequantized in registers (one FMA per integer weight, a
+// bit decode and one multiply per fp8 weight), f32 accumulation.
 // A workgroup of 256 threads handles ROWS = 8 rows, 32 lanes per row; each lane keeps 4 independent u32 word loads
-// (32 int4 or 16 int8 weights) and their (scale, bias) pairs in flight, dequantizes each word once and applies it
+// (32 int4 or 16 int8 / fp8 weights) and their (scale, bias) pairs in flight, dequantizes each word once and applies it
 // to all M token rows. Lane partials meet in workgroup memory; one barrier.
 // Requires K % 4 == 0 (vec4 loads of x); gw = group / VPW words per group (Kw when one group covers K). The tail
 // of the last word of an int4 row with K % 8 == 4 is padding: its vec4 is skipped.
@@ -13,8 +14,8 @@ struct Params { M: u32, N: u32, K: u32, hasBias: u32, Kw: u32, gw: u32, nG: u32,
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [M, K/4] f32 activations
-@group(0) @binding(2) var<storage, read> w: array<u32>;         // [N, Kw] u32 packed q, row-major
-@group(0) @binding(3) var<storage, read> sb: array<vec2<f32>>;  // [N, nG] f32 (scale, bias)
+@group(0) @binding(2) var<storage, read> w: array<u32>;         // [N, Kw] u32 packed q / e4m3 codes, row-major
+@group(0) @binding(3) var<storage, read> sb: array<vec2<f32>>;  // [N, nG] f32 (scale, bias); fp8 (256 s, 0)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [N] f32 (dummy when hasBias == 0)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;   // [M, N] f32
 

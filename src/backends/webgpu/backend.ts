@@ -3,9 +3,10 @@
 // Design
 // - Weights are packed once at load (weights.ts): fused qkv [(nh + 2 nkv) d, h] and gate|up [2F, h] matrices in
 //   WT = f16 when 16-bit weights are asked for and shader-f16 exists (else f32 holding the f16-rounded values);
-//   norms and biases in f32 buffers. All arithmetic accumulates in f32. int8/int4 precisions (and AWQ/GPTQ
+//   norms and biases in f32 buffers. All arithmetic accumulates in f32. int8/int4/fp8 precisions (and AWQ/GPTQ/fp8
 //   checkpoints) hold the linear layers as packed QuantMatrix buffers dequantized in the GEMV/GEMM load path
-//   (qlinear.ts); embedding, LM head and norms then keep the checkpoint's values unrounded.
+//   (qlinear.ts; fp8: e4m3 codes decoded by bit moves, wgsl/qweight.wgsl); embedding, LM head and norms then keep the
+//   checkpoint's values unrounded.
 // - KV cache: one buffer per layer for K and one for V, [numBlocks, kvHeads, blockSize, headDim] KT (f32 or f16),
 //   or for int8/int4 [numBlocks, kvHeads] regions of packed q then per-token f16 (scale, zero) pairs
 //   (wgsl/kv_quant.wgsl; quantized on write exactly as quant/reference.ts kvRoundTrip, dequantized in attention's
@@ -51,7 +52,7 @@ import { createModelOps, type ModelOps, type ModelState, runStep } from "./forwa
 import { dropLookAhead, runDecodeSteps } from "./multistep.ts";
 import { WEBGPU_MULTI_STEP } from "./sampling.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
-import { loadGpuWeights, quantBitsOf } from "./weights.ts";
+import { loadGpuWeights, quantFormatOf } from "./weights.ts";
 import { isQuant } from "./qlinear.ts";
 import type { GpuWeights } from "./weights.ts";
 
@@ -104,7 +105,7 @@ export class WebGpuBackend implements Backend {
     this.device = `${gpu.description} (WebGPU${gpu.hasF16 ? ", shader-f16" : ""})`;
     this.software = gpu.adapter.info.isFallbackAdapter;
     this.supports = {
-      weight: ["f32", "f16", "bf16", "int8", "int4"],
+      weight: ["f32", "f16", "bf16", "int8", "int4", "fp8"],
       // The int8/int4 cache needs no shader-f16 (pack2x16float is core WGSL), so every adapter offers it.
       kv: gpu.hasF16 ? ["f32", "f16", "int8", "int4"] : ["f32", "int8", "int4"],
     };
@@ -157,7 +158,7 @@ export class WebGpuBackend implements Backend {
     const kt = kvStoreOf(precision.kv);
     dropLookAhead(this.#ctx);
     if (this.#m) this.#unload();
-    quantBitsOf(spec, precision.weight); // a mismatched quantized checkpoint fails before anything is read
+    quantFormatOf(spec, precision.weight); // a mismatched quantized checkpoint fails before anything is read
     const w = await loadGpuWeights(this.#ctx, spec, weights, precision, onProgress);
     const ops = await createModelOps(this.#ctx, spec, w, kt);
     const { cos, sin } = ropeTables(spec.rope, spec.headDim, spec.maxPositions);

@@ -24,7 +24,7 @@ export interface ModelOps {
   readonly embed: EmbedOp;
   readonly normFirst: RmsNormOp;
   readonly norm: RmsNormOp;
-  /** Linear layers: QuantLinearOp where the model's matrices are int8/int4 (qlinear.ts). */
+  /** Linear layers: QuantLinearOp where the model's matrices are int8/int4/fp8 (qlinear.ts). */
   readonly qkv: AnyLinearOp;
   readonly rope: RopeKvOp;
   readonly attn: AttentionOp;
@@ -69,7 +69,7 @@ export interface ModelState {
 
 /** The op for a linear layer whose matrix (every layer's, alike) is `m`. */
 function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | undefined): Promise<AnyLinearOp> {
-  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group);
+  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group, m.fp8);
   return LinearOp.create(ctx, name, wt);
 }
 

@@ -1,7 +1,9 @@
-// Quantized linear layers (W8A16 / W4A16): int8/int4 weights in the "rows-k" layout of src/quant/pack.ts, always
-// with f32 (scale, bias) pairs, so the kernel's one-FMA dequantization q * s + b equals the reference's exact
-// (q - z) * s bit for bit (q * s and the sum are both exact in f32: at most 9 + 11 significant bits). Activations
-// and accumulation stay f32. wgsl/gemv_q.wgsl serves decode (M <= GEMV_MAX_ROWS), wgsl/gemm_q.wgsl prefill.
+// Quantized linear layers (W8A16 / W4A16 / FP8 W8A16): int8/int4 weights in the "rows-k" layout of src/quant/pack.ts,
+// always with f32 (scale, bias) pairs, so the kernel's one-FMA dequantization q * s + b equals the reference's exact
+// (q - z) * s bit for bit (q * s and the sum are both exact in f32: at most 9 + 11 significant bits). FP8 E4M3
+// weights (fp8) hold e4m3 codes in the int8 positions with pairs (256 s, 0): the kernels decode a code to e4m3 * 2^-8
+// in f32 bits and multiply by 256 s, e4m3 * s exactly (wgsl/qweight.wgsl; pipeline constant FP8). Activations and
+// accumulation stay f32. wgsl/gemv_q.wgsl serves decode (M <= GEMV_MAX_ROWS), wgsl/gemm_q.wgsl prefill.
 import type { QuantBits } from "../../quant/types.ts";
 import type { RowsPacked } from "../../quant/pack.ts";
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
@@ -11,10 +13,12 @@ import type { Kernel } from "./shaders.ts";
 /** Output rows per GEMV workgroup (32 lanes each), as in kernels.ts. */
 const GEMV_ROWS = 8;
 
-/** One quantized matrix on the GPU (several packed linears with the same K, bits and group stacked by rows). */
+/** One quantized matrix on the GPU (several packed linears with the same K, bits, group and fp8 stacked by rows). */
 export interface QuantMatrix {
   readonly layout: "rows-k";
   readonly bits: QuantBits;
+  /** FP8 E4M3 codes (bits 8) instead of unsigned integers; sb holds (256 s, 0). */
+  readonly fp8: boolean;
   /** Output rows (sum over the stacked linears). */
   readonly N: number;
   readonly K: number;
@@ -23,9 +27,12 @@ export interface QuantMatrix {
   readonly Kw: number;
   /** Groups per row: ceil(K / group). */
   readonly nG: number;
-  /** [N, Kw] u32: q of row n, value i of word w at bits [bits*i, bits*i + bits) is q[n, (32/bits) w + i] */
+  /**
+   * [N, Kw] u32: q of row n, value i of word w at bits [bits*i, bits*i + bits) is q[n, (32/bits) w + i] (fp8: byte i
+   * is the e4m3 code of channel 4w + i); zero padding past K.
+   */
   readonly w: GPUBuffer;
-  /** [N, nG, 2] f32: (scale, bias = -zero * scale) per row and group */
+  /** [N, nG, 2] f32: (scale, bias = -zero * scale) per row and group; fp8: (256 scale, 0) */
   readonly sb: GPUBuffer;
 }
 
@@ -40,15 +47,21 @@ export function quantMatrixBytes(bits: QuantBits, N: number, K: number, group: n
   return N * Math.ceil(K / (32 / bits)) * 4 + N * Math.ceil(K / group) * 8;
 }
 
-/** Uploads packed linears (same K, bits, group; f32 pairs; no act-order permutation) stacked by rows. */
+/** The weight format's name in messages: int8, int4 or fp8. */
+export function quantName(bits: QuantBits, fp8: boolean): string {
+  return fp8 ? "fp8" : `int${bits}`;
+}
+
+/** Uploads packed linears (same K, bits, group and fp8; f32 pairs; no act-order permutation) stacked by rows. */
 export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonly RowsPacked[]): QuantMatrix {
   const first = parts[0];
   if (!first) throw new Error(`${label}: no linears to stack`);
-  const { bits, inDim: K, groupSize: group } = first;
+  const { bits, inDim: K, groupSize: group, fp8 } = first;
   for (const p of parts) {
-    if (p.bits !== bits || p.inDim !== K || p.groupSize !== group) {
-      throw new Error(`${label}: stacked linears differ in bits, K or group`);
+    if (p.bits !== bits || p.inDim !== K || p.groupSize !== group || p.fp8 !== fp8) {
+      throw new Error(`${label}: stacked linears differ in bits, K, group or fp8`);
     }
+    if (p.fp8 && p.bits !== 8) throw new Error(`${label}: fp8 weights must be packed as 8-bit codes`);
     if (p.perm) throw new Error(`${label}: act-order (g_idx) weights are not supported by the WebGPU backend`);
     if (p.scaleDType !== "f32") throw new Error(`${label}: the WebGPU backend packs (scale, bias) in f32`);
   }
@@ -67,10 +80,10 @@ export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonl
     wo += p.qweight.byteLength;
     so += p.scaleBias.byteLength;
   }
-  return { layout: "rows-k", bits, N, K, group, Kw, nG, w, sb };
+  return { layout: "rows-k", bits, fp8, N, K, group, Kw, nG, w, sb };
 }
 
-/** y = x · W^T (+ bias) with W a QuantMatrix of `bits` and `group`, fixed at creation (one model's layers). */
+/** y = x · W^T (+ bias) with W a QuantMatrix of `bits`, `group` and fp8, fixed at creation (one model's layers). */
 export class QuantLinearOp {
   #p: LinearParams | null = null;
   private constructor(
@@ -80,14 +93,24 @@ export class QuantLinearOp {
     private readonly gemm: Kernel,
     readonly bits: QuantBits,
     readonly group: number,
+    readonly fp8: boolean,
   ) {}
 
-  static async create(ctx: GpuContext, name: string, bits: QuantBits, group: number): Promise<QuantLinearOp> {
+  /** fp8: the matrices hold e4m3 codes (bits must be 8); one pipeline pair per (bits, fp8). */
+  static async create(
+    ctx: GpuContext,
+    name: string,
+    bits: QuantBits,
+    group: number,
+    fp8 = false,
+  ): Promise<QuantLinearOp> {
     if (bits !== 4 && bits !== 8) throw new RangeError(`quant linear: bits must be 4 or 8, got ${bits}`);
+    if (fp8 && bits !== 8) throw new RangeError(`quant linear: fp8 weights are 8-bit codes, got bits ${bits}`);
     dim(group, "quant linear group");
-    const gemv = await ctx.pipelines.get("gemv_q.wgsl", "gemv_q", { consts: { ROWS: GEMV_ROWS, BITS: bits } });
-    const gemm = await ctx.pipelines.get("gemm_q.wgsl", "gemm_q", { consts: { BITS: bits } });
-    return new QuantLinearOp(ctx, ctx.slot(name, gemm), gemv, gemm, bits, group);
+    const FP8 = fp8 ? 1 : 0;
+    const gemv = await ctx.pipelines.get("gemv_q.wgsl", "gemv_q", { consts: { ROWS: GEMV_ROWS, BITS: bits, FP8 } });
+    const gemm = await ctx.pipelines.get("gemm_q.wgsl", "gemm_q", { consts: { BITS: bits, FP8 } });
+    return new QuantLinearOp(ctx, ctx.slot(name, gemm), gemv, gemm, bits, group, fp8);
   }
 
   prepare(p: LinearParams): void {
@@ -97,23 +120,24 @@ export class QuantLinearOp {
     if (p.K % 4) throw new RangeError(`quant linear: K=${p.K} must be a multiple of 4 (vectorised loads)`);
     const vpw = 32 / this.bits, Kw = Math.ceil(p.K / vpw), nG = Math.ceil(p.K / this.group);
     if (nG > 1 && this.group % vpw) {
-      throw new RangeError(`quant linear: group ${this.group} must be a multiple of ${vpw} for int${this.bits}`);
+      const what = quantName(this.bits, this.fp8);
+      throw new RangeError(`quant linear: group ${this.group} must be a multiple of ${vpw} for ${what}`);
     }
     const gw = nG === 1 ? Kw : this.group / vpw;
     this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, Kw, gw, nG, _pad: 0 });
     this.#p = p;
   }
 
-  /** x [M, K] f32, w QuantMatrix [N, K], bias [N] f32, y [M, N] f32 */
+  /** x [M, K] f32 row-major, w QuantMatrix [N, K] (rows-k), bias [N] f32, y [M, N] f32 row-major */
   encode(pass: GPUComputePassEncoder, b: { x: GPUBuffer; w: QuantMatrix; bias?: GPUBuffer | null; y: GPUBuffer }) {
     const p = this.#p;
     if (!p) throw new Error("QuantLinearOp: encode() before prepare()");
     const { M, N, K, bias } = p;
     const w = b.w;
-    if (w.bits !== this.bits || w.group !== this.group || w.N !== N || w.K !== K) {
+    if (w.bits !== this.bits || w.fp8 !== this.fp8 || w.group !== this.group || w.N !== N || w.K !== K) {
       throw new Error(
-        `quant linear: matrix int${w.bits} g${w.group} [${w.N}, ${w.K}] does not match the prepared ` +
-          `int${this.bits} g${this.group} [${N}, ${K}]`,
+        `quant linear: matrix ${quantName(w.bits, w.fp8)} g${w.group} [${w.N}, ${w.K}] does not match the prepared ` +
+          `${quantName(this.bits, this.fp8)} g${this.group} [${N}, ${K}]`,
       );
     }
     need(b.x, M * K * 4, "quant linear x");

@@ -1,11 +1,13 @@
-// Test support for tests/webgpu_quant_test.ts: reading back the int8/int4 KV cache, and writing small AWQ / GPTQ
-// checkpoints. Not used by the backend itself.
+// Test support for tests/webgpu_quant_test.ts and tests/webgpu_fp8_test.ts: reading back the int8/int4 KV cache, and
+// writing small AWQ / GPTQ / fp8 checkpoints. Not used by the backend itself.
 import { writeSafetensors } from "../../model/safetensors.ts";
 import { EMBED, FINAL_NORM, layerNames, LINEAR_KEYS } from "../../model/weights.ts";
 import { f16ToF32 } from "../../model/dtype.ts";
 import { awqTensors } from "../../quant/awq.ts";
 import { gptqTensors } from "../../quant/gptq.ts";
 import { quantizeRtn } from "../../quant/reference.ts";
+import { quantizeFp8 } from "../../quant/fp8.ts";
+import { fp8Tensors } from "../../quant/fp8_checkpoint.ts";
 import { f16Tensor, type OutTensor } from "../../quant/tensors.ts";
 import type { QuantBits } from "../../quant/types.ts";
 import { randn, rng } from "./testing.ts";
@@ -37,19 +39,61 @@ export function decodeQuantCache(
   return x;
 }
 
+/** Scales of a test fp8 checkpoint: weight_scale_inv per block [bn, bk], or weight_scale per channel / tensor. */
+export type Fp8Scales = { block: [number, number] } | "channel" | "tensor";
+
 /** A small random Llama (hidden 64, 4 heads / 2 KV heads of 16, FFN 128, 2 layers, vocab 64) saved as an AWQ or
  * GPTQ (v1) checkpoint of RTN-quantized random weights; act-order GPTQ gets a shuffled g_idx. Returns its folder. */
-export async function writeQuantCheckpoint(
-  method: "awq" | "gptq" | "gptq-act",
-  bits: QuantBits,
-  G: number,
-  seed: number,
-) {
-  const rand = rng(seed), H = 64, NH = 4, NKV = 2, D = 16, F = 128, V = 64, LAYERS = 2;
-  const dir = await Deno.makeTempDir({ prefix: `webgpu_${method}_` });
+export function writeQuantCheckpoint(method: "awq" | "gptq" | "gptq-act", bits: QuantBits, G: number, seed: number) {
+  const rand = rng(seed);
   const quantization_config = method === "awq"
     ? { quant_method: "awq", bits, group_size: G, zero_point: true, version: "gemm" }
     : { quant_method: "gptq", bits, group_size: G, sym: false, desc_act: method === "gptq-act" };
+  return writeTinyLlama(method, quantization_config, rand, (weightName, N, K) => {
+    const base = weightName.slice(0, -".weight".length);
+    let ql = quantizeRtn(randn(rand, N * K, 0.2), N, K, bits, G, { minZero: method === "awq" ? 0 : 1 });
+    if (method === "gptq-act") {
+      const order = Array.from({ length: K }, (_, k) => k).sort(() => rand() - 0.5);
+      const gIdx = new Int32Array(K);
+      order.forEach((k, i) => (gIdx[k] = Math.floor(i / G)));
+      ql = { ...ql, gIdx };
+    }
+    return method === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1);
+  });
+}
+
+/** The same small Llama as a Hugging Face "fp8" checkpoint (F8_E4M3 weights, quantizeFp8 of random values, F32
+ * scales as `scales` says). Returns its folder. */
+export function writeFp8Checkpoint(scales: Fp8Scales, seed: number) {
+  const rand = rng(seed), block = typeof scales === "object" ? scales.block : null;
+  const quantization_config = { quant_method: "fp8", fmt: "e4m3", activation_scheme: "dynamic" };
+  const config = block ? { ...quantization_config, weight_block_size: block } : quantization_config;
+  return writeTinyLlama("fp8", config, rand, (weightName, N, K) => {
+    const w = randn(rand, N * K, 0.2);
+    if (block) return fp8Tensors(weightName, quantizeFp8(w, N, K, block[1], block[0]), block[0]);
+    const ql = quantizeFp8(w, N, K, K, scales === "tensor" ? N : 1); // one group per row (of one shared scale)
+    const s = scales === "tensor" ? ql.scales.slice(0, 1) : ql.scales;
+    return [
+      { name: weightName, dtype: "F8_E4M3", shape: [N, K], data: ql.q },
+      {
+        name: `${weightName.slice(0, -".weight".length)}.weight_scale`,
+        dtype: "F32",
+        shape: scales === "tensor" ? [] : [N],
+        data: new Uint8Array(s.buffer, s.byteOffset, s.byteLength),
+      },
+    ];
+  });
+}
+
+/** Writes the small random Llama with each linear's tensors from `linear`; returns the folder. */
+async function writeTinyLlama(
+  tag: string,
+  quantization_config: Record<string, unknown>,
+  rand: () => number,
+  linear: (weightName: string, N: number, K: number) => OutTensor[],
+): Promise<string> {
+  const H = 64, NH = 4, NKV = 2, D = 16, F = 128, V = 64, LAYERS = 2;
+  const dir = await Deno.makeTempDir({ prefix: `webgpu_${tag}_` });
   const config = {
     architectures: ["LlamaForCausalLM"],
     ...{ hidden_size: H, num_attention_heads: NH, num_key_value_heads: NKV, head_dim: D, intermediate_size: F },
@@ -66,17 +110,7 @@ export async function writeQuantCheckpoint(
   for (let l = 0; l < LAYERS; l++) {
     const n = layerNames(l);
     tensors.push(f16Tensor(n.inputNorm, [H], vec(H, 1)), f16Tensor(n.postNorm, [H], vec(H, 1)));
-    for (const key of LINEAR_KEYS) {
-      const [N, K] = shapes[key]!, base = n[key].slice(0, -".weight".length);
-      let ql = quantizeRtn(randn(rand, N * K, 0.2), N, K, bits, G, { minZero: method === "awq" ? 0 : 1 });
-      if (method === "gptq-act") {
-        const order = Array.from({ length: K }, (_, k) => k).sort(() => rand() - 0.5);
-        const gIdx = new Int32Array(K);
-        order.forEach((k, i) => (gIdx[k] = Math.floor(i / G)));
-        ql = { ...ql, gIdx };
-      }
-      tensors.push(...(method === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
-    }
+    for (const key of LINEAR_KEYS) tensors.push(...linear(n[key], ...shapes[key]!));
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors);
   return dir;

@@ -6,16 +6,20 @@
 //     norms and biases always stored f32 (they are tiny and feed f32 math), f16-rounded in 16-bit precisions.
 // bf16 checkpoints become f16 on the host: every bf16 value inside f16's range is exact in f16; a weight beyond
 // f16's range (|w| > 65504) is refused with its tensor name rather than silently turned into infinity.
-// int8 / int4 weights (W8A16 / W4A16): the linear layers (qkv, o, gate|up, down) become QuantMatrix buffers
-// (qlinear.ts): RTN-quantized at load (quant/reference.ts quantizeRtn, group precision.group, default 128) from a
-// float checkpoint, or read from an AWQ / GPTQ one, then packed by packFor({ kind: "webgpu" }) with f32 (scale, bias)
-// pairs and stacked by rows as the float path stacks them. Embedding, LM head, norms and biases are not quantized
-// and not rounded (as in the reference backend): f32 storage, or f16 where the checkpoint itself is 16-bit (exact).
+// int8 / int4 / fp8 weights (W8A16 / W4A16 / FP8 E4M3): the linear layers (qkv, o, gate|up, down) become QuantMatrix
+// buffers (qlinear.ts): quantized at load from a float checkpoint (int: quant/reference.ts quantizeRtn; fp8:
+// quant/fp8.ts quantizeFp8, one scale per row and group; group precision.group, default 128), or read from an AWQ /
+// GPTQ / fp8 one, then packed by packFor({ kind: "webgpu" }) with f32 (scale, bias) pairs (fp8: e4m3 codes with
+// (256 s, 0)) and stacked by rows as the float path stacks them. Embedding, LM head, norms and biases are not
+// quantized and not rounded (as in the reference backend): f32 storage, or f16 where the checkpoint itself is 16-bit
+// (exact).
 import {
+  isQuantizedWeight,
   type ModelSpec,
   type Precision,
   type ProgressFn,
   quantGroup,
+  quantWeight,
   type TensorSource,
   type WeightDType,
 } from "../../core/types.ts";
@@ -32,6 +36,7 @@ import {
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor, type RowsPacked } from "../../quant/pack.ts";
 import { quantizeRtn } from "../../quant/reference.ts";
+import { quantizeFp8 } from "../../quant/fp8.ts";
 import type { QuantBits } from "../../quant/types.ts";
 import { type Matrix, uploadQuantMatrix } from "./qlinear.ts";
 import type { GpuContext } from "./context.ts";
@@ -64,26 +69,38 @@ export interface GpuWeights {
 }
 
 /**
- * Storage type of dense matrices for a requested weight precision. With int8/int4 weights the dense ones (embedding,
- * LM head) keep the checkpoint's values: f16 only where the checkpoint is 16-bit (pass its dtype).
+ * Storage type of dense matrices for a requested weight precision. With int8/int4/fp8 weights the dense ones
+ * (embedding, LM head) keep the checkpoint's values: f16 only where the checkpoint is 16-bit (pass its dtype).
  */
 export function weightStorage(
   weight: WeightDType,
   hasF16: boolean,
   checkpoint: ModelSpec["checkpointDType"] = "f16",
 ): StorageType {
-  if (weight === "int8" || weight === "int4") return checkpoint !== "f32" && hasF16 ? "f16" : "f32";
+  if (isQuantizedWeight(weight)) return checkpoint !== "f32" && hasF16 ? "f16" : "f32";
   return weight !== "f32" && hasF16 ? "f16" : "f32";
 }
 
-/** Bits of the quantized linears for this precision and checkpoint, or null for dense ones. */
-export function quantBitsOf(spec: ModelSpec, weight: WeightDType): QuantBits | null {
-  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
+/** How the linear layers are quantized: bits per value, and whether the values are e4m3 codes. */
+export interface QuantFormat {
+  readonly bits: QuantBits;
+  readonly fp8: boolean;
+}
+
+/**
+ * The quantized linears' format for this precision and checkpoint, or null for dense ones. A quantized checkpoint is
+ * always held in its own format; a quantized precision naming another one is refused.
+ */
+export function quantFormatOf(spec: ModelSpec, weight: WeightDType): QuantFormat | null {
   const quant = spec.quantization;
-  if (quant && bits !== null && quant.bits !== bits) {
-    throw new Error(`weight precision ${weight} does not match the ${quant.bits}-bit ${quant.method} checkpoint`);
+  if (quant) {
+    if (isQuantizedWeight(weight) && quantWeight(quant) !== weight) {
+      throw new Error(`weight precision ${weight} does not match the ${quantWeight(quant)} ${quant.method} checkpoint`);
+    }
+    return { bits: quant.bits, fp8: quant.method === "fp8" };
   }
-  return quant ? quant.bits : bits;
+  if (weight === "fp8") return { bits: 8, fp8: true };
+  return weight === "int4" ? { bits: 4, fp8: false } : weight === "int8" ? { bits: 8, fp8: false } : null;
 }
 
 /** f32 values → f16 bits, refusing values beyond f16's range. */
@@ -105,7 +122,7 @@ export async function loadGpuWeights(
   onProgress?: ProgressFn,
 ): Promise<GpuWeights> {
   const weight = precision.weight;
-  const bits = quantBitsOf(spec, weight);
+  const format = quantFormatOf(spec, weight);
   const quant = spec.quantization;
   const wt = weightStorage(weight, ctx.hasF16, spec.checkpointDType);
   const expected = expectedTensors(spec);
@@ -123,16 +140,17 @@ export async function loadGpuWeights(
     onProgress?.(done, total, name);
     return data;
   };
-  /** One linear quantized (RTN) or read from the quantized checkpoint, packed for this backend. */
-  const packed = async (name: string, qb: QuantBits): Promise<RowsPacked> => {
+  /** One linear quantized (RTN / fp8 RTN) or read from the quantized checkpoint, packed for this backend. */
+  const packed = async (name: string, f: QuantFormat): Promise<RowsPacked> => {
     const [N, K] = shapes.get(name)! as [number, number];
     let ql;
     if (quant) {
       ql = await readQuantizedLinear(src, quant, name, N, K);
       done += bytesOf(name);
       onProgress?.(done, total, name);
-    } else ql = quantizeRtn(await read(name), N, K, qb, quantGroup(precision));
-    if (ql.fp8) throw new Error(`webgpu: fp8 weights are not supported by this backend yet (${name})`);
+    } else if (f.fp8) ql = quantizeFp8(await read(name), N, K, quantGroup(precision));
+    else ql = quantizeRtn(await read(name), N, K, f.bits, quantGroup(precision));
+    if (!!ql.fp8 !== f.fp8 || ql.bits !== f.bits) throw new Error(`webgpu: ${name} is not in the checkpoint's format`);
     const p = packFor({ kind: "webgpu" }, ql);
     if (p.layout !== "rows-k") throw new Error("webgpu: unexpected packed layout");
     // An act-order permutation that sorts nothing (g_idx already k / G) is no permutation.
@@ -140,9 +158,9 @@ export async function loadGpuWeights(
   };
   /** A linear layer's matrix: quantized when the precision or checkpoint says so, else dense WT. */
   const linear = async (label: string, names: string[]): Promise<Matrix> => {
-    if (bits === null) return await matrix(label, names);
+    if (format === null) return await matrix(label, names);
     const parts: RowsPacked[] = [];
-    for (const n of names) parts.push(await packed(n, bits));
+    for (const n of names) parts.push(await packed(n, format));
     return uploadQuantMatrix(ctx, label, parts);
   };
   const binding = ctx.limits.maxStorageBufferBindingSize;
