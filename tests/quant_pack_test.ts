@@ -3,6 +3,7 @@ import { dequantizeFused, packFor, packMma, packRows, unpack, unpackMma, unpackR
 import { dequantize } from "../src/quant/reference.ts";
 import { numGroups, type QuantBits, type QuantizedLinear, toF16 } from "../src/quant/types.ts";
 import { mulberry32 } from "../src/core/prng.ts";
+import { FP8_SCALE_MAX, FP8_SCALE_MIN, fp8Scale } from "../src/quant/fp8.ts";
 
 const rng = mulberry32;
 
@@ -123,6 +124,68 @@ Deno.test("dequantizeFused() is exact with f32 pairs and within half an f16 ulp 
           assert.ok(Math.abs(fused[n * K + k]! - exact[n * K + k]!) <= tol, `${p.layout} ${N}x${K} at ${n},${k}`);
         }
       }
+    }
+  }
+});
+
+/** A random fp8 linear: any finite e4m3 code, scales log-uniform over the whole grid (its ends and 0 included). */
+function randomFp8(N: number, K: number, G: number, seed: number): QuantizedLinear {
+  const r = rng(seed), nG = Math.ceil(K / G);
+  const scales = Float32Array.from({ length: N * nG }, () => fp8Scale(2 ** (-22 + r() * 29.99)));
+  scales.set([FP8_SCALE_MIN, FP8_SCALE_MAX, 0], 0);
+  return {
+    outDim: N,
+    inDim: K,
+    bits: 8,
+    fp8: true,
+    groupSize: G,
+    q: Uint8Array.from({ length: N * K }, () => {
+      const c = Math.floor(r() * 254);
+      return c >= 0x7f ? c + 1 : c; // skip the NaN code 0x7f (and 0xff, which 254 never reaches)
+    }),
+    scales,
+    zeros: new Uint16Array(N * nG),
+    gIdx: null,
+  };
+}
+
+const FP8_SHAPES: [number, number, number][] = [
+  [33, 64, 16],
+  [8, 16, 16],
+  [70, 80, 32], // partial last group
+  [37, 40, 128], // one group wider than K
+];
+
+Deno.test("fp8 linears: pack then unpack is the identity in the mma and row layouts (f32 and f16 pairs)", () => {
+  for (const [N, K, G] of FP8_SHAPES) {
+    const ql = randomFp8(N, K, G, N * K);
+    const packs = [packMma(ql), packRows(ql, "f32"), packRows(ql, "f16")];
+    for (const p of packs) {
+      assert.ok(p.fp8, p.layout);
+      assertSame(unpack(p), ql, `fp8 ${p.layout} ${N}x${K} g${G}`);
+    }
+    // The codes sit where int8 values do; only the (scale, bias) pairs differ: 256 s and 0.
+    const asInt = { ...ql, fp8: false, scales: ql.scales.map((s) => s * 256), zeros: new Uint16Array(ql.zeros.length) };
+    assert.deepEqual(packs[0]!.qweight, packMma(asInt).qweight);
+    assert.deepEqual(packs[2]!.qweight, packRows(asInt, "f16").qweight);
+    const low = (x: Uint32Array | Float32Array) => Array.from(x, (w) => w & 0xffff);
+    assert.deepEqual(low(packs[0]!.scaleBias), low(packMma(asInt).scaleBias));
+    assert.deepEqual(low(packs[2]!.scaleBias), low(packRows(asInt, "f16").scaleBias));
+    assert.ok([packs[0]!, packs[2]!].every((p) => p.scaleBias.every((w) => w >>> 16 === 0)), "f16 biases +0");
+    assert.deepEqual(packs[1]!.scaleBias.filter((_, i) => i % 2 === 0), asInt.scales);
+    assert.ok(packs[1]!.scaleBias.every((b, i) => i % 2 === 0 || Object.is(b, 0)), "f32 biases +0");
+  }
+  for (const cap of [{ kind: "cuda", sm: 90 }, { kind: "cuda", sm: 75 }, { kind: "webgpu" }] as const) {
+    assert.ok(packFor(cap, randomFp8(32, 32, 16, 1)).fp8, cap.kind);
+  }
+});
+
+Deno.test("fp8 linears: dequantizeFused() of every layout equals dequantize() = e4m3(q) * s exactly", () => {
+  for (const [N, K, G] of FP8_SHAPES) {
+    const ql = randomFp8(N, K, G, N + K);
+    const exact = dequantize(ql);
+    for (const p of [packMma(ql), packRows(ql, "f32"), packRows(ql, "f16")]) {
+      assert.deepEqual(dequantizeFused(p), exact, `${p.layout} ${N}x${K} g${G}`);
     }
   }
 });

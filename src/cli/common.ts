@@ -91,7 +91,7 @@ function choosePrecision(
     if (q) throw new UserError(`backend ${backend.name} cannot run ${q.method} ${quantWeight(q)} weights`);
     weight = backend.supports.weight[0]!;
   }
-  let groupSize = q?.groupSize;
+  let groupSize = q?.groupSize || undefined; // 0: one group per row (fp8 per-tensor / per-channel scales)
   if (group !== undefined) {
     groupSize = Number(group);
     if (!Number.isInteger(groupSize) || groupSize < 1) throw new UserError(`--group-size must be a positive integer`);

@@ -41,7 +41,10 @@ function precisionFor(spec: ModelSpec, f: Record<string, string | boolean | unde
     const d = (f.dtype as string) ?? "auto";
     if (!["auto", "f32", "f16", "bf16", "fp8"].includes(d)) throw new UserError(`bad --dtype ${d}`);
     weight = (d === "auto" ? spec.checkpointDType : d) as WeightDType;
-    if (weight === "fp8") group = Number(f["group-size"] ?? "128");
+    if (weight === "fp8") {
+      group = Number(f["group-size"] ?? "128");
+      if (!Number.isInteger(group) || group <= 0) throw new UserError("--group-size must be a positive integer");
+    }
   }
   return { weight, group, kv: kv as KvDType, compute: weight === "f32" ? "f32" : "f16" };
 }

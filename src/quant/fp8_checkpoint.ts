@@ -7,7 +7,7 @@
 // Any .input_scale is ignored (weights-only fp8: activations stay 16-bit).
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { linearBase } from "../model/weights.ts";
-import { e4m3IsNaN, fp8Scale } from "./fp8.ts";
+import { e4m3IsNaN, e4m3ToF32, f32ToE4m3, FP8_SCALE_MIN, fp8Scale } from "./fp8.ts";
 import { type OutTensor, quantTensorError } from "./tensors.ts";
 import type { QuantizedLinear } from "./types.ts";
 
@@ -43,7 +43,7 @@ export async function readFp8Linear(
   const scaleAt = (i: number): number => {
     const s = raw32[i]!;
     if (!Number.isFinite(s) || s < 0) throw quantTensorError(src, scaleName, `scale ${s} at element ${i}`);
-    if (s === 0) return 0;
+    if (s < FP8_SCALE_MIN) return s; // 0, or below the grid: re-encoded below
     try {
       return fp8Scale(s);
     } catch (e) {
@@ -68,6 +68,17 @@ export async function readFp8Linear(
     }
     for (let n = 0; n < N; n++) scales[n] = scaleAt(perTensor ? 0 : n);
   }
+  // A scale below the kernels' grid (exporters that clamp max |w| at 1e-4 or 1e-12 write them for near-zero blocks,
+  // all |w| < 448 * 2^-22 ~ 1.1e-4): its group is re-encoded at FP8_SCALE_MIN, one more e4m3 rounding of values that
+  // small (error <= max(|w| / 16, 2^-32)), instead of refusing the checkpoint.
+  for (let i = 0; i < scales.length; i++) {
+    const s = scales[i]!, n = Math.floor(i / nG), g = i % nG;
+    if (s === 0 || s >= FP8_SCALE_MIN) continue;
+    for (let k = g * G; k < Math.min(K, (g + 1) * G); k++) {
+      q[n * K + k] = f32ToE4m3((e4m3ToF32(q[n * K + k]!) * s) / FP8_SCALE_MIN);
+    }
+    scales[i] = FP8_SCALE_MIN;
+  }
   return {
     outDim: N,
     inDim: K,
@@ -83,7 +94,7 @@ export async function readFp8Linear(
 
 /**
  * The tensors of one fp8 linear in the block-scaled format (weight_block_size [bn, bk]): `ql` must be an fp8 linear
- * whose scales are equal across each block of bn rows (quantizeFp8Blocks makes them so) with groups of bk.
+ * whose scales are equal across each block of bn rows (quantizeFp8 with rowBlock bn makes them so) with groups of bk.
  */
 export function fp8Tensors(weightName: string, ql: QuantizedLinear, bn: number): OutTensor[] {
   if (!ql.fp8 || ql.gIdx) throw new Error("fp8Tensors: needs an fp8 linear without act-order");

@@ -1,8 +1,9 @@
 // The quantizer: a float Hugging Face folder → a quantized one. 4-bit is written in AWQ GEMM layout (awq.ts) and
 // 8-bit in GPTQ v1 layout (gptq.ts; AWQ GEMM defines no 8-bit), so other AWQ / GPTQ loaders read the result.
 // Weights are quantized asymmetrically per group along the input with RTN, optionally after the AWQ scale search.
-// The FFN width is zero-padded up to a multiple of the group size (and 8) when needed: zero gate/up rows give
-// silu(0) * 0 = 0 and zero down columns add nothing, so the padded model computes the same function.
+// fp8 (wDtype "fp8") writes e4m3 weights with block scales in the Hugging Face "fp8" format (quantize_fp8.ts).
+// The FFN width is zero-padded up to a multiple of the group size (and 8; fp8: of the block) when needed: zero gate/up
+// rows give silu(0) * 0 = 0 and zero down columns add nothing, so the padded model computes the same function.
 import type { ModelSpec } from "../core/types.ts";
 import { UserError } from "../core/errors.ts";
 import { ProgressBar } from "../core/progress.ts";
@@ -18,20 +19,28 @@ import { collectActivations } from "./calib.ts";
 import { applyAwqScales, type AwqLayerReport } from "./awq_apply.ts";
 import { f16Tensor, type OutTensor } from "./tensors.ts";
 import type { QuantBits } from "./types.ts";
+import { DEFAULT_FP8_BLOCK, fp8LinearTensors, fp8QuantizationConfig, planFp8 } from "./quantize_fp8.ts";
 
 export interface QuantizeOptions {
   readonly model: string;
   readonly out: string;
-  readonly bits: QuantBits;
-  readonly groupSize: number;
-  readonly method: "rtn" | "awq" | "gptq";
+  /** int (default): AWQ (4-bit) / GPTQ (8-bit) integers per group; fp8: e4m3 with one scale per block */
+  readonly wDtype?: "int" | "fp8";
+  /** int only: 4 or 8 (default 4) */
+  readonly bits?: QuantBits;
+  /** int only: input channels per group (default 128) */
+  readonly groupSize?: number;
+  /** fp8 only: weight_block_size [rows, input channels] (default 128 x 128) */
+  readonly block?: readonly [number, number];
+  /** default rtn; fp8 takes rtn only */
+  readonly method?: "rtn" | "awq" | "gptq";
   /** calibration token ids (required for awq and gptq) */
   readonly calibIds?: readonly number[];
   readonly quiet?: boolean;
 }
 
 export interface QuantizeReport {
-  readonly format: "awq" | "gptq";
+  readonly format: "awq" | "gptq" | "fp8";
   readonly intermediateSize: number;
   readonly paddedIntermediateSize: number;
   readonly linears: number;
@@ -101,16 +110,32 @@ function padVec(b: Float32Array, n: number): Float32Array {
   return o;
 }
 
-export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport> {
+/** The options with their defaults filled in, checked for the weight type. */
+function resolve(o: QuantizeOptions) {
+  const fp8 = o.wDtype === "fp8", method = o.method ?? "rtn";
+  if (o.wDtype !== undefined && o.wDtype !== "int" && !fp8) {
+    throw new UserError(`--w-dtype must be int or fp8, got ${o.wDtype}`);
+  }
+  if (fp8) {
+    if (method !== "rtn") throw new UserError(`--method ${method} quantizes integer weights; fp8 takes rtn only`);
+    if (o.bits !== undefined || o.groupSize !== undefined) {
+      throw new UserError("--w-bits / --group-size apply to integer weights; fp8 is e4m3 with --block scales");
+    }
+  } else if (o.block !== undefined) throw new UserError("--block applies to --w-dtype fp8 (integers use --group-size)");
+  return { fp8, method, bits: o.bits ?? 4, groupSize: o.groupSize ?? 128, block: o.block ?? DEFAULT_FP8_BLOCK };
+}
+
+export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeReport> {
+  const o = { ...opts, ...resolve(opts) };
   const ckpt = await openCheckpoint(o.model);
   const spec0 = ckpt.spec;
-  if (spec0.quantization) throw new UserError(`${o.model} is already quantized (${spec0.quantization.method})`);
-  if (o.method !== "rtn" && (!o.calibIds || o.calibIds.length < 2)) {
-    throw new UserError(`--method ${o.method} needs calibration data (--calib FILE)`);
-  }
-  const fp = plan(spec0, o.bits, o.groupSize);
-  let w: ReferenceWeights;
+  let w: ReferenceWeights, fp: number;
   try {
+    if (spec0.quantization) throw new UserError(`${o.model} is already quantized (${spec0.quantization.method})`);
+    if (o.method !== "rtn" && (!o.calibIds || o.calibIds.length < 2)) {
+      throw new UserError(`--method ${o.method} needs calibration data (--calib FILE)`);
+    }
+    fp = o.fp8 ? planFp8(spec0, o.block) : plan(spec0, o.bits, o.groupSize);
     w = await loadReferenceWeights(spec0, ckpt.weights, "f32");
   } finally {
     ckpt.weights.close();
@@ -121,14 +146,10 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
   if (o.method === "awq") awq = applyAwqScales(spec0, w, acts!.layers, o.bits, o.groupSize, acts!.tokens);
   const layers = w.layers.map((L) => padLayer(L, h, f, fp));
   const spec: ModelSpec = { ...spec0, intermediateSize: fp };
-  const format = o.bits === 4 ? "awq" : "gptq";
+  const format = o.fp8 ? "fp8" : o.bits === 4 ? "awq" : "gptq";
   const tensors: OutTensor[] = [f16Tensor(EMBED, [spec.vocabSize, h], w.embed)];
-  const bar = new ProgressBar(
-    `quantizing ${o.model} to int${o.bits} g${o.groupSize}`,
-    7 * spec.numLayers,
-    "items",
-    o.quiet,
-  );
+  const to = o.fp8 ? `fp8 e4m3 block ${o.block.join("x")}` : `int${o.bits} g${o.groupSize}`;
+  const bar = new ProgressBar(`quantizing ${o.model} to ${to}`, 7 * spec.numLayers, "items", o.quiet);
   let done = 0;
   const { numHeads: nh, numKvHeads: nkv, headDim: d } = spec;
   for (let i = 0; i < spec.numLayers; i++) {
@@ -158,11 +179,14 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
       : null;
     for (const [idx, [name, data, N, K]] of lin.entries()) {
       const base = name.slice(0, -".weight".length);
-      const minZero = format === "gptq" ? 1 : 0;
-      const ql = inputs
-        ? quantizeGptq(data, N, K, o.bits, o.groupSize, inputs[idx]!, acts!.tokens, { minZero })
-        : quantizeRtn(data, N, K, o.bits, o.groupSize, { minZero });
-      tensors.push(...(format === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
+      if (format === "fp8") tensors.push(...fp8LinearTensors(name, data, N, K, o.block));
+      else {
+        const minZero = format === "gptq" ? 1 : 0;
+        const ql = inputs
+          ? quantizeGptq(data, N, K, o.bits, o.groupSize, inputs[idx]!, acts!.tokens, { minZero })
+          : quantizeRtn(data, N, K, o.bits, o.groupSize, { minZero });
+        tensors.push(...(format === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
+      }
       bar.update(++done, base);
     }
     const biases: [string, Float32Array | null, number][] = [
@@ -183,7 +207,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
   bar.done();
   await Deno.mkdir(o.out, { recursive: true });
   await writeSafetensors(`${o.out}/model.safetensors`, tensors);
-  await writeConfig(o, fp, format);
+  await writeConfig(o.model, o.out, fp, quantizationConfig(o, format));
   for (const name of COPY_FILES) {
     try {
       await Deno.writeFile(`${o.out}/${name}`, await Deno.readFile(`${o.model}/${name}`));
@@ -195,12 +219,12 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeReport>
   return { format, intermediateSize: f, paddedIntermediateSize: fp, linears: done, bytes, awq };
 }
 
-async function writeConfig(o: QuantizeOptions, fp: number, format: "awq" | "gptq"): Promise<void> {
-  const cfg = JSON.parse(await Deno.readTextFile(`${o.model}/config.json`)) as Record<string, unknown>;
-  cfg.intermediate_size = fp;
-  if ("torch_dtype" in cfg || !("dtype" in cfg)) cfg.torch_dtype = "float16";
-  if ("dtype" in cfg) cfg.dtype = "float16";
-  cfg.quantization_config = format === "awq"
+function quantizationConfig(
+  o: { bits: QuantBits; groupSize: number; block: readonly [number, number] },
+  format: QuantizeReport["format"],
+): Record<string, unknown> {
+  if (format === "fp8") return fp8QuantizationConfig(o.block);
+  return format === "awq"
     ? { quant_method: "awq", bits: o.bits, group_size: o.groupSize, zero_point: true, version: "gemm" }
     : {
       quant_method: "gptq",
@@ -210,5 +234,13 @@ async function writeConfig(o: QuantizeOptions, fp: number, format: "awq" | "gptq
       desc_act: false,
       checkpoint_format: "gptq",
     };
-  await Deno.writeTextFile(`${o.out}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
+}
+
+async function writeConfig(model: string, out: string, fp: number, quant: Record<string, unknown>): Promise<void> {
+  const cfg = JSON.parse(await Deno.readTextFile(`${model}/config.json`)) as Record<string, unknown>;
+  cfg.intermediate_size = fp;
+  if ("torch_dtype" in cfg || !("dtype" in cfg)) cfg.torch_dtype = "float16";
+  if ("dtype" in cfg) cfg.dtype = "float16";
+  cfg.quantization_config = quant;
+  await Deno.writeTextFile(`${out}/config.json`, JSON.stringify(cfg, null, 2) + "\n");
 }
