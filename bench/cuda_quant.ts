@@ -6,7 +6,8 @@
 // against the tiled qgemm and dense f16 gemm_wg) on rotating weight copies (no L2 reuse).
 // Usage: deno run -A bench/cuda_quant.ts [--layers N] [--steps N] [--group G] [--batches 1,16,64] [--no-sweep]
 //   [--no-qgemms] [--prefill] [--baseline: the model runs first with the tiled qgemm for M > 16]
-//   [--bits 8: the whole-model runs with int8 (W8A16) linears instead of int4; the per-shape sections stay int4]
+//   [--bits 8: the whole-model runs with int8 (W8A16) linears instead of int4; --fp8: with FP8 E4M3 linears (8-bit
+//   codes, per-group scales); the per-shape sections stay int4]
 import type { StepInputs } from "../src/core/types.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { CudaBackend } from "../src/backends/cuda/backend.ts";
@@ -33,6 +34,8 @@ exitUnlessCuda("cuda_quant");
 const spec = { ...buildSyntheticModel("synthetic:llama3-8b:f16").spec, numLayers: arg("--layers", 32) };
 const STEPS = arg("--steps", 48), G = arg("--group", 128), PROMPT = 128, BS = 16, BITS = arg("--bits", 4) as QuantBits;
 if (BITS !== 4 && BITS !== 8) throw new Error(`--bits ${BITS}: 4 or 8`);
+const FP8 = Deno.args.includes("--fp8");
+const MODEL_BITS: QuantBits = FP8 ? 8 : BITS;
 const flag = (name: string) => Deno.args.includes(name);
 const bi = Deno.args.indexOf("--batches");
 const BATCHES = bi >= 0 ? Deno.args[bi + 1]!.split(",").map(Number) : [1, 16, 64];
@@ -179,7 +182,7 @@ if (!flag("--no-qgemms")) {
 
 // Whole model: synthetic 8B shape, int4 (--bits 8: int8) g128 linears generated on the GPU, f16 lm_head / embedding,
 // f16 KV.
-const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K, BITS), 0) + vocab * h * 2 +
+const weightBytes = spec.numLayers * SHAPES.reduce((a, [N, K]) => a + quantBytes(N, K, MODEL_BITS), 0) + vocab * h * 2 +
   h * 2;
 const MULTI_K = 8, MULTI_RUNS = 4; // multi-step decode runs after the single steps
 const MAXB = Math.max(...BATCHES), perSeq = Math.ceil((PROMPT + STEPS + 8 + MULTI_K * MULTI_RUNS) / BS);
@@ -210,7 +213,7 @@ const stepOf = (ids: number[][], start: number[]): StepInputs => {
 async function modelRuns(be: CudaBackend, batches: number[]): Promise<void> {
   const cfg = tuneName(qgemvDefaults);
   const t0 = performance.now();
-  const weight = BITS === 8 ? "int8" : "int4";
+  const weight = FP8 ? "fp8" : BITS === 8 ? "int8" : "int4";
   await be.load(spec, new SyntheticTensorSource(spec, "F16"), { weight, group: G, kv: "f16", compute: "f16" });
   row(
     `load synthetic 8B-shape ${weight} g${G} (${spec.numLayers} layers)`,

@@ -37,6 +37,13 @@ template <> __device__ __forceinline__ void dequant<8>(uint32_t w, const uint32_
   b[1] = h2u(__hfma2(__hsub2(u2h(__byte_perm(w, 0x64646464u, 0x4342)), k1024), s, z));
 }
 
+// FP8 E4M3 (QB_FP8, qgemv.cuh): the int8 word order; e4m3 * 2^-8 in f16, then (256 s, 0).
+template <> __device__ __forceinline__ void dequant<QB_FP8>(uint32_t w, const uint32_t* sb, uint32_t* b) {
+  const half2 s = u2h(__byte_perm(sb[0], 0, 0x1010)), z = u2h(__byte_perm(sb[0], 0, 0x3232));
+  b[0] = h2u(__hfma2(u2h(fp8x2<0x1404>(w)), s, z));
+  b[1] = h2u(__hfma2(u2h(fp8x2<0x3424>(w)), s, z));
+}
+
 template <int BITS> struct QT {
   static constexpr int T = BITS == 4 ? 64 : 32;  // columns per n-tile
   static constexpr int NSUB = T / 8;             // 8-column mma subtiles per n-tile
@@ -215,10 +222,10 @@ __device__ void qgemms(const f16* x, const int* perm, const uint32_t* qweight, c
             dequant<4>(w.y, sb + 2, &b[2][0]);
           } else {
             const uint4 w = *reinterpret_cast<const uint4*>(wsl + (cs * QS_KS + t) * 128 + lane * 4);
-            dequant<8>(w.x, sb, b[0]);
-            dequant<8>(w.y, sb + 1, b[1]);
-            dequant<8>(w.z, sb + 2, b[2]);
-            dequant<8>(w.w, sb + 3, b[3]);
+            dequant<BITS>(w.x, sb, b[0]);
+            dequant<BITS>(w.y, sb + 1, b[1]);
+            dequant<BITS>(w.z, sb + 2, b[2]);
+            dequant<BITS>(w.w, sb + 3, b[3]);
           }
 #pragma unroll
           for (int mi = 0; mi < MI; mi++)
@@ -346,7 +353,7 @@ __device__ void qgemm(const f16* x, const int* perm, const uint32_t* qweight, co
                 mmaF16(acc[f][2 * j + 1], a[f], b[2], b[3]);
               }
             } else {
-              dequant<8>(words[j], sb + j, b);
+              dequant<BITS>(words[j], sb + j, b);
 #pragma unroll
               for (int f = 0; f < 2; f++) mmaF16(acc[f][j], a[f], b[0], b[1]);
             }
@@ -387,20 +394,23 @@ __device__ __forceinline__ uint32_t qhash(uint32_t seed, uint32_t i) {
 
 // qweight [words] u32 random; scaleBias [nG, Np]: columns < N get s = amp * 2 / qmax * (0.75 .. 1.25) (so weights
 // span about [-amp, amp]), z = qmax / 2 + 1, b = f16(-z * s); padded columns (0, 0).
+// fp8 (QB_FP8): codes with exponent field <= 7 (|e4m3| < 2, no NaN), s = amp / 2 * (0.75 .. 1.25) stored as 256 s, b = 0.
 template <int BITS>
 __device__ void qfill(uint32_t* qweight, uint32_t* scaleBias, int words, int nG, int N, int Np, unsigned seed,
                       float amp) {
-  const float qmax = (float)((1 << BITS) - 1), z = (float)((1 << (BITS - 1)) + 1);
+  constexpr bool F8 = BITS == QB_FP8;
+  const float qmax = (float)((1 << (F8 ? 8 : BITS)) - 1), z = F8 ? 0.f : (float)((1 << (BITS - 1)) + 1);
+  const float s0 = F8 ? 128.f * amp : amp * 2.f / qmax;  // fp8: 256 * amp / 2
   const long long stride = (long long)gridDim.x * blockDim.x;
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < words; i += stride)
-    qweight[i] = qhash(seed, (uint32_t)i);
+    qweight[i] = qhash(seed, (uint32_t)i) & (F8 ? 0xbfbfbfbfu : 0xffffffffu);
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (long long)nG * Np; i += stride) {
     const int n = (int)(i % Np);
     uint32_t out = 0u;
     if (n < N) {
       const float u = (qhash(seed ^ 0x5bd1e995u, (uint32_t)i) >> 8) * (1.f / 16777216.f);
-      const f16 s = __float2half_rn(amp * 2.f / qmax * (0.75f + 0.5f * u));
-      const f16 b = __float2half_rn(-z * __half2float(s));
+      const f16 s = __float2half_rn(s0 * (0.75f + 0.5f * u));
+      const f16 b = F8 ? __ushort_as_half((unsigned short)0) : __float2half_rn(-z * __half2float(s));
       out = (uint32_t)__half_as_ushort(s) | ((uint32_t)__half_as_ushort(b) << 16);
     }
     scaleBias[i] = out;
@@ -409,29 +419,31 @@ __device__ void qfill(uint32_t* qweight, uint32_t* scaleBias, int words, int nG,
 
 #define QARGS                                                                                                   \
   const f16 *x, const int *perm, const uint32_t *qweight, const uint32_t *scaleBias, const float *bias, float *y
-#define INSTANTIATE_Q(B)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(128) qgemm_w##B(QARGS, int M, int N, int K, int Np, int KT,      \
-                                                                int G) {                                         \
+#define INSTANTIATE_Q(NAME, B)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(128) qgemm_##NAME(QARGS, int M, int N, int K, int Np, int KT,     \
+                                                                 int G) {                                        \
     qgemm<B>(x, perm, qweight, scaleBias, bias, y, M, N, K, Np, KT, G);                                         \
   }                                                                                                             \
-  extern "C" __global__ void qfill_w##B(uint32_t* qweight, uint32_t* scaleBias, int words, int nG, int N,  \
-                                        int Np, unsigned seed, float amp) {                                      \
+  extern "C" __global__ void qfill_##NAME(uint32_t* qweight, uint32_t* scaleBias, int words, int nG, int N,     \
+                                          int Np, unsigned seed, float amp) {                                    \
     qfill<B>(qweight, scaleBias, words, nG, N, Np, seed, amp);                                                  \
   }
 
-INSTANTIATE_Q(4)
-INSTANTIATE_Q(8)
-// qgemms_w{B}_m{BM}c{CW}k{KS}s{STAGES}
-#define QS_INST(B, BM, CW, KS, ST)                                                                              \
-  extern "C" __global__ void __launch_bounds__(256, 2) qgemms_w##B##_m##BM##c##CW##k##KS##s##ST(               \
+INSTANTIATE_Q(w4, 4)
+INSTANTIATE_Q(w8, 8)
+INSTANTIATE_Q(f8, QB_FP8)
+// qgemms_{w4,w8,f8}_m{BM}c{CW}k{KS}s{STAGES}
+#define QS_INST(NAME, B, BM, CW, KS, ST)                                                                        \
+  extern "C" __global__ void __launch_bounds__(256, 2) qgemms_##NAME##_m##BM##c##CW##k##KS##s##ST(              \
       QARGS, float* part, unsigned* counters, int M, int N, int K, int Np, int KT, int gt, int tps) {           \
     qgemms<B, BM, CW, KS, ST>(x, perm, qweight, scaleBias, bias, y, part, counters, M, N, K, Np, KT, gt, tps);  \
   }
-#define QS_ALL(B)                                                                                               \
-  QS_INST(B, 32, 4, 4, 4)                                                                                       \
-  QS_INST(B, 64, 4, 4, 4)                                                                                       \
-  QS_INST(B, 32, 4, 8, 4)                                                                                       \
-  QS_INST(B, 64, 4, 8, 3)
-QS_ALL(4)
-QS_ALL(8)
-QS_INST(4, 64, 8, 4, 4)  // 256 columns: int4 only
+#define QS_ALL(NAME, B)                                                                                         \
+  QS_INST(NAME, B, 32, 4, 4, 4)                                                                                 \
+  QS_INST(NAME, B, 64, 4, 4, 4)                                                                                 \
+  QS_INST(NAME, B, 32, 4, 8, 4)                                                                                 \
+  QS_INST(NAME, B, 64, 4, 8, 3)
+QS_ALL(w4, 4)
+QS_ALL(w8, 8)
+QS_ALL(f8, QB_FP8)
+QS_INST(w4, 4, 64, 8, 4, 4)  // 256 columns: int4 only

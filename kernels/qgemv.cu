@@ -1,4 +1,4 @@
-// W4A16 / W8A16 decode GEMV (M <= 16 rows): y[M, N] (f32) = x[M, K] (f16) · W[N, K]^T + bias[N] (f32), W in the
+// W4A16 / W8A16 / FP8 (e4m3) weight decode GEMV (M <= 16 rows): y[M, N] (f32) = x[M, K] (f16) · W[N, K]^T + bias[N] (f32), W in the
 // "mma-m16n8k16" layout of src/quant/pack.ts (qgemm.cu's header describes it; qgemm.cu has the prefill kernel).
 //
 // Weights are the MMA A operand (y^T = W · x^T): the words a lane loads for one 16-k tile already hold the A
@@ -153,7 +153,9 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
 #pragma unroll
         for (int e = 0; e < 4; e++) {
           const float2 sz = __half22float2(u2h(sc.r[0][2 * j + (e >> 1)]));  // (scale, bias)
-          acc[b][j][e] = fmaf(sz.y, xgs[b][e & 1], fmaf(sz.x, accg[b][j][e], acc[b][j][e]));
+          // fp8: the MMAs took exact e4m3 values (fragQ EXACT) and the stored scale is 256 s.
+          const float sx = BITS == QB_FP8 ? sz.x * (1.f / 256.f) : sz.x;
+          acc[b][j][e] = fmaf(sz.y, xgs[b][e & 1], fmaf(sx, accg[b][j][e], acc[b][j][e]));
           accg[b][j][e] = 0.f;
         }
       xgs[b][0] = xgs[b][1] = 0.f;
@@ -195,7 +197,7 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
       for (int j = 0; j < NB; j++) {
         uint32_t a[4];
         if (DEFER) {
-          fragQ<BITS>(w, j, a);
+          fragQ<BITS, true>(w, j, a);
 #pragma unroll
           for (int b = 0; b < MB; b++) mmaF16(accg[DEFER ? b : 0][j], a, xb[2 * b], xb[2 * b + 1]);
         } else {
@@ -458,9 +460,10 @@ __device__ void qgemv(const f16* x, const int* perm, const uint32_t* qweight, co
 // blocks no longer fit 4 per SM). M <= 16 scales in f16 per weight (no second accumulator set, no x sums) and
 // prefetches scales one group ahead: 128 registers, 4 blocks per SM.
 #define QV_D16 2
-#define INSTANTIATE_QV(B)                                                                                       \
-  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m8(QV_ARGS) { qgemv<B, 1, 3, 2>(QV_CALL); }  \
-  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_w##B##_m16(QV_ARGS) { qgemv<B, 2, QV_D16, 1>(QV_CALL); }
+#define INSTANTIATE_QV(NAME, B)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_##NAME##_m8(QV_ARGS) { qgemv<B, 1, 3, 2>(QV_CALL); }  \
+  extern "C" __global__ void __launch_bounds__(128, 4) qgemv_##NAME##_m16(QV_ARGS) { qgemv<B, 2, QV_D16, 1>(QV_CALL); }
 
-INSTANTIATE_QV(4)
-INSTANTIATE_QV(8)
+INSTANTIATE_QV(w4, 4)
+INSTANTIATE_QV(w8, 8)
+INSTANTIATE_QV(f8, QB_FP8)  // FP8 E4M3 weights

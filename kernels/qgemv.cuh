@@ -14,6 +14,31 @@ template <int N> __device__ __forceinline__ void qvWaitGroups() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
+// BITS template value of FP8 E4M3 weights (src/quant/pack.ts "FP8"): codes in the int8 positions, so every 8-bit
+// layout rule applies (BITS != 4), only the conversion differs: a code becomes the f16 e4m3 * 2^-8 (sign to bit 15,
+// exponent and mantissa to bits 13..7; exact, subnormals included), the stored scale being 256 s.
+#define QB_FP8 9
+
+// Two e4m3 codes, bytes (sel) of v, as half2 e4m3 * 2^-8: __byte_perm puts each code in the high byte of its half,
+// then the 7 magnitude bits move down one place and the sign stays (3 instructions after the permute).
+template <unsigned SEL> __device__ __forceinline__ uint32_t fp8x2(uint32_t v) {
+  const uint32_t t = __byte_perm(v, 0u, SEL);
+  return ((t & 0x7f007f00u) >> 1) | (t & 0x80008000u);
+}
+
+// The same two codes (the low / high 16 bits of v when HI) as exact e4m3 values: one cvt on sm_89+ (the bit move
+// above, times 2^8 by an hmul2, elsewhere). For qgemv's deferred scaling, which multiplies by 2^-8 once per group.
+template <bool HI> __device__ __forceinline__ uint32_t fp8x2Exact(uint32_t v) {
+#if __CUDA_ARCH__ >= 890
+  uint32_t d;
+  const unsigned short a = (unsigned short)(HI ? v >> 16 : v & 0xffffu);
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(d) : "h"(a));
+  return d;
+#else
+  return h2u(__hmul2(u2h(fp8x2<(HI ? 0x3424u : 0x1404u)>(v)), u2h(0x5c005c00u)));  // * 256
+#endif
+}
+
 template <int BITS> struct QV {
   static constexpr int T = BITS == 4 ? 64 : 32;  // columns per n-tile
   static constexpr int NB = T / 16;              // 16-column A blocks per n-tile
@@ -25,8 +50,10 @@ template <int BITS> struct QV {
 // (a lop3 into the f16 magic 1024 + v, then one sub or fma); integers up to 255 are exact in f16.
 // int4: word j, halves h = 0 (column 16j + r, r = lane / 4) and 1 (column 16j + 8 + r); lo = k-pair k0, k0 + 1,
 // hi = k0 + 8, k0 + 9 (r rows / r + 8 rows of A, cols k / k + 8): a = {lo0, lo1, hi0, hi1}.
-// int8: words 2j (column 16j + r) and 2j + 1 (column 16j + 8 + r).
-template <int BITS> __device__ __forceinline__ void fragQ(const uint32_t* w, int j, uint32_t* a) {
+// int8: words 2j (column 16j + r) and 2j + 1 (column 16j + 8 + r). fp8: the same words, e4m3 * 2^-8 (exact in f16),
+// or with EXACT the e4m3 values themselves (the caller scales by 2^-8).
+template <int BITS, bool EXACT = false>
+__device__ __forceinline__ void fragQ(const uint32_t* w, int j, uint32_t* a) {
   const half2 k1024 = u2h(0x64006400u);
   if (BITS == 4) {
     const half2 k16th = u2h(0x2c002c00u), km64 = u2h(0xd400d400u);
@@ -35,6 +62,13 @@ template <int BITS> __device__ __forceinline__ void fragQ(const uint32_t* w, int
       const uint32_t v = h ? w[j] >> 8 : w[j];
       a[h] = h2u(__hsub2(u2h(lop3AndOr(v, 0x000f000fu, 0x64006400u)), k1024));
       a[2 + h] = h2u(__hfma2(u2h(lop3AndOr(v, 0x00f000f0u, 0x64006400u)), k16th, km64));
+    }
+  } else if (BITS == QB_FP8) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const uint32_t v = w[2 * j + h];
+      a[h] = EXACT ? fp8x2Exact<false>(v) : fp8x2<0x1404>(v);     // codes at k0, k0 + 1
+      a[2 + h] = EXACT ? fp8x2Exact<true>(v) : fp8x2<0x3424>(v);  // k0 + 8, k0 + 9
     }
   } else {
 #pragma unroll

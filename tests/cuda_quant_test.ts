@@ -1,6 +1,7 @@
-// W4A16 / W8A16 on CUDA (kernels/qgemm.cu, src/backends/cuda/qlinear.ts): qgemv / qgemm against a TypeScript matmul
+// W4A16 / W8A16 / FP8 (e4m3) weights on CUDA (kernels/qgemm.cu, src/backends/cuda/qlinear.ts): qgemv / qgemm against
+// a TypeScript matmul
 // over dequantizeFused weights on fresh random inputs at awkward sizes, the synthetic fill kernel, and stories260K
-// int4 g32 / int8 g64 on the CUDA backend against the reference backend with the same RTN weights. GPU tests are
+// int4 g32 / int8 g64 / fp8 g32 on the CUDA backend against the reference backend with the same RTN weights. GPU tests are
 // ignored (reason in the name) without an NVIDIA driver; the planning / stacking tests run everywhere.
 import assert from "node:assert/strict";
 import { f16ToF32 as f16, roundTo } from "../src/model/dtype.ts";
@@ -34,7 +35,7 @@ import {
 } from "../src/backends/cuda/testing.ts";
 import { loadStories } from "./helpers/models.ts";
 import { qgemmSkinny, qgemmTiled, QS_TILES, qsConfig, qsPlan, qsSmem } from "../src/backends/cuda/qgemm_plan.ts";
-import { randomLinear, reference, rnd } from "./helpers/quant_linear.ts";
+import { randomFp8Linear, randomLinear, randomQuantLinear, reference, rnd } from "./helpers/quant_linear.ts";
 
 const gpuTest = cudaTest;
 
@@ -61,12 +62,16 @@ Deno.test("qgemvPlan() covers K in one wave with block K-ranges that fit 4 block
   assert.throws(() => qgemvPlan(4, 4096, 14336, 16, 132, 1000), /scratch too small/);
 });
 
-Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx", () => {
+Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx or formats", () => {
   const a = randomLinear(4, 24, 64, 32, false), b = randomLinear(4, 40, 64, 32, false);
   const s = stackQuantized([a, b]);
   assert.equal(s.outDim, 64);
   assert.deepEqual(dequantize(s), Float32Array.from([...dequantize(a), ...dequantize(b)]));
   assert.throws(() => stackQuantized([randomLinear(4, 8, 64, 32, true), randomLinear(4, 8, 64, 32, true)]), /g_idx/);
+  const f = randomFp8Linear(24, 64, 32), g = randomFp8Linear(40, 64, 32), fg = stackQuantized([f, g]);
+  assert.ok(fg.fp8);
+  assert.deepEqual(dequantize(fg), Float32Array.from([...dequantize(f), ...dequantize(g)]));
+  assert.throws(() => stackQuantized([f, randomLinear(8, 8, 64, 32, false)]), /fp8/);
 });
 
 // Bound: the reference multiplies the same f16 x by f16(dequantizeFused(W)) (qgemm's per-weight hfma2 rounds the
@@ -75,8 +80,8 @@ Deno.test("stackQuantized() concatenates rows and refuses mismatched g_idx", () 
 // random in sign, so ~2^-11 / sqrt(3) of a typical |y| at most: max |error| / max |y| ~ 3e-4) plus the f32 summation
 // order (~sqrt(K) * 2^-24). 1e-3 of max |y| leaves a margin, while a wrong nibble, scale column, bias or permutation
 // gives O(1).
-const CASES: [QuantBits, number, number, number, boolean][] = [
-  // bits, N, K, G, act-order
+const CASES: [QuantBits | "fp8", number, number, number, boolean][] = [
+  // bits (or fp8: e4m3 codes, scales 256 s), N, K, G, act-order
   [4, 172, 200, 32, false], // K not a multiple of 16: padded k-tile, partial last group
   [4, 200, 256, 32, true],
   [4, 200, 1000, 128, false], // one column group, 63 splits
@@ -86,15 +91,21 @@ const CASES: [QuantBits, number, number, number, boolean][] = [
   [8, 172, 204, 204, false], // per-channel, K % 8 != 0: scalar x staging
   [4, 4100, 520, 32, false], // 65 n-tiles: warpsPerSm 0.5 gives one warp per n-tile over 17 groups (ksb 1)
   [8, 2090, 1040, 64, true],
+  ["fp8", 172, 320, 64, false],
+  ["fp8", 200, 1000, 128, false],
+  ["fp8", 172, 204, 204, false], // per-channel scales, scalar x staging
+  ["fp8", 2090, 1040, 32, false],
 ];
 cudaKernelTest(
-  "quantLinear() qgemv and qgemm match x · f16(dequantizeFused(W))^T (int4 g32/g128, int8 g64, perm)",
+  "quantLinear() qgemv and qgemm match x · f16(dequantizeFused(W))^T (int4 g32/g128, int8 g64, fp8, perm)",
   async (k, dev) => {
     using arena = new DeviceArena(dev);
     const alloc = arena.alloc;
-    for (const [bits, N, K, G, act] of CASES) {
-      const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+    for (const [fmt, N, K, G, act] of CASES) {
+      const bits = fmt === "fp8" ? 8 : fmt;
+      const p = packFor({ kind: "cuda", sm: 90 }, randomQuantLinear(fmt, N, K, G, act)) as MmaPacked;
       assert.equal(p.layout, "mma-m16n8k16");
+      assert.equal(p.fp8, fmt === "fp8");
       const need = scratchNeed(bits, [[N, K]], dev.smCount, [16, 0.5, 1, 3, 64]);
       const W = uploadQuantMatrix(dev, alloc, p, allocQuantScratch(dev, alloc, need.floats, need.slots), "test");
       assert.equal(W.perm !== 0n, act);
@@ -114,7 +125,9 @@ cudaKernelTest(
           quantLinear(k, xb.ptr, W, bb.ptr, yb.ptr, M, kind, tune);
           const got = await download(dev, yb, M * N + 64, "f32");
           const e = relErr(got.subarray(0, M * N), want);
-          const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${kind} ${JSON.stringify(tune)}`;
+          const what = `${fmt === "fp8" ? "fp8" : `int${bits}`} g${G} ${
+            act ? "act-order " : ""
+          }[${N}, ${K}] M=${M} ${kind} ${JSON.stringify(tune)}`;
           assert.ok(e <= 1e-3, `${what}: error ${e}`);
           assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
         }
@@ -144,7 +157,7 @@ Deno.test("qsPlan() covers K once, fits shared memory, and keeps the partials wi
 // qgemms (every variant) and the tiled qgemm at 17..256 rows, odd N, K not a multiple of 16 or 8 (scalar x staging),
 // group sizes 32 / 64 / 128 / K, act-order, bias; same reference and bound as above (the same per-weight hfma2).
 // Split-K results must not depend on block arrival order: a second launch is compared bit for bit.
-const SKINNY_CASES: [QuantBits, number, number, number, boolean][] = [
+const SKINNY_CASES: [QuantBits | "fp8", number, number, number, boolean][] = [
   [4, 173, 200, 32, false],
   [4, 201, 1000, 128, true],
   [4, 521, 2048, 128, false],
@@ -152,11 +165,14 @@ const SKINNY_CASES: [QuantBits, number, number, number, boolean][] = [
   [8, 171, 320, 64, true],
   [8, 205, 204, 204, false],
   [8, 1003, 1040, 32, false],
+  ["fp8", 171, 320, 64, false],
+  ["fp8", 1003, 1040, 128, false],
 ];
 cudaKernelTest("qgemmSkinny() / qgemmTiled() match x · f16(dequantizeFused(W))^T at M = 17..256", async (k, dev) => {
   using arena = new DeviceArena(dev);
-  for (const [bits, N, K, G, act] of SKINNY_CASES) {
-    const p = packFor({ kind: "cuda", sm: 90 }, randomLinear(bits, N, K, G, act)) as MmaPacked;
+  for (const [fmt, N, K, G, act] of SKINNY_CASES) {
+    const bits = fmt === "fp8" ? 8 : fmt;
+    const p = packFor({ kind: "cuda", sm: 90 }, randomQuantLinear(fmt, N, K, G, act)) as MmaPacked;
     const W = uploadQuantMatrix(dev, arena.alloc, p, allocQuantScratch(dev, arena.alloc, 16, 16), "test");
     const bias = rnd(N, 0.1);
     using bb = upload(dev, bias, "f32");
@@ -173,7 +189,9 @@ cudaKernelTest("qgemmSkinny() / qgemmTiled() match x · f16(dequantizeFused(W))^
         run();
         const got = await download(dev, yb, M * N + 64, "f32");
         const e = relErr(got.subarray(0, M * N), want);
-        const what = `int${bits} g${G} ${act ? "act-order " : ""}[${N}, ${K}] M=${M} ${name}`;
+        const what = `${fmt === "fp8" ? "fp8" : `int${bits}`} g${G} ${
+          act ? "act-order " : ""
+        }[${N}, ${K}] M=${M} ${name}`;
         assert.ok(e <= 1e-3, `${what}: error ${e}`);
         assert.ok(got.subarray(M * N).every(Number.isNaN), `${what}: wrote past y`);
         if (name === "tiled") continue;
@@ -210,6 +228,23 @@ cudaKernelTest(
         assert.equal(f16(b), toF16(-z * sv));
       }
     }
+    // fp8: codes with exponent field <= 7 (never NaN), stored scales 256 s with s = amp / 2 * (0.75 .. 1.25), bias 0.
+    const N = 200, K = 320, G = 64, amp = 0.05;
+    const W = fillQuantMatrix(k, alloc, { bits: 8, fp8: true, N, K, group: G, seed: 9, amp, label: "f8" }, {
+      ...allocQuantScratch(dev, alloc, 16, 16),
+    });
+    assert.ok(W.fp8);
+    const words = new Uint32Array((W.Np / 32) * W.KT * 128), sb = new Uint32Array(Math.ceil(K / G) * W.Np);
+    dev.download(words, W.qweight);
+    dev.download(sb, W.scaleBias);
+    await dev.sync();
+    assert.ok(words.every((w) => (w & 0x40404040) === 0), "fp8 codes with exponent field > 7");
+    assert.ok(new Set(words).size > words.length * 0.99, "fp8 words are not random");
+    for (let i = 0; i < sb.length; i++) {
+      if (i % W.Np >= N) continue;
+      const sv = f16(sb[i]! & 0xffff) / 256;
+      assert.ok(sv >= amp / 2 * 0.74 && sv <= amp / 2 * 1.26 && sb[i]! >>> 16 === 0, `fp8 scale ${sv}`);
+    }
   },
 );
 
@@ -221,7 +256,7 @@ const load = async <B extends Backend>(backend: B, precision: Precision): Promis
 // f16(q * s + f16(-z * s)). With f16 activations on this 64-wide model the logits move by ~1e-3 .. 1e-2 relative
 // (the same order as the bf16 backend's "half" activations at 8x coarser rounding, bounded there by 8e-2), so 3e-2.
 const greedy = { ...defaultSamplingParams(), temperature: 0 };
-for (const [weight, group] of [["int4", 32], ["int8", 64]] as const) {
+for (const [weight, group] of [["int4", 32], ["int8", 64], ["fp8", 32]] as const) {
   gpuTest(
     `CudaBackend ${weight} g${group} stories260K matches the reference backend (logits 3e-2, 32 greedy ids)`,
     async () => {

@@ -3,6 +3,7 @@ import { roundTo } from "../../src/model/dtype.ts";
 import { dequantizeFused, type MmaPacked } from "../../src/quant/pack.ts";
 import { type QuantBits, type QuantizedLinear, toF16 } from "../../src/quant/types.ts";
 import { randomArray } from "../../src/backends/cuda/testing.ts";
+import { quantizeFp8 } from "../../src/quant/fp8.ts";
 
 let seed = Math.floor(Math.random() * 1e9);
 /** Fresh random values in [-scale, scale) (a new seed per call). */
@@ -25,6 +26,30 @@ export function randomLinear(bits: QuantBits, N: number, K: number, G: number, a
     order.forEach((k, i) => (gIdx![k] = Math.floor(i / G)));
   }
   return { outDim: N, inDim: K, bits, groupSize: G, q, scales, zeros, gIdx };
+}
+
+/**
+ * A random FP8 E4M3 [N, K] linear (quantizeFp8 per row and group G) whose rows span scales from ~1e-6 to ~1, so the
+ * kernels' 256 s scales and e4m3 * 2^-8 codes (subnormals included) are exercised far from 1.
+ */
+export function randomFp8Linear(N: number, K: number, G: number): QuantizedLinear {
+  const w = rnd(N * K), mag = rnd(N);
+  for (let n = 0; n < N; n++) {
+    const f = 10 ** (-6 * Math.abs(mag[n]!)) / Math.sqrt(K);
+    for (let k = 0; k < K; k++) w[n * K + k]! *= f;
+  }
+  return quantizeFp8(w, N, K, G);
+}
+
+/** randomLinear, or randomFp8Linear for "fp8" (no act-order). */
+export function randomQuantLinear(
+  fmt: QuantBits | "fp8",
+  N: number,
+  K: number,
+  G: number,
+  actOrder: boolean,
+): QuantizedLinear {
+  return fmt === "fp8" ? randomFp8Linear(N, K, G) : randomLinear(fmt, N, K, G, actOrder);
 }
 
 /**

@@ -14,6 +14,7 @@ import type {
   StepResult,
   TensorSource,
 } from "../../core/types.ts";
+import { isQuantizedWeight } from "../../core/types.ts";
 import { ropeTables } from "../../model/rope.ts";
 import { sampleToken } from "../../sampling/sampler.ts";
 import { CudaDevice, type DeviceBuffer } from "./device.ts";
@@ -53,7 +54,10 @@ export interface CudaBackendOptions {
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
-  readonly supports: BackendSupport = { weight: ["bf16", "f16", "int8", "int4"], kv: ["bf16", "f16", "int8", "int4"] };
+  readonly supports: BackendSupport = {
+    weight: ["bf16", "f16", "int8", "int4", "fp8"],
+    kv: ["bf16", "f16", "int8", "int4"],
+  };
   /** Replay decode graphs (may be toggled between steps, for comparisons). */
   graphsEnabled: boolean;
   /** Set by the options or setActivations(); null: follow each load's Precision.compute. */
@@ -113,7 +117,7 @@ export class CudaBackend implements Backend {
     this.#unload();
     this.#activations = this.#activationsOpt ?? (precision.compute === "f32" ? "f32" : "half");
     // int8 / int4 (W8A16 / W4A16): f16 dense weights and activations (qlinear.ts).
-    const quantized = precision.weight === "int8" || precision.weight === "int4" || spec.quantization !== null;
+    const quantized = isQuantizedWeight(precision.weight) || spec.quantization !== null;
     const wt: Half = quantized ? "f16" : precision.weight as Half;
     const w = await loadCudaWeights(this.dev, spec, weights, wt, onProgress, this.kernels, precision);
     const t = ropeTables(spec.rope, spec.headDim, spec.maxPositions);

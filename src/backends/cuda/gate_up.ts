@@ -33,8 +33,11 @@ export function pairGateUp(gate: QuantizedLinear, up: QuantizedLinear, half: num
   const { inDim: K, bits, groupSize, gIdx } = gate, f = gate.outDim;
   const sameG = gIdx === up.gIdx ||
     (!!gIdx && !!up.gIdx && gIdx.length === up.gIdx.length && gIdx.every((v, i) => v === up.gIdx![i]));
-  if (up.outDim !== f || up.inDim !== K || up.bits !== bits || up.groupSize !== groupSize || !sameG) {
-    throw new Error("pairGateUp: gate and up differ in shape, bits, group size or g_idx");
+  const fp8 = !!gate.fp8;
+  if (
+    up.outDim !== f || up.inDim !== K || up.bits !== bits || !!up.fp8 !== fp8 || up.groupSize !== groupSize || !sameG
+  ) {
+    throw new Error("pairGateUp: gate and up differ in shape, bits, fp8, group size or g_idx");
   }
   if (!Number.isInteger(half) || half < 1) throw new RangeError(`pairGateUp: half ${half}`);
   const nG = numGroups(gate), N = pairedRows(f, half);
@@ -47,7 +50,7 @@ export function pairGateUp(gate: QuantizedLinear, up: QuantizedLinear, half: num
       zeros.set(src.zeros.subarray(r * nG, (r + 1) * nG), d * nG);
     }
   }
-  return { outDim: N, inDim: K, bits, groupSize, q, scales, zeros, gIdx };
+  return { outDim: N, inDim: K, bits, ...(fp8 ? { fp8 } : {}), groupSize, q, scales, zeros, gIdx };
 }
 
 /** Bias [2f] f32 (gate | up) in the paired row order [N'] f32, zero-padded. */

@@ -163,7 +163,7 @@ export const KERNELS = {
   skinny16w8: SKINNY,
   skinny32w8: SKINNY,
   skinny64w8: SKINNY,
-  // qgemv.cu / qgemm.cu (W4A16 / W8A16; suffix w4_m8, w4_m16, w8_m8, w8_m16 / w4, w8): see src/backends/cuda/qlinear.ts.
+  // qgemv.cu / qgemm.cu (W4A16 / W8A16 / FP8 E4M3; suffix {w4,w8,f8}_m8, _m16 / w4, w8, f8): see src/backends/cuda/qlinear.ts.
   qgemv: {
     module: "qgemv",
     params: [

@@ -6,7 +6,7 @@ import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { QuantBits } from "../../quant/types.ts";
 import { blocksBySmem, type SkinnyScratch, skinnyScratch, splitKWave } from "./gemm_skinny.ts";
-import { tileN } from "./qgemv_plan.ts";
+import { qName, tileN } from "./qgemv_plan.ts";
 
 /**
  * Most rows quantLinear sends to qgemms (more take the tiled qgemm, slower at every M measured: 16..2048); benchmarks
@@ -93,6 +93,7 @@ export function qsPlan(
 /** The matrix fields the GEMM launches read (a QuantMatrix). */
 export interface QgemmWeights {
   readonly bits: QuantBits;
+  /** FP8 E4M3 codes (the f8 kernels) */ readonly fp8?: boolean;
   readonly N: number;
   readonly K: number;
   readonly Np: number;
@@ -139,7 +140,7 @@ export function qgemmSkinny(
   }
   if (p.S > 1 && p.S * M * N > scratch.partFloats) throw new RangeError("qgemms: partials exceed the scratch");
   const split = p.S > 1 ? { part: scratch.part, counters: scratch.counters } : { part: 0n, counters: 0n };
-  k.launch("qgemms", `w${bits}_${p.tile}`, [p.mTiles, p.nBlocks, p.S], [256], {
+  k.launch("qgemms", `${qName(W)}_${p.tile}`, [p.mTiles, p.nBlocks, p.S], [256], {
     ...qgemmIo(x, W, bias, y),
     ...split,
     ...{ M, N, K, Np, KT, gt: p.gt, tps: p.tps },
@@ -153,5 +154,5 @@ const QG_BM = 64, GEMM_TILES = 2;
 export function qgemmTiled(k: Kernels, x: DevPtr, W: QgemmWeights, bias: DevPtr, y: DevPtr, M: number): void {
   const { bits, N, K, Np, KT, group: G } = W;
   const grid = [Math.ceil(Np / tileN(bits) / GEMM_TILES), Math.ceil(M / QG_BM)] as const;
-  k.launch("qgemm", `w${bits}`, grid, [128], { ...qgemmIo(x, W, bias, y), ...{ M, N, K, Np, KT, G } });
+  k.launch("qgemm", qName(W), grid, [128], { ...qgemmIo(x, W, bias, y), ...{ M, N, K, Np, KT, G } });
 }

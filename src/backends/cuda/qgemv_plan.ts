@@ -29,6 +29,11 @@ export const qgemvDefaults = { warpsPerSm: QGEMV_WARPS_PER_SM, interleave: false
 /** Fewest k-tiles a qgemv warp streams (shorter runs only add partials). */
 const MIN_TPS = 4;
 
+/** Kernel-name part of a quantized matrix's format: w4, w8 (integers) or f8 (FP8 E4M3 codes). */
+export function qName(W: { readonly bits: QuantBits; readonly fp8?: boolean }): string {
+  return W.fp8 ? "f8" : `w${W.bits}`;
+}
+
 /** Columns per n-tile of the packed layout. */
 export const tileN = (bits: QuantBits): number => (bits === 4 ? 64 : 32);
 

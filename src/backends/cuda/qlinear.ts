@@ -8,7 +8,8 @@ import type { DevPtr } from "./ffi.ts";
 import type { Kernels } from "./kernels.ts";
 import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
-import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, tileN } from "./qgemv_plan.ts";
+import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, qName, tileN } from "./qgemv_plan.ts";
+import { type QuantSpec, quantWeight } from "../../core/types.ts";
 import { type GateUpPairs, pairHalf } from "./gate_up.ts";
 import { qgemmIo, qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
@@ -30,6 +31,7 @@ export interface QuantScratch {
 export interface QuantMatrix {
   readonly kind: "quant";
   readonly bits: QuantBits;
+  /** FP8 E4M3 codes (bits 8; pack.ts "FP8": scales 256 s, biases 0), the f8 kernels */ readonly fp8: boolean;
   /** outputs and inputs */ readonly N: number;
   readonly K: number;
   /** N padded to the n-tile (64 int4, 32 int8) */ readonly Np: number;
@@ -49,13 +51,18 @@ export function isQuant(w: CudaLinear): w is QuantMatrix {
   return typeof w !== "bigint";
 }
 
-/** Bits of the quantized linears for a weight precision and checkpoint, or null for dense ones. */
-export function quantBitsFor(weight: string, checkpointBits: QuantBits | undefined): QuantBits | null {
-  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
-  if (checkpointBits !== undefined && bits !== null && bits !== checkpointBits) {
-    throw new Error(`weight precision ${weight} does not match the checkpoint's int${checkpointBits} weights`);
+/** The quantized format of the linears for a weight precision and checkpoint, or null for dense ones. */
+export function quantFormatFor(weight: string, quant: QuantSpec | null): { bits: QuantBits; fp8: boolean } | null {
+  const own = weight === "int4" || weight === "int8" || weight === "fp8" ? weight : null;
+  if (quant) {
+    const theirs = quantWeight(quant);
+    if (own !== null && own !== theirs) {
+      throw new Error(`weight precision ${weight} does not match the checkpoint's ${theirs} weights`);
+    }
+    return { bits: quant.bits, fp8: quant.method === "fp8" };
   }
-  return checkpointBits ?? bits;
+  if (own === null) return null;
+  return { bits: own === "int4" ? 4 : 8, fp8: own === "fp8" };
 }
 
 /** Allocates a zeroed scratch (the counters must start at 0). */
@@ -75,12 +82,12 @@ export function stackQuantized(parts: readonly QuantizedLinear[]): QuantizedLine
   const first = parts[0];
   if (!first) throw new Error("stackQuantized: no linears");
   if (parts.length === 1) return first;
-  const { inDim: K, bits, groupSize } = first;
+  const { inDim: K, bits, groupSize } = first, fp8 = !!first.fp8;
   for (const p of parts) {
     const sameG = p.gIdx === first.gIdx ||
       (!!p.gIdx && !!first.gIdx && p.gIdx.length === first.gIdx.length && p.gIdx.every((v, i) => v === first.gIdx![i]));
-    if (p.inDim !== K || p.bits !== bits || p.groupSize !== groupSize || !sameG) {
-      throw new Error("stackQuantized: the stacked linears differ in K, bits, group size or g_idx");
+    if (p.inDim !== K || p.bits !== bits || !!p.fp8 !== fp8 || p.groupSize !== groupSize || !sameG) {
+      throw new Error("stackQuantized: the stacked linears differ in K, bits, fp8, group size or g_idx");
     }
   }
   const cat = <T extends Uint8Array | Float32Array | Uint16Array>(arrs: T[], make: (n: number) => T): T => {
@@ -96,6 +103,7 @@ export function stackQuantized(parts: readonly QuantizedLinear[]): QuantizedLine
     outDim: parts.reduce((a, p) => a + p.outDim, 0),
     inDim: K,
     bits,
+    ...(fp8 ? { fp8 } : {}),
     groupSize,
     q: cat(parts.map((p) => p.q), (n) => new Uint8Array(n)),
     scales: cat(parts.map((p) => p.scales), (n) => new Float32Array(n)),
@@ -122,10 +130,11 @@ export function uploadQuantMatrix(
     dev.upload(b.ptr, p.perm);
     perm = b.ptr;
   }
-  const { bits, outDim: N, inDim: K, groupSize: group, paddedOut: Np } = p;
+  const { bits, outDim: N, inDim: K, groupSize: group, paddedOut: Np, fp8 } = p;
   return {
     kind: "quant",
     bits,
+    fp8,
     N,
     K,
     Np,
@@ -145,7 +154,7 @@ export function uploadQuantMatrix(
 export function fillQuantMatrix(
   k: Kernels,
   alloc: (bytes: number, label: string) => DeviceBuffer,
-  a: { bits: QuantBits; N: number; K: number; group: number; seed: number; amp: number; label: string },
+  a: { bits: QuantBits; fp8?: boolean; N: number; K: number; group: number; seed: number; amp: number; label: string },
   scratch: QuantScratch,
 ): QuantMatrix {
   const T = tileN(a.bits), Np = Math.ceil(a.N / T) * T, KT = Math.ceil(a.K / 16);
@@ -153,7 +162,9 @@ export function fillQuantMatrix(
   const nG = Math.ceil(a.K / Math.min(a.group, a.K)), words = (Np / T) * KT * 128;
   const qweight = alloc(words * 4, `${a.label}.qweight`), scaleBias = alloc(nG * Np * 4, `${a.label}.scaleBias`);
   const blocks = Math.min(65535, Math.ceil(Math.max(words, nG * Np) / 256));
-  k.launch("qfill", `w${a.bits}`, [blocks], [256], {
+  const fp8 = !!a.fp8;
+  if (fp8 && a.bits !== 8) throw new RangeError("qfill: fp8 matrices have 8-bit codes");
+  k.launch("qfill", qName({ bits: a.bits, fp8 }), [blocks], [256], {
     qweight: qweight.ptr,
     scaleBias: scaleBias.ptr,
     words,
@@ -166,6 +177,7 @@ export function fillQuantMatrix(
   return {
     kind: "quant",
     bits: a.bits,
+    fp8,
     N: a.N,
     K: a.K,
     Np,
@@ -236,7 +248,7 @@ export function quantLinear(
     if (p.gridX > W.scratch.counterSlots) {
       throw new RangeError(`qgemv: ${p.gridX} counters > scratch's ${W.scratch.counterSlots}`);
     }
-    const suffix = `w${bits}_m${M <= 8 ? 8 : 16}`;
+    const suffix = `${qName(W)}_m${M <= 8 ? 8 : 16}`;
     const split = p.S > 1 ? { part: W.scratch.part, counters: W.scratch.counters } : { part: 0n, counters: 0n };
     const il = (tune.interleave ?? qgemvDefaults.interleave) ? 1 : 0;
     const { norm, resid, silu } = fused;

@@ -19,12 +19,13 @@ import {
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor } from "../../quant/pack.ts";
 import { quantizeRtn } from "../../quant/reference.ts";
+import { quantizeFp8 } from "../../quant/fp8.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import {
   allocQuantScratch,
   type CudaLinear,
   fillQuantMatrix,
-  quantBitsFor,
+  quantFormatFor,
   type QuantScratch,
   scratchNeed,
   stackQuantized,
@@ -72,10 +73,11 @@ export async function loadCudaWeights(
   precision?: Pick<Precision, "weight" | "group">,
 ): Promise<CudaWeights> {
   const quant = spec.quantization;
-  const bits = quantBitsFor(precision?.weight ?? act, quant?.bits);
-  if (bits !== null && act !== "f16") throw new Error(`cuda: int${bits} weights run with f16 activations, not ${act}`);
+  const fmt = quantFormatFor(precision?.weight ?? act, quant);
+  const bits = fmt?.bits ?? null, fp8 = fmt?.fp8 ?? false, what = fp8 ? "fp8" : `int${bits}`;
+  if (bits !== null && act !== "f16") throw new Error(`cuda: ${what} weights run with f16 activations, not ${act}`);
   const sm = dev.cc[0] * 10 + dev.cc[1];
-  if (bits !== null && sm < 80) throw new Error(`cuda: int${bits} weights need sm_80 or newer (this GPU is sm_${sm})`);
+  if (bits !== null && sm < 80) throw new Error(`cuda: ${what} weights need sm_80 or newer (this GPU is sm_${sm})`);
   // Synthetic models (src/model/synthetic.ts) are generated on the GPU: no host-side random numbers for 16 GB.
   const synth = (src as { synthetic?: SyntheticFill }).synthetic;
   const fill = synth && kernels ? synth : null;
@@ -184,7 +186,7 @@ export async function loadCudaWeights(
     if (fill && !quant) {
       const { amp } = fill.amplitude(names[0]!);
       const seed = Math.imul(fill.seed, 0x9e3779b1) ^ tensorStream(names[0]!);
-      const m = fillQuantMatrix(kernels!, alloc, { bits, N, K, group, seed, amp, label }, scratch);
+      const m = fillQuantMatrix(kernels!, alloc, { bits, fp8, N, K, group, seed, amp, label }, scratch);
       names.forEach(tick);
       return { ...m, pairs };
     }
@@ -194,6 +196,8 @@ export async function loadCudaWeights(
       parts.push(
         quant
           ? await readQuantizedLinear(src, quant, n, rows, cols)
+          : fp8
+          ? quantizeFp8(await src.f32(n, shapes.get(n)), rows, cols, group)
           : quantizeRtn(await src.f32(n, shapes.get(n)), rows, cols, bits as QuantBits, group),
       );
       tick(n);
@@ -206,7 +210,6 @@ export async function loadCudaWeights(
       // it for linears that read the same input.
       throw new Error(`cuda: cannot fuse ${names.join(", ")}: ${(e as Error).message}`);
     }
-    if (stacked.fp8) throw new Error(`cuda: fp8 weights are not supported by this backend yet (${label})`);
     const p = packFor({ kind: "cuda", sm }, stacked);
     if (p.layout !== "mma-m16n8k16") throw new Error(`cuda: ${label}: unexpected packed layout ${p.layout}`);
     return { ...uploadQuantMatrix(dev, alloc, p, scratch, label), pairs };
