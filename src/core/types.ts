@@ -46,8 +46,10 @@ export interface QuantSpec {
   readonly groupSize: number;
   readonly sym: boolean;
   readonly descAct: boolean;
-  /** fp8 only: weight_block_size [rows, cols] of weight_scale_inv, or null for weight_scale per tensor / channel */
+  /** fp8 only: scale blocks [rows, cols] (weight_block_size), or null for scales per tensor / output channel */
   readonly block?: readonly [number, number] | null;
+  /** fp8 only: the scale tensor's suffix (default: weight_scale_inv with a block, else weight_scale) */
+  readonly scaleName?: "weight_scale" | "weight_scale_inv";
 }
 
 /** The weight precision a quantized checkpoint holds. */

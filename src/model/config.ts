@@ -84,6 +84,7 @@ function parseQuant(cfg: Json, file: string): QuantSpec | null {
   if (!q) return null;
   const method = q.quant_method;
   if (method === "fp8") return parseFp8(q, file);
+  if (method === "compressed-tensors") return parseCompressedTensors(q, file);
   if (method !== "awq" && method !== "gptq") {
     throw new CheckpointError(`${file}: unsupported quantization method ${JSON.stringify(method)}`, file);
   }
@@ -115,6 +116,58 @@ function parseFp8(q: Json, file: string): QuantSpec {
     block = [bs[0] as number, bs[1] as number];
   }
   return Object.freeze({ method: "fp8", bits: 8, groupSize: block ? block[1] : 0, sym: true, descAct: false, block });
+}
+
+/**
+ * compressed-tensors (llm-compressor, as vLLM reads it), "float-quantized" FP8 E4M3 weights only: one config group
+ * whose weights are { type: "float", num_bits: 8, strategy: tensor | channel | block (block_structure) | group
+ * (group_size) }, every scale named weight_scale. Input activation settings are not applied (weights-only), and no
+ * linear of the layers may be left out (`ignore` may only name lm_head).
+ */
+function parseCompressedTensors(q: Json, file: string): QuantSpec {
+  const bad = (why: string) => new CheckpointError(`${file}: compressed-tensors ${why}`, file);
+  if (q.format !== "float-quantized") {
+    throw bad(`format ${JSON.stringify(q.format)} (only "float-quantized" FP8 weights are supported)`);
+  }
+  const groups = Object.values((q.config_groups ?? {}) as Json) as Json[];
+  if (groups.length !== 1) throw bad(`with ${groups.length} config groups (one is supported)`);
+  const w = (groups[0]!.weights ?? {}) as Json;
+  if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
+    throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
+  }
+  const ignore = Array.isArray(q.ignore) ? q.ignore : [];
+  const other = ignore.filter((n) => typeof n !== "string" || !/(^|\.)lm_head$/.test(n));
+  if (other.length > 0) throw bad(`leaves ${JSON.stringify(other)} unquantized (only lm_head may be)`);
+  const pair = (v: unknown): [number, number] | null =>
+    Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && (x as number) > 0)
+      ? [v[0] as number, v[1] as number]
+      : null;
+  let block: [number, number] | null;
+  switch (w.strategy) {
+    case "tensor":
+    case "channel":
+      block = null;
+      break;
+    case "block":
+      block = pair(w.block_structure);
+      if (!block) throw bad(`block_structure ${JSON.stringify(w.block_structure)}`);
+      break;
+    case "group":
+      block = Number.isInteger(w.group_size) && (w.group_size as number) > 0 ? [1, w.group_size as number] : null;
+      if (!block) throw bad(`group_size ${JSON.stringify(w.group_size)}`);
+      break;
+    default:
+      throw bad(`weight strategy ${JSON.stringify(w.strategy)}`);
+  }
+  return Object.freeze({
+    method: "fp8",
+    bits: 8,
+    groupSize: block ? block[1] : 0,
+    sym: true,
+    descAct: false,
+    block,
+    scaleName: "weight_scale",
+  });
 }
 
 function eosList(v: unknown): number[] {

@@ -105,7 +105,7 @@ export function quantizedTensorNames(weightName: string, quant: QuantSpec): stri
 
 /** The scale tensor suffix of an fp8 checkpoint. */
 export function fp8ScaleName(quant: QuantSpec): string {
-  return quant.block ? "weight_scale_inv" : "weight_scale";
+  return quant.scaleName ?? (quant.block ? "weight_scale_inv" : "weight_scale");
 }
 
 /** Names of every linear weight of the model (quantized in AWQ / GPTQ checkpoints). */

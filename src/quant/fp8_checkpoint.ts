@@ -4,9 +4,11 @@
 //   .weight_scale_inv  F32 (BF16 / F16)  [ceil(N / bn), ceil(K / bk)] with weight_block_size [bn, bk]:
 //                      W[n, k] = e4m3(q[n, k]) * scale_inv[n / bn, k / bk] (the "inverse" of the quantizer's scale)
 //   .weight_scale      without a block size: [] or [1] (per tensor) or [N] / [N, 1] (per output channel)
+// compressed-tensors "float-quantized" FP8 (config.ts parseCompressedTensors) names every scale .weight_scale: [] / [1]
+// (tensor), [N, 1] (channel), [ceil(N / bn), ceil(K / bk)] (block) or [N, ceil(K / G)] (group: a block [1, G]).
 // Any .input_scale is ignored (weights-only fp8: activations stay 16-bit).
 import type { QuantSpec, TensorSource } from "../core/types.ts";
-import { linearBase } from "../model/weights.ts";
+import { fp8ScaleName, linearBase } from "../model/weights.ts";
 import { e4m3IsNaN, e4m3ToF32, f32ToE4m3, FP8_SCALE_MIN, fp8Scale } from "./fp8.ts";
 import { type OutTensor, quantTensorError } from "./tensors.ts";
 import type { QuantizedLinear } from "./types.ts";
@@ -32,7 +34,7 @@ export async function readFp8Linear(
     throw quantTensorError(src, weightName, `NaN code at row ${Math.floor(nan / K)}, column ${nan % K}`);
   }
   const block = quant.block ?? null;
-  const scaleName = `${base}.${block ? "weight_scale_inv" : "weight_scale"}`;
+  const scaleName = `${base}.${fp8ScaleName(quant)}`;
   const si = src.info(scaleName);
   if (!["F32", "BF16", "F16"].includes(si.dtype)) {
     throw quantTensorError(src, scaleName, `dtype ${si.dtype}, expected F32, BF16 or F16`);

@@ -1,0 +1,142 @@
+// compressed-tensors "float-quantized" FP8 checkpoints (llm-compressor's format, as vLLM reads it): the config maps to
+// an fp8 QuantSpec whose scales are all named weight_scale, and every weight strategy (tensor, channel, block, group)
+// reads to e4m3(q) * fp8Scale(s) exactly; configs the loader cannot honour are CheckpointErrors naming config.json.
+import assert from "node:assert/strict";
+import { parseModelConfig } from "../src/model/config.ts";
+import { openCheckpoint } from "../src/model/checkpoint.ts";
+import { MemoryTensorSource } from "../src/model/memory_source.ts";
+import { layerNames, LINEAR_KEYS, quantizedTensorNames } from "../src/model/weights.ts";
+import { readQuantizedLinear } from "../src/quant/checkpoint.ts";
+import { dequantize } from "../src/quant/reference.ts";
+import { e4m3ToF32, fp8Scale } from "../src/quant/fp8.ts";
+import { CheckpointError } from "../src/core/errors.ts";
+import type { QuantSpec } from "../src/core/types.ts";
+import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
+import { FP8_SHAPES, fp8Expected, writeFp8Fixture } from "./helpers/fp8_fixtures.ts";
+import { mulberry32 } from "../src/core/prng.ts";
+
+const LLAMA = {
+  architectures: ["LlamaForCausalLM"],
+  hidden_size: 64,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 96,
+  num_hidden_layers: 1,
+  vocab_size: 32,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+};
+
+/** A compressed-tensors quantization_config with one group whose weights are `weights`. */
+function ct(weights: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return {
+    quant_method: "compressed-tensors",
+    format: "float-quantized",
+    config_groups: {
+      group_0: {
+        targets: ["Linear"],
+        weights: { num_bits: 8, type: "float", symmetric: true, dynamic: false, ...weights },
+        input_activations: { num_bits: 8, type: "float", strategy: "token", dynamic: true },
+      },
+    },
+    ignore: ["lm_head"],
+    ...extra,
+  };
+}
+
+Deno.test("parseModelConfig() maps compressed-tensors FP8 strategies to fp8 QuantSpecs with weight_scale", () => {
+  const spec = (w: Record<string, unknown>) => parseModelConfig({ ...LLAMA, quantization_config: ct(w) }).quantization!;
+  const expect: [Record<string, unknown>, readonly [number, number] | null, number][] = [
+    [{ strategy: "tensor" }, null, 0],
+    [{ strategy: "channel" }, null, 0],
+    [{ strategy: "block", block_structure: [128, 64] }, [128, 64], 64],
+    [{ strategy: "group", group_size: 32 }, [1, 32], 32],
+  ];
+  for (const [w, block, groupSize] of expect) {
+    const q = spec(w);
+    assert.equal(q.method, "fp8");
+    assert.deepEqual(q.block, block);
+    assert.equal(q.groupSize, groupSize);
+    assert.equal(q.scaleName, "weight_scale");
+    const names = quantizedTensorNames("model.layers.0.mlp.up_proj.weight", q);
+    assert.deepEqual(names, ["model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.up_proj.weight_scale"]);
+  }
+});
+
+Deno.test("parseModelConfig() refuses compressed-tensors configs it cannot run, naming config.json", () => {
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ ...ct({ strategy: "channel" }), format: "pack-quantized" }, /format "pack-quantized"/],
+    [ct({ strategy: "channel", type: "int", num_bits: 4 }), /only static 8-bit float/],
+    [ct({ strategy: "channel", dynamic: true }), /only static 8-bit float/],
+    [ct({ strategy: "block", block_structure: [128] }), /block_structure/],
+    [ct({ strategy: "group" }), /group_size/],
+    [ct({ strategy: "token" }), /weight strategy "token"/],
+    [ct({ strategy: "channel" }, { ignore: ["lm_head", "model.layers.0.mlp.down_proj"] }), /unquantized/],
+    [{ ...ct({ strategy: "channel" }), config_groups: {} }, /0 config groups/],
+  ];
+  for (const [q, re] of bad) {
+    assert.throws(
+      () => parseModelConfig({ ...LLAMA, quantization_config: q }),
+      (e: unknown) => e instanceof CheckpointError && /config\.json/.test(e.message) && re.test(e.message),
+      JSON.stringify(q),
+    );
+  }
+});
+
+Deno.test("compressed-tensors per-tensor / per-channel fixtures load like the fp8 ones (e4m3(q) * fp8Scale(s))", async () => {
+  for (const kind of ["tensor", "channel"] as const) {
+    const { dir, linears } = await writeFp8Fixture(kind);
+    const cfgPath = `${dir}/config.json`;
+    const cfg = JSON.parse(await Deno.readTextFile(cfgPath));
+    cfg.quantization_config = ct({ strategy: kind });
+    await Deno.writeTextFile(cfgPath, JSON.stringify(cfg));
+    const ckpt = await openCheckpoint(dir);
+    assert.equal(ckpt.spec.quantization!.scaleName, "weight_scale");
+    const w = await loadReferenceWeights(ckpt.spec, ckpt.weights, "fp8");
+    for (let l = 0; l < 2; l++) {
+      const n = layerNames(l);
+      for (const key of LINEAR_KEYS) assert.deepEqual(w.layers[l]![key], fp8Expected(linears.get(n[key])!), n[key]);
+    }
+    ckpt.weights.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readQuantizedLinear() reads compressed-tensors block and group weight_scale tensors", async () => {
+  const r = mulberry32(11);
+  const [N, K] = FP8_SHAPES.down!;
+  const codes = Uint8Array.from({ length: N * K }, () => {
+    const c = Math.floor(r() * 256);
+    return (c & 0x7f) === 0x7f ? c - 1 : c; // no NaN codes
+  });
+  const cases: [QuantSpec["block"], string][] = [[[16, 32], "block"], [[1, 24], "group"]];
+  for (const [block, what] of cases) {
+    const [bn, bk] = block!, rows = Math.ceil(N / bn), cols = Math.ceil(K / bk);
+    const raw = Float32Array.from({ length: rows * cols }, () => 1e-3 * (0.5 + r()));
+    const src = new MemoryTensorSource("model.safetensors")
+      .add("w.weight", { dtype: "F8_E4M3", shape: [N, K], data: codes })
+      .addF32("w.weight_scale", [rows, cols], raw);
+    const q: QuantSpec = {
+      method: "fp8",
+      bits: 8,
+      groupSize: bk,
+      sym: true,
+      descAct: false,
+      block,
+      scaleName: "weight_scale",
+    };
+    const ql = await readQuantizedLinear(src, q, "w.weight", N, K);
+    const got = dequantize(ql);
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) {
+        const want = e4m3ToF32(codes[n * K + k]!) * fp8Scale(raw[Math.floor(n / bn) * cols + Math.floor(k / bk)]!);
+        assert.equal(got[n * K + k], want, `${what} (${n}, ${k})`);
+      }
+    }
+    // The transformers name is not read for compressed-tensors checkpoints.
+    const wrong = new MemoryTensorSource("model.safetensors")
+      .add("w.weight", { dtype: "F8_E4M3", shape: [N, K], data: codes })
+      .addF32("w.weight_scale_inv", [rows, cols], raw);
+    await assert.rejects(() => readQuantizedLinear(wrong, q, "w.weight", N, K), /w\.weight_scale/);
+  }
+});
