@@ -16,6 +16,7 @@ import { attentionLaunch, CudaOps, matmulRouting } from "../src/backends/cuda/op
 import { decodeSplit } from "../src/backends/cuda/attention_args.ts";
 import { qgemvDefaults } from "../src/backends/cuda/qlinear.ts";
 import { fusedDecode } from "../src/backends/cuda/forward_decode.ts";
+import { quantDecodeAblation } from "../src/backends/cuda/forward_decode_quant.ts";
 import { buildSyntheticModel, SyntheticTensorSource } from "../src/model/synthetic.ts";
 import { exitUnlessCuda, numArg } from "./cuda_common.ts";
 
@@ -99,6 +100,7 @@ if (!Deno.args.includes("--ablate")) {
     Object.assign(matmulRouting, routing0);
     Object.assign(qgemvDefaults, { warpsPerSm: w, early });
     attentionLaunch.pdl = attnPdl;
+    quantDecodeAblation.plainInput = false;
     decodeSplit.len = split;
   };
   const base = knobs(qgemvDefaults.warpsPerSm, qgemvDefaults.early, attentionLaunch.pdl, decodeSplit.len);
@@ -114,6 +116,11 @@ if (!Deno.args.includes("--ablate")) {
     ["qgemv late trigger", [], knobs(16, false, false)],
     ["decode splits of 512 keys", [], knobs(16, true, false, 512)],
     ["attn_split PDL", [], knobs(16, true, true)],
+    [
+      "qkv / gate_up read f16 x (no RMSNorm prologue; wrong)",
+      [],
+      () => (base(), quantDecodeAblation.plainInput = true),
+    ],
     ["defaults, no silu_mul", ["siluMul"], base],
     ["defaults, no rope_kv", ["ropeKv"], base],
     ["defaults, no attention (split + combine)", ["attention"], base],

@@ -25,6 +25,12 @@ export function quantDecodeFits(m: ModelOnDevice, n: number): boolean {
   return typeof m.w.lmHead === "bigint" && m.w.layers.every(quantLayer);
 }
 
+/**
+ * Benchmarks only (bench/cuda_step_profile.ts --ablate): plainInput makes qkv and gate_up read f16 activations from
+ * ws.attn instead of finishing the RMSNorm in their prologue, to time that prologue. The results are then wrong.
+ */
+export const quantDecodeAblation = { plainInput: false };
+
 export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: ForwardShape): void {
   const s = m.spec, ops = m.ops, k = ops.k, n = sh.n;
   const h = s.hiddenSize, eps = s.rmsEps;
@@ -40,11 +46,13 @@ export function enqueueQuantDecodeForward(m: ModelOnDevice, ws: Workspace, sh: F
       throw new Error(`fused quantized decode: layer ${l} has dense linears (check quantDecodeFits first)`);
     }
     const next = l + 1 < s.numLayers ? m.w.layers[l + 1]!.inputNorm : m.w.finalNorm;
-    quantLinear(k, 0n, L.qkv, L.qkvBias, ws.qkv, n, "gemv", {}, { norm: { xg, ss, parts, eps } });
+    const plain = quantDecodeAblation.plainInput;
+    const norm = { xg, ss, parts, eps };
+    quantLinear(k, plain ? ws.attn : 0n, L.qkv, L.qkvBias, ws.qkv, n, "gemv", {}, plain ? {} : { norm });
     enqueueAttention(m, ws, sh, l);
     parts = quantLinear(k, ws.attn, L.o, L.oBias, 0n, n, "gemv", {}, { resid: { x, gNext: L.postNorm, xg, ss } });
-    quantLinear(k, 0n, L.gateUp, L.gateUpBias, 0n, n, "gemv", {}, {
-      norm: { xg, ss, parts, eps },
+    quantLinear(k, plain ? ws.attn : 0n, L.gateUp, L.gateUpBias, 0n, n, "gemv", {}, {
+      ...(plain ? {} : { norm: { xg, ss, parts, eps } }),
       silu: { act: ws.act },
     });
     parts = quantLinear(k, ws.act, L.down, L.downBias, 0n, n, "gemv", {}, { resid: { x, gNext: next, xg, ss } });
