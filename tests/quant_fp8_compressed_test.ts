@@ -65,7 +65,7 @@ Deno.test("parseModelConfig() maps compressed-tensors FP8 strategies to fp8 Quan
 
 Deno.test("parseModelConfig() refuses compressed-tensors configs it cannot run, naming config.json", () => {
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ ...ct({ strategy: "channel" }), format: "pack-quantized" }, /format "pack-quantized"/],
+    [{ ...ct({ strategy: "channel" }), format: "naive-quantized" }, /format "naive-quantized"/],
     [ct({ strategy: "channel", type: "int", num_bits: 4 }), /only static 8-bit float/],
     [ct({ strategy: "channel", dynamic: true }), /only static 8-bit float/],
     [ct({ strategy: "block", block_structure: [128] }), /block_structure/],

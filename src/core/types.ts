@@ -39,8 +39,11 @@ export interface RopeSpec {
 export type Architecture = "llama" | "mistral" | "qwen2" | "qwen3";
 
 export interface QuantSpec {
-  /** fp8: FP8 E4M3 weights with float scales (Hugging Face / vLLM "fp8"; bits 8, sym, groupSize the block's K or 0) */
-  readonly method: "awq" | "gptq" | "fp8";
+  /**
+   * fp8: FP8 E4M3 weights with float scales (Hugging Face / vLLM "fp8", or compressed-tensors float-quantized; bits 8,
+   * sym, groupSize the block's K or 0). compressed-tensors: its pack-quantized integer weights (4 or 8 bits).
+   */
+  readonly method: "awq" | "gptq" | "fp8" | "compressed-tensors";
   readonly bits: 4 | 8;
   /** 0: one group per row (fp8 per-tensor or per-channel scales) */
   readonly groupSize: number;

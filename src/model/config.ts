@@ -126,18 +126,19 @@ function parseFp8(q: Json, file: string): QuantSpec {
  */
 function parseCompressedTensors(q: Json, file: string): QuantSpec {
   const bad = (why: string) => new CheckpointError(`${file}: compressed-tensors ${why}`, file);
-  if (q.format !== "float-quantized") {
-    throw bad(`format ${JSON.stringify(q.format)} (only "float-quantized" FP8 weights are supported)`);
+  if (q.format !== "float-quantized" && q.format !== "pack-quantized") {
+    throw bad(`format ${JSON.stringify(q.format)} (float-quantized FP8 and pack-quantized int4 / int8 are supported)`);
   }
   const groups = Object.values((q.config_groups ?? {}) as Json) as Json[];
   if (groups.length !== 1) throw bad(`with ${groups.length} config groups (one is supported)`);
   const w = (groups[0]!.weights ?? {}) as Json;
-  if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
-    throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
-  }
   const ignore = Array.isArray(q.ignore) ? q.ignore : [];
   const other = ignore.filter((n) => typeof n !== "string" || !/(^|\.)lm_head$/.test(n));
   if (other.length > 0) throw bad(`leaves ${JSON.stringify(other)} unquantized (only lm_head may be)`);
+  if (q.format === "pack-quantized") return parsePackQuantized(w, bad);
+  if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
+    throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
+  }
   const pair = (v: unknown): [number, number] | null =>
     Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && (x as number) > 0)
       ? [v[0] as number, v[1] as number]
@@ -167,6 +168,25 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
     descAct: false,
     block,
     scaleName: "weight_scale",
+  });
+}
+
+/** compressed-tensors pack-quantized weights: static int4 / int8, per group (group_size) or per output channel. */
+function parsePackQuantized(w: Json, bad: (why: string) => CheckpointError): QuantSpec {
+  if (w.type !== "int" || (w.num_bits !== 4 && w.num_bits !== 8) || w.dynamic === true) {
+    throw bad(`weights ${JSON.stringify(w)} (pack-quantized: static 4- or 8-bit integers)`);
+  }
+  if (w.strategy !== "group" && w.strategy !== "channel") throw bad(`weight strategy ${JSON.stringify(w.strategy)}`);
+  const G = w.strategy === "group" ? w.group_size : 0;
+  if (!Number.isInteger(G) || (G as number) < 0 || (w.strategy === "group" && G === 0)) {
+    throw bad(`group_size ${JSON.stringify(w.group_size)}`);
+  }
+  return Object.freeze({
+    method: "compressed-tensors",
+    bits: w.num_bits,
+    groupSize: G as number,
+    sym: w.symmetric !== false,
+    descAct: typeof w.actorder === "string",
   });
 }
 

@@ -1,9 +1,10 @@
-// Reads one quantized linear of an AWQ, GPTQ or fp8 checkpoint, by its Hugging Face weight name.
+// Reads one quantized linear of an AWQ, GPTQ, fp8 or compressed-tensors checkpoint, by its Hugging Face weight name.
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { linearBase } from "../model/weights.ts";
 import { readAwqLinear } from "./awq.ts";
 import { readGptqLinear } from "./gptq.ts";
 import { readFp8Linear } from "./fp8_checkpoint.ts";
+import { readCtIntLinear } from "./compressed_tensors.ts";
 import type { QuantizedLinear } from "./types.ts";
 
 /**
@@ -18,6 +19,7 @@ export function readQuantizedLinear(
   K: number,
 ): Promise<QuantizedLinear> {
   if (quant.method === "fp8") return readFp8Linear(src, quant, weightName, N, K);
+  if (quant.method === "compressed-tensors") return readCtIntLinear(src, quant, weightName, N, K);
   const base = linearBase(weightName);
   if (quant.method === "awq") {
     if (quant.sym) throw new Error(`AWQ without zero points (zero_point: false) is not supported`);

@@ -17,7 +17,12 @@ import type {
   StepResult,
   TensorSource,
 } from "../../core/types.ts";
-import { expectedTensors, linearBase, linearWeightNames, quantizedTensorNames } from "../../model/weights.ts";
+import {
+  expectedTensors,
+  linearWeightNames,
+  optionalQuantTensorNames,
+  quantizedTensorNames,
+} from "../../model/weights.ts";
 import type { WebGpuOptions } from "./backend.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
 import { WEBGPU_MULTI_STEP } from "./sampling.ts";
@@ -104,10 +109,12 @@ export class WorkerBackend implements Backend {
 
   async load(spec: ModelSpec, weights: TensorSource, precision: Precision, onProgress?: ProgressFn): Promise<void> {
     // The worker reads through these infos alone: quantized checkpoints hold their linears as other tensors (AWQ /
-    // GPTQ qweight, qzeros, scales and an optional g_idx; fp8 weight and scale), so those are sent in their place.
+    // GPTQ qweight, qzeros, scales, g_idx; fp8 weight and scale; ...), so those are sent in their place.
     const quant = spec.quantization, linears = linearWeightNames(spec);
     const names = expectedTensors(spec).flatMap((e) =>
-      quant && linears.has(e.name) ? [...quantizedTensorNames(e.name, quant), `${linearBase(e.name)}.g_idx`] : [e.name]
+      quant && linears.has(e.name)
+        ? [...quantizedTensorNames(e.name, quant), ...optionalQuantTensorNames(e.name, quant)]
+        : [e.name]
     );
     const infos = names.filter((n) => weights.has(n)).map((n) => weights.info(n));
     this.#src = weights;

@@ -1,0 +1,79 @@
+// compressed-tensors "pack-quantized" integer checkpoints (llm-compressor W4A16 / W8A16, as vLLM reads them). Tensors
+// of one linear, for base name `model.layers.0.self_attn.q_proj` ([N, K], pf = 32 / bits values per word):
+//   .weight_packed      I32 [N, ceil(K / pf)]  value k of row n in bits bits * (k % pf) of word k / pf, stored unsigned:
+//                                              the signed q plus 2^(bits-1)
+//   .weight_shape       I64 (or I32) [2]       [N, K]
+//   .weight_scale       F16 / BF16 / F32       [N, ceil(K / G)] (strategy "group") or [N, 1] ("channel")
+//   .weight_zero_point  asymmetric only: I32 [ceil(N / pf), nG], the signed zero points plus 2^(bits-1), packed the
+//                       same way along the output dimension (value n of column g in word n / pf)
+//   .weight_g_idx       optional I32 [K]: the group of each input channel (activation order)
+// W[n, k] = (q_signed - zp_signed) * s = (u - z) * s, with u the stored value and z = 2^(bits-1) (symmetric) or the
+// stored zero point: exactly QuantizedLinear's (q - z) * s. Scales are rounded to f16 (what the kernels hold; BF16
+// values are f16 values unless below 2^-14).
+import type { QuantSpec, TensorSource } from "../core/types.ts";
+import { linearBase } from "../model/weights.ts";
+import { quantTensorError, readI32, readPackedI32, readScales } from "./tensors.ts";
+import { type QuantBits, type QuantizedLinear, toF16 } from "./types.ts";
+
+/** The tensors one pack-quantized linear must have (weight_zero_point and weight_g_idx are optional). */
+export function ctIntTensorNames(base: string): string[] {
+  return [`${base}.weight_packed`, `${base}.weight_shape`, `${base}.weight_scale`];
+}
+
+/** The optional ones. */
+export function ctIntOptionalNames(base: string): string[] {
+  return [`${base}.weight_zero_point`, `${base}.weight_g_idx`];
+}
+
+async function checkShapeTensor(src: TensorSource, name: string, N: number, K: number): Promise<void> {
+  const i = src.info(name);
+  if ((i.dtype !== "I64" && i.dtype !== "I32") || i.shape.length !== 1 || i.shape[0] !== 2) {
+    throw quantTensorError(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
+  }
+  const raw = await src.bytes(name), view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const at = (j: number) => i.dtype === "I64" ? Number(view.getBigInt64(8 * j, true)) : view.getInt32(4 * j, true);
+  if (at(0) !== N || at(1) !== K) throw quantTensorError(src, name, `[${at(0)}, ${at(1)}], expected [${N}, ${K}]`);
+}
+
+/** Reads one pack-quantized linear (quant.method "compressed-tensors", integer weights). */
+export async function readCtIntLinear(
+  src: TensorSource,
+  quant: QuantSpec,
+  weightName: string,
+  N: number,
+  K: number,
+): Promise<QuantizedLinear> {
+  const base = linearBase(weightName), bits = quant.bits as QuantBits, pf = 32 / bits, mask = (1 << bits) - 1;
+  const G = quant.groupSize > 0 ? quant.groupSize : K;
+  await checkShapeTensor(src, `${base}.weight_shape`, N, K);
+  const Kw = Math.ceil(K / pf);
+  const packed = await readPackedI32(src, `${base}.weight_packed`, [N, Kw]);
+  const q = new Uint8Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) q[n * K + k] = (packed[n * Kw + Math.floor(k / pf)]! >>> (bits * (k % pf))) & mask;
+  }
+  let gIdx: Int32Array | null = null, nG = Math.ceil(K / G);
+  const gName = `${base}.weight_g_idx`;
+  if (src.has(gName)) {
+    gIdx = await readI32(src, gName, [K]);
+    const bad = gIdx.findIndex((g) => g < 0);
+    if (bad >= 0) throw quantTensorError(src, gName, `negative group ${gIdx[bad]} at channel ${bad}`);
+    nG = Math.max(nG, gIdx.reduce((a, b) => Math.max(a, b), 0) + 1);
+    if (gIdx.every((g, k) => g === Math.floor(k / G))) gIdx = null;
+  }
+  const raw = await readScales(src, `${base}.weight_scale`, [N, nG]);
+  const scales = raw.map(toF16);
+  const zeros = new Uint16Array(N * nG).fill(1 << (bits - 1));
+  const zName = `${base}.weight_zero_point`;
+  if (!quant.sym) {
+    const zp = await readPackedI32(src, zName, [Math.ceil(N / pf), nG]);
+    for (let n = 0; n < N; n++) {
+      for (let g = 0; g < nG; g++) zeros[n * nG + g] = (zp[Math.floor(n / pf) * nG + g]! >>> (bits * (n % pf))) & mask;
+    }
+  } else if (src.has(zName)) {
+    // Symmetric checkpoints may still carry (unpacked) zero points: they must all be 0, in any dtype.
+    const bad = (await src.bytes(zName)).findIndex((b) => b !== 0);
+    if (bad >= 0) throw quantTensorError(src, zName, `non-zero byte ${bad} in a symmetric scheme's zero points`);
+  }
+  return { outDim: N, inDim: K, bits, groupSize: G, q, scales, zeros, gIdx };
+}
