@@ -140,3 +140,35 @@ Deno.test("readQuantizedLinear() reads compressed-tensors block and group weight
     await assert.rejects(() => readQuantizedLinear(wrong, q, "w.weight", N, K), /w\.weight_scale/);
   }
 });
+
+Deno.test("readQuantizedLinear() crops block-padded fp8 weights to weight_shape_original", async () => {
+  const r = mulberry32(5);
+  const [N, K, bn, bk] = [40, 88, 16, 32], Np = 48, Kp = 96, rows = Np / bn, cols = Kp / bk;
+  const padded = Uint8Array.from({ length: Np * Kp }, () => {
+    const c = Math.floor(r() * 256);
+    return (c & 0x7f) === 0x7f ? c - 1 : c;
+  });
+  const raw = Float32Array.from({ length: rows * cols }, () => 1e-3 * (0.5 + r()));
+  const shape = new BigInt64Array([BigInt(N), BigInt(K)]);
+  const src = new MemoryTensorSource("model.safetensors")
+    .add("w.weight", { dtype: "F8_E4M3", shape: [Np, Kp], data: padded })
+    .add("w.weight_shape_original", { dtype: "I64", shape: [2], data: new Uint8Array(shape.buffer) })
+    .addF32("w.weight_scale", [rows, cols], raw);
+  const q: QuantSpec = {
+    method: "fp8",
+    bits: 8,
+    groupSize: bk,
+    sym: true,
+    descAct: false,
+    block: [bn, bk],
+    scaleName: "weight_scale",
+  };
+  const got = dequantize(await readQuantizedLinear(src, q, "w.weight", N, K));
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const want = e4m3ToF32(padded[n * Kp + k]!) * fp8Scale(raw[Math.floor(n / bn) * cols + Math.floor(k / bk)]!);
+      assert.equal(got[n * K + k], want, `(${n}, ${k})`);
+    }
+  }
+  await assert.rejects(() => readQuantizedLinear(src, q, "w.weight", N - 1, K), /weight_shape_original/);
+});

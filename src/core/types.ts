@@ -53,6 +53,8 @@ export interface QuantSpec {
   readonly block?: readonly [number, number] | null;
   /** fp8 only: the scale tensor's suffix (default: weight_scale_inv with a block, else weight_scale) */
   readonly scaleName?: "weight_scale" | "weight_scale_inv";
+  /** compressed-tensors integers: packed into I32 words (pack-quantized) or one signed value per I8 (int-quantized) */
+  readonly ctFormat?: "pack-quantized" | "int-quantized";
 }
 
 /** The weight precision a quantized checkpoint holds. */

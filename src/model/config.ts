@@ -126,8 +126,12 @@ function parseFp8(q: Json, file: string): QuantSpec {
  */
 function parseCompressedTensors(q: Json, file: string): QuantSpec {
   const bad = (why: string) => new CheckpointError(`${file}: compressed-tensors ${why}`, file);
-  if (q.format !== "float-quantized" && q.format !== "pack-quantized") {
-    throw bad(`format ${JSON.stringify(q.format)} (float-quantized FP8 and pack-quantized int4 / int8 are supported)`);
+  if (q.format !== "float-quantized" && q.format !== "pack-quantized" && q.format !== "int-quantized") {
+    throw bad(
+      `format ${
+        JSON.stringify(q.format)
+      } (float-quantized FP8, pack-quantized and int-quantized integers are supported)`,
+    );
   }
   const groups = Object.values((q.config_groups ?? {}) as Json) as Json[];
   if (groups.length !== 1) throw bad(`with ${groups.length} config groups (one is supported)`);
@@ -135,7 +139,7 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
   const ignore = Array.isArray(q.ignore) ? q.ignore : [];
   const other = ignore.filter((n) => typeof n !== "string" || !/(^|\.)lm_head$/.test(n));
   if (other.length > 0) throw bad(`leaves ${JSON.stringify(other)} unquantized (only lm_head may be)`);
-  if (q.format === "pack-quantized") return parsePackQuantized(w, bad);
+  if (q.format !== "float-quantized") return parseCtInt(q.format, w, bad);
   if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
     throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
   }
@@ -171,10 +175,14 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
   });
 }
 
-/** compressed-tensors pack-quantized weights: static int4 / int8, per group (group_size) or per output channel. */
-function parsePackQuantized(w: Json, bad: (why: string) => CheckpointError): QuantSpec {
+/**
+ * compressed-tensors integer weights, packed (pack-quantized) or one per I8 (int-quantized, e.g. W8A8 checkpoints, whose
+ * activation quantization is not applied: weights only): static int4 / int8, per group (group_size) or per output
+ * channel.
+ */
+function parseCtInt(format: unknown, w: Json, bad: (why: string) => CheckpointError): QuantSpec {
   if (w.type !== "int" || (w.num_bits !== 4 && w.num_bits !== 8) || w.dynamic === true) {
-    throw bad(`weights ${JSON.stringify(w)} (pack-quantized: static 4- or 8-bit integers)`);
+    throw bad(`weights ${JSON.stringify(w)} (${format}: static 4- or 8-bit integers)`);
   }
   if (w.strategy !== "group" && w.strategy !== "channel") throw bad(`weight strategy ${JSON.stringify(w.strategy)}`);
   const G = w.strategy === "group" ? w.group_size : 0;
@@ -187,6 +195,7 @@ function parsePackQuantized(w: Json, bad: (why: string) => CheckpointError): Qua
     groupSize: G as number,
     sym: w.symmetric !== false,
     descAct: typeof w.actorder === "string",
+    ctFormat: format === "int-quantized" ? "int-quantized" : "pack-quantized",
   });
 }
 

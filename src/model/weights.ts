@@ -96,12 +96,17 @@ export function linearBase(weightName: string): string {
 /**
  * Tensors that replace `${base}.weight` in a quantized checkpoint (optional ones: optionalQuantTensorNames): AWQ / GPTQ
  * qweight, qzeros and scales; fp8 the F8_E4M3 weight and its scales (weight_scale_inv per block, else weight_scale);
- * compressed-tensors pack-quantized weight_packed, weight_shape and weight_scale.
+ * compressed-tensors pack-quantized weight_packed, weight_shape and weight_scale, int-quantized I8 weight and
+ * weight_scale.
  */
 export function quantizedTensorNames(weightName: string, quant: QuantSpec): string[] {
   const b = linearBase(weightName);
   if (quant.method === "fp8") return [weightName, `${b}.${fp8ScaleName(quant)}`];
-  if (quant.method === "compressed-tensors") return [`${b}.weight_packed`, `${b}.weight_shape`, `${b}.weight_scale`];
+  if (quant.method === "compressed-tensors") {
+    return quant.ctFormat === "int-quantized"
+      ? [weightName, `${b}.weight_scale`]
+      : [`${b}.weight_packed`, `${b}.weight_shape`, `${b}.weight_scale`];
+  }
   return [`${b}.qweight`, `${b}.qzeros`, `${b}.scales`];
 }
 
@@ -109,7 +114,7 @@ export function quantizedTensorNames(weightName: string, quant: QuantSpec): stri
 export function optionalQuantTensorNames(weightName: string, quant: QuantSpec): string[] {
   const b = linearBase(weightName);
   if (quant.method === "compressed-tensors") return [`${b}.weight_zero_point`, `${b}.weight_g_idx`];
-  return quant.method === "fp8" ? [] : [`${b}.g_idx`];
+  return quant.method === "fp8" ? [`${b}.weight_shape_original`] : [`${b}.g_idx`];
 }
 
 /** The scale tensor suffix of an fp8 checkpoint. */

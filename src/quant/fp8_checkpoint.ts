@@ -24,11 +24,14 @@ export async function readFp8Linear(
   const base = linearBase(weightName);
   const wi = src.info(weightName);
   if (wi.dtype !== "F8_E4M3") throw quantTensorError(src, weightName, `dtype ${wi.dtype}, expected F8_E4M3`);
-  if (wi.shape.length !== 2 || wi.shape[0] !== N || wi.shape[1] !== K) {
-    throw quantTensorError(src, weightName, `shape ${JSON.stringify(wi.shape)}, expected [${N},${K}]`);
+  // compressed-tensors pads block-quantized weights to whole blocks and records the shape in weight_shape_original.
+  const [Ns, Ks] = await storedShape(src, base, N, K);
+  if (wi.shape.length !== 2 || wi.shape[0] !== Ns || wi.shape[1] !== Ks) {
+    throw quantTensorError(src, weightName, `shape ${JSON.stringify(wi.shape)}, expected [${Ns},${Ks}]`);
   }
   const raw = await src.bytes(weightName);
-  const q = new Uint8Array(raw); // a copy: the source buffer may be a shared mapping
+  const q = new Uint8Array(N * K); // a copy (the source buffer may be a shared mapping), without block padding
+  for (let n = 0; n < N; n++) q.set(raw.subarray(n * Ks, n * Ks + K), n * K);
   const nan = q.findIndex(e4m3IsNaN);
   if (nan >= 0) {
     throw quantTensorError(src, weightName, `NaN code at row ${Math.floor(nan / K)}, column ${nan % K}`);
@@ -92,6 +95,24 @@ export async function readFp8Linear(
     zeros: new Uint16Array(N * nG),
     gIdx: null,
   };
+}
+
+/** The stored [rows, cols] of a weight: [N, K], or padded when `${base}.weight_shape_original` says [N, K]. */
+async function storedShape(src: TensorSource, base: string, N: number, K: number): Promise<[number, number]> {
+  const name = `${base}.weight_shape_original`;
+  if (!src.has(name)) return [N, K];
+  const i = src.info(name), raw = await src.bytes(name);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (i.dtype !== "I64" || i.shape.length !== 1 || i.shape[0] !== 2) {
+    throw quantTensorError(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
+  }
+  const n0 = Number(view.getBigInt64(0, true)), k0 = Number(view.getBigInt64(8, true));
+  if (n0 !== N || k0 !== K) throw quantTensorError(src, name, `[${n0}, ${k0}], expected [${N}, ${K}]`);
+  const w = src.info(`${base}.weight`).shape;
+  if (w.length !== 2 || w[0]! < N || w[1]! < K) {
+    throw quantTensorError(src, `${base}.weight`, `shape ${JSON.stringify(w)} is smaller than [${N},${K}]`);
+  }
+  return [w[0]!, w[1]!];
 }
 
 /**
