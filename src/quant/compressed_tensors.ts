@@ -13,7 +13,7 @@
 // values are f16 values unless below 2^-14).
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { linearBase } from "../model/weights.ts";
-import { quantTensorError, readI32, readPackedI32, readScales } from "./tensors.ts";
+import { quantTensorError, readI32, readPackedI32, readScales, readShapePair } from "./tensors.ts";
 import { type QuantBits, type QuantizedLinear, toF16 } from "./types.ts";
 
 /** The tensors one pack-quantized linear must have (weight_zero_point and weight_g_idx are optional). */
@@ -27,13 +27,8 @@ export function ctIntOptionalNames(base: string): string[] {
 }
 
 async function checkShapeTensor(src: TensorSource, name: string, N: number, K: number): Promise<void> {
-  const i = src.info(name);
-  if ((i.dtype !== "I64" && i.dtype !== "I32") || i.shape.length !== 1 || i.shape[0] !== 2) {
-    throw quantTensorError(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
-  }
-  const raw = await src.bytes(name), view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const at = (j: number) => i.dtype === "I64" ? Number(view.getBigInt64(8 * j, true)) : view.getInt32(4 * j, true);
-  if (at(0) !== N || at(1) !== K) throw quantTensorError(src, name, `[${at(0)}, ${at(1)}], expected [${N}, ${K}]`);
+  const [n, k] = await readShapePair(src, name);
+  if (n !== N || k !== K) throw quantTensorError(src, name, `[${n}, ${k}], expected [${N}, ${K}]`);
 }
 
 /** Reads one pack-quantized linear (quant.method "compressed-tensors", integer weights). */

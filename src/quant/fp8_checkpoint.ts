@@ -10,7 +10,7 @@
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { fp8ScaleName, linearBase } from "../model/weights.ts";
 import { e4m3IsNaN, e4m3ToF32, f32ToE4m3, FP8_SCALE_MIN, fp8Scale } from "./fp8.ts";
-import { type OutTensor, quantTensorError } from "./tensors.ts";
+import { type OutTensor, quantTensorError, readShapePair } from "./tensors.ts";
 import type { QuantizedLinear } from "./types.ts";
 
 /** Reads one fp8 linear into the QuantizedLinear form (groups along K: bk, or K for per-tensor / per-channel). */
@@ -101,12 +101,7 @@ export async function readFp8Linear(
 async function storedShape(src: TensorSource, base: string, N: number, K: number): Promise<[number, number]> {
   const name = `${base}.weight_shape_original`;
   if (!src.has(name)) return [N, K];
-  const i = src.info(name), raw = await src.bytes(name);
-  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  if (i.dtype !== "I64" || i.shape.length !== 1 || i.shape[0] !== 2) {
-    throw quantTensorError(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
-  }
-  const n0 = Number(view.getBigInt64(0, true)), k0 = Number(view.getBigInt64(8, true));
+  const [n0, k0] = await readShapePair(src, name);
   if (n0 !== N || k0 !== K) throw quantTensorError(src, name, `[${n0}, ${k0}], expected [${N}, ${K}]`);
   const w = src.info(`${base}.weight`).shape;
   if (w.length !== 2 || w[0]! < N || w[1]! < K) {

@@ -37,6 +37,17 @@ export async function readScales(src: TensorSource, name: string, shape: readonl
   return s;
 }
 
+/** A 2-element integer tensor (I64, or I32) such as a stored weight shape: [a, b]. */
+export async function readShapePair(src: TensorSource, name: string): Promise<[number, number]> {
+  const i = src.info(name);
+  if ((i.dtype !== "I64" && i.dtype !== "I32") || i.shape.length !== 1 || i.shape[0] !== 2) {
+    throw fail(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
+  }
+  const raw = await src.bytes(name), view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const at = (j: number) => i.dtype === "I64" ? Number(view.getBigInt64(8 * j, true)) : view.getInt32(4 * j, true);
+  return [at(0), at(1)];
+}
+
 export { fail as quantTensorError };
 
 /** A tensor entry for writeSafetensors. */
