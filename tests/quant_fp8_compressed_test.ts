@@ -5,12 +5,13 @@ import assert from "node:assert/strict";
 import { parseModelConfig } from "../src/model/config.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { MemoryTensorSource } from "../src/model/memory_source.ts";
-import { layerNames, LINEAR_KEYS, quantizedTensorNames } from "../src/model/weights.ts";
+import { EMBED, layerNames, LINEAR_KEYS, quantizedTensorNames } from "../src/model/weights.ts";
+import { writeSafetensors } from "../src/model/safetensors.ts";
 import { readQuantizedLinear } from "../src/quant/checkpoint.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import { e4m3ToF32, fp8Scale } from "../src/quant/fp8.ts";
 import { CheckpointError } from "../src/core/errors.ts";
-import type { QuantSpec } from "../src/core/types.ts";
+import type { QuantSpec, SafetensorsDType } from "../src/core/types.ts";
 import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
 import { FP8_SHAPES, fp8Expected, writeFp8Fixture } from "./helpers/fp8_fixtures.ts";
 import { mulberry32 } from "../src/core/prng.ts";
@@ -171,4 +172,34 @@ Deno.test("readQuantizedLinear() crops block-padded fp8 weights to weight_shape_
     }
   }
   await assert.rejects(() => readQuantizedLinear(src, q, "w.weight", N - 1, K), /weight_shape_original/);
+});
+
+Deno.test("openCheckpoint() refuses an FP8 embedding with a scale (only the layers' linears are read quantized)", async () => {
+  const { dir } = await writeFp8Fixture("block");
+  try {
+    const ck = await openCheckpoint(dir);
+    const tensors: { name: string; dtype: SafetensorsDType; shape: number[]; data: Uint8Array }[] = [];
+    for (const name of ck.weights.names()) {
+      const i = ck.weights.info(name);
+      tensors.push({ name, dtype: i.dtype, shape: [...i.shape], data: await ck.weights.bytes(name) });
+    }
+    ck.weights.close();
+    const e = tensors.find((t) => t.name === EMBED)!;
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    Object.assign(e, { dtype: "F8_E4M3", data: new Uint8Array(count).fill(0x38) }); // 1.0
+    const scale = new Float32Array([0.5]);
+    tensors.push({
+      name: "model.embed_tokens.weight_scale",
+      dtype: "F32",
+      shape: [1],
+      data: new Uint8Array(scale.buffer),
+    });
+    await writeSafetensors(`${dir}/model.safetensors`, tensors);
+    await assert.rejects(
+      () => openCheckpoint(dir),
+      (err: unknown) => err instanceof CheckpointError && /model\.embed_tokens\.weight/.test(err.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

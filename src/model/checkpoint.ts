@@ -3,6 +3,7 @@ import type { ModelSpec, TensorSource } from "../core/types.ts";
 import { CheckpointError } from "../core/errors.ts";
 import { readModelConfig } from "./config.ts";
 import { SafetensorsSource } from "./safetensors.ts";
+import { expectedTensors, linearBase, linearWeightNames } from "./weights.ts";
 
 export interface Checkpoint {
   readonly dir: string;
@@ -43,5 +44,32 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const spec = await readModelConfig(dir);
   const files = await safetensorsFiles(dir);
   const weights = await SafetensorsSource.open(files);
+  try {
+    refuseScaledFp8Extras(spec, weights);
+  } catch (e) {
+    weights.close();
+    throw e;
+  }
   return { dir, spec, weights, files };
+}
+
+/**
+ * Only the layers' linears are read as quantized weights: an embedding, norm or lm_head stored as F8_E4M3 next to a
+ * scale tensor would decode without its scale (wrong values), so such a checkpoint is refused, naming the tensor.
+ * (fp8 exporters keep them in 16 bits: lm_head is on every ignore / modules_to_not_convert list.)
+ */
+function refuseScaledFp8Extras(spec: ModelSpec, src: TensorSource): void {
+  const linears = linearWeightNames(spec);
+  for (const { name } of expectedTensors(spec)) {
+    if (linears.has(name) || !src.has(name) || src.info(name).dtype !== "F8_E4M3") continue;
+    const b = linearBase(name);
+    if ([`${b}.weight_scale`, `${b}.weight_scale_inv`].some((n) => src.has(n))) {
+      const file = src.info(name).file;
+      throw new CheckpointError(
+        `${file}: tensor "${name}" is FP8 with a scale; only the layers' linear weights may be quantized`,
+        file,
+        name,
+      );
+    }
+  }
 }
