@@ -5,8 +5,32 @@
 // unsigned integer in [0, 2^bits). (q - z) * s is exact in f32 (at most 9 + 11 significant bits), so every correct
 // implementation, in any evaluation order, gives the same bits.
 import { f16ToF32, f32ToF16 } from "../model/dtype.ts";
+import { type QuantSpec, quantWeight } from "../core/types.ts";
 
 export type QuantBits = 4 | 8;
+
+/** The format a backend holds quantized linears in: integer bits, or FP8 E4M3 codes (bits 8). */
+export interface QuantFormat {
+  readonly bits: QuantBits;
+  readonly fp8: boolean;
+}
+
+/**
+ * The quantized linears' format for a weight precision and checkpoint, or null for dense ones. A quantized checkpoint
+ * is always held in its own format; a quantized precision naming another one is refused.
+ */
+export function quantFormat(weight: string, quant: QuantSpec | null): QuantFormat | null {
+  const own = weight === "int4" || weight === "int8" || weight === "fp8" ? weight : null;
+  if (quant) {
+    const theirs = quantWeight(quant);
+    if (own !== null && own !== theirs) {
+      throw new Error(`weight precision ${weight} does not match the ${theirs} ${quant.method} checkpoint`);
+    }
+    return { bits: quant.bits, fp8: quant.method === "fp8" };
+  }
+  if (own === null) return null;
+  return { bits: own === "int4" ? 4 : 8, fp8: own === "fp8" };
+}
 
 export interface QuantizedLinear {
   /** N: output features (rows of the Hugging Face [out, in] weight). */

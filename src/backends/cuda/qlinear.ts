@@ -9,7 +9,6 @@ import type { Kernels } from "./kernels.ts";
 import type { MmaPacked } from "../../quant/pack.ts";
 import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
 import { QGEMV_MAX_M, QGEMV_SILU_MAX_M, qgemvDefaults, qgemvPlan, qName, tileN } from "./qgemv_plan.ts";
-import { type QuantSpec, quantWeight } from "../../core/types.ts";
 import { type GateUpPairs, pairHalf } from "./gate_up.ts";
 import { qgemmIo, qgemmRouting, qgemmSkinny, qgemmTiled } from "./qgemm_plan.ts";
 
@@ -49,20 +48,6 @@ export type CudaLinear = DevPtr | QuantMatrix;
 
 export function isQuant(w: CudaLinear): w is QuantMatrix {
   return typeof w !== "bigint";
-}
-
-/** The quantized format of the linears for a weight precision and checkpoint, or null for dense ones. */
-export function quantFormatFor(weight: string, quant: QuantSpec | null): { bits: QuantBits; fp8: boolean } | null {
-  const own = weight === "int4" || weight === "int8" || weight === "fp8" ? weight : null;
-  if (quant) {
-    const theirs = quantWeight(quant);
-    if (own !== null && own !== theirs) {
-      throw new Error(`weight precision ${weight} does not match the checkpoint's ${theirs} weights`);
-    }
-    return { bits: quant.bits, fp8: quant.method === "fp8" };
-  }
-  if (own === null) return null;
-  return { bits: own === "int4" ? 4 : 8, fp8: own === "fp8" };
 }
 
 /** Allocates a zeroed scratch (the counters must start at 0). */

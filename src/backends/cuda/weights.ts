@@ -20,12 +20,11 @@ import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor } from "../../quant/pack.ts";
 import { quantizeRtn } from "../../quant/reference.ts";
 import { quantizeFp8 } from "../../quant/fp8.ts";
-import type { QuantBits, QuantizedLinear } from "../../quant/types.ts";
+import { type QuantBits, quantFormat, type QuantizedLinear } from "../../quant/types.ts";
 import {
   allocQuantScratch,
   type CudaLinear,
   fillQuantMatrix,
-  quantFormatFor,
   type QuantScratch,
   scratchNeed,
   stackQuantized,
@@ -73,7 +72,7 @@ export async function loadCudaWeights(
   precision?: Pick<Precision, "weight" | "group">,
 ): Promise<CudaWeights> {
   const quant = spec.quantization;
-  const fmt = quantFormatFor(precision?.weight ?? act, quant);
+  const fmt = quantFormat(precision?.weight ?? act, quant);
   const bits = fmt?.bits ?? null, fp8 = fmt?.fp8 ?? false, what = fp8 ? "fp8" : `int${bits}`;
   if (bits !== null && act !== "f16") throw new Error(`cuda: ${what} weights run with f16 activations, not ${act}`);
   const sm = dev.cc[0] * 10 + dev.cc[1];

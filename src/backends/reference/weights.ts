@@ -1,13 +1,12 @@
 // Loads a checkpoint into f32 arrays for the reference backend, shape-checking every tensor.
-// Quantized weights (int8 / int4 / fp8) are held dequantized, W = (q - z) * s in f32 exactly as the kernels compute it:
-// read from an AWQ / GPTQ / fp8 checkpoint, or quantized at load with RTN (fp8: quantizeFp8, per row and group) (src/quant/reference.ts) from a float one.
+// Quantized weights (int8 / int4 / fp8) are held dequantized, W = (q - z) * s (fp8: e4m3(q) * s) in f32 exactly as
+// the kernels compute it: read from a quantized checkpoint, or quantized at load from a float one (quantizeRtn in
+// src/quant/reference.ts, fp8 quantizeFp8 in src/quant/fp8.ts, per row and group).
 import {
-  isQuantizedWeight,
   type ModelSpec,
   type Precision,
   type ProgressFn,
   quantGroup,
-  quantWeight,
   type TensorSource,
   type WeightDType,
 } from "../../core/types.ts";
@@ -24,6 +23,7 @@ import {
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { dequantize, quantizeRtn } from "../../quant/reference.ts";
 import { quantizeFp8 } from "../../quant/fp8.ts";
+import { quantFormat } from "../../quant/types.ts";
 
 export interface ReferenceLayer {
   /** [h] */ readonly inputNorm: Float32Array;
@@ -62,10 +62,7 @@ export async function loadReferenceWeights(
   const weight = typeof weightOrPrecision === "string" ? weightOrPrecision : weightOrPrecision.weight;
   const group = typeof weightOrPrecision === "string" ? undefined : weightOrPrecision.group;
   const quant = spec.quantization;
-  const bits = weight === "int4" ? 4 : weight === "int8" ? 8 : null;
-  if (quant && isQuantizedWeight(weight) && quantWeight(quant) !== weight) {
-    throw new Error(`weight precision ${weight} does not match the ${quantWeight(quant)} ${quant.method} checkpoint`);
-  }
+  const format = quantFormat(weight, quant); // refuses a quantized precision other than the checkpoint's
   const expected = expectedTensors(spec);
   const shapes = new Map(expected.map((e) => [e.name, e.shape]));
   const linears = linearWeightNames(spec);
@@ -85,10 +82,9 @@ export async function loadReferenceWeights(
     } else {
       data = await src.f32(name, shape);
       if (weight === "f16" || weight === "bf16") data = roundTo(data, weight);
-      else if (bits !== null && linears.has(name)) {
-        data = dequantize(quantizeRtn(data, shape[0]!, shape[1]!, bits, quantGroup({ group })));
-      } else if (weight === "fp8" && linears.has(name)) {
-        data = dequantize(quantizeFp8(data, shape[0]!, shape[1]!, quantGroup({ group })));
+      else if (format && linears.has(name)) {
+        const [N, K] = shape as [number, number], G = quantGroup({ group });
+        data = dequantize(format.fp8 ? quantizeFp8(data, N, K, G) : quantizeRtn(data, N, K, format.bits, G));
       }
     }
     done += bytesOf(name);

@@ -52,7 +52,8 @@ import { createModelOps, type ModelOps, type ModelState, runStep } from "./forwa
 import { dropLookAhead, runDecodeSteps } from "./multistep.ts";
 import { WEBGPU_MULTI_STEP } from "./sampling.ts";
 import { checkBlockCopies, kvBytesPerBlockFor, kvLayerBytesChecked, kvStoreOf } from "./kv.ts";
-import { loadGpuWeights, quantFormatOf } from "./weights.ts";
+import { loadGpuWeights } from "./weights.ts";
+import { quantFormat } from "../../quant/types.ts";
 import { isQuant } from "./qlinear.ts";
 import type { GpuWeights } from "./weights.ts";
 
@@ -158,7 +159,7 @@ export class WebGpuBackend implements Backend {
     const kt = kvStoreOf(precision.kv);
     dropLookAhead(this.#ctx);
     if (this.#m) this.#unload();
-    quantFormatOf(spec, precision.weight); // a mismatched quantized checkpoint fails before anything is read
+    quantFormat(precision.weight, spec.quantization); // a mismatched quantized checkpoint fails before anything is read
     const w = await loadGpuWeights(this.#ctx, spec, weights, precision, onProgress);
     const ops = await createModelOps(this.#ctx, spec, w, kt);
     const { cos, sin } = ropeTables(spec.rope, spec.headDim, spec.maxPositions);

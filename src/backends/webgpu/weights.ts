@@ -19,7 +19,6 @@ import {
   type Precision,
   type ProgressFn,
   quantGroup,
-  quantWeight,
   type TensorSource,
   type WeightDType,
 } from "../../core/types.ts";
@@ -37,7 +36,7 @@ import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor, type RowsPacked } from "../../quant/pack.ts";
 import { quantizeRtn } from "../../quant/reference.ts";
 import { quantizeFp8 } from "../../quant/fp8.ts";
-import type { QuantBits } from "../../quant/types.ts";
+import { type QuantFormat, quantFormat } from "../../quant/types.ts";
 import { type Matrix, uploadQuantMatrix } from "./qlinear.ts";
 import type { GpuContext } from "./context.ts";
 import type { StorageType } from "./shaders.ts";
@@ -82,26 +81,6 @@ export function weightStorage(
 }
 
 /** How the linear layers are quantized: bits per value, and whether the values are e4m3 codes. */
-export interface QuantFormat {
-  readonly bits: QuantBits;
-  readonly fp8: boolean;
-}
-
-/**
- * The quantized linears' format for this precision and checkpoint, or null for dense ones. A quantized checkpoint is
- * always held in its own format; a quantized precision naming another one is refused.
- */
-export function quantFormatOf(spec: ModelSpec, weight: WeightDType): QuantFormat | null {
-  const quant = spec.quantization;
-  if (quant) {
-    if (isQuantizedWeight(weight) && quantWeight(quant) !== weight) {
-      throw new Error(`weight precision ${weight} does not match the ${quantWeight(quant)} ${quant.method} checkpoint`);
-    }
-    return { bits: quant.bits, fp8: quant.method === "fp8" };
-  }
-  if (weight === "fp8") return { bits: 8, fp8: true };
-  return weight === "int4" ? { bits: 4, fp8: false } : weight === "int8" ? { bits: 8, fp8: false } : null;
-}
 
 /** f32 values → f16 bits, refusing values beyond f16's range. */
 export function toF16Bits(data: Float32Array, name: string): Uint16Array {
@@ -122,7 +101,7 @@ export async function loadGpuWeights(
   onProgress?: ProgressFn,
 ): Promise<GpuWeights> {
   const weight = precision.weight;
-  const format = quantFormatOf(spec, weight);
+  const format = quantFormat(weight, spec.quantization);
   const quant = spec.quantization;
   const wt = weightStorage(weight, ctx.hasF16, spec.checkpointDType);
   const expected = expectedTensors(spec);
