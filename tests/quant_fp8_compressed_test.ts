@@ -13,7 +13,7 @@ import { e4m3ToF32, fp8Scale } from "../src/quant/fp8.ts";
 import { CheckpointError } from "../src/core/errors.ts";
 import type { QuantSpec, SafetensorsDType } from "../src/core/types.ts";
 import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
-import { FP8_SHAPES, fp8Expected, writeFp8Fixture } from "./helpers/fp8_fixtures.ts";
+import { FP8_SHAPES, fp8Expected, randomCode, writeFp8Fixture } from "./helpers/fp8_fixtures.ts";
 import { mulberry32 } from "../src/core/prng.ts";
 
 const LLAMA = {
@@ -43,6 +43,11 @@ function ct(weights: Record<string, unknown>, extra: Record<string, unknown> = {
     ignore: ["lm_head"],
     ...extra,
   };
+}
+
+/** The QuantSpec a compressed-tensors FP8 config with weight blocks [bn, bk] parses to (scales named weight_scale). */
+function ctFp8Spec(block: readonly [number, number]): QuantSpec {
+  return { method: "fp8", bits: 8, groupSize: block[1], sym: true, descAct: false, block, scaleName: "weight_scale" };
 }
 
 Deno.test("parseModelConfig() maps compressed-tensors FP8 strategies to fp8 QuantSpecs with weight_scale", () => {
@@ -106,10 +111,7 @@ Deno.test("compressed-tensors per-tensor / per-channel fixtures load like the fp
 Deno.test("readQuantizedLinear() reads compressed-tensors block and group weight_scale tensors", async () => {
   const r = mulberry32(11);
   const [N, K] = FP8_SHAPES.down!;
-  const codes = Uint8Array.from({ length: N * K }, () => {
-    const c = Math.floor(r() * 256);
-    return (c & 0x7f) === 0x7f ? c - 1 : c; // no NaN codes
-  });
+  const codes = Uint8Array.from({ length: N * K }, () => randomCode(r));
   const cases: [QuantSpec["block"], string][] = [[[16, 32], "block"], [[1, 24], "group"]];
   for (const [block, what] of cases) {
     const [bn, bk] = block!, rows = Math.ceil(N / bn), cols = Math.ceil(K / bk);
@@ -117,15 +119,7 @@ Deno.test("readQuantizedLinear() reads compressed-tensors block and group weight
     const src = new MemoryTensorSource("model.safetensors")
       .add("w.weight", { dtype: "F8_E4M3", shape: [N, K], data: codes })
       .addF32("w.weight_scale", [rows, cols], raw);
-    const q: QuantSpec = {
-      method: "fp8",
-      bits: 8,
-      groupSize: bk,
-      sym: true,
-      descAct: false,
-      block,
-      scaleName: "weight_scale",
-    };
+    const q = ctFp8Spec(block!);
     const ql = await readQuantizedLinear(src, q, "w.weight", N, K);
     const got = dequantize(ql);
     for (let n = 0; n < N; n++) {
@@ -145,25 +139,14 @@ Deno.test("readQuantizedLinear() reads compressed-tensors block and group weight
 Deno.test("readQuantizedLinear() crops block-padded fp8 weights to weight_shape_original", async () => {
   const r = mulberry32(5);
   const [N, K, bn, bk] = [40, 88, 16, 32], Np = 48, Kp = 96, rows = Np / bn, cols = Kp / bk;
-  const padded = Uint8Array.from({ length: Np * Kp }, () => {
-    const c = Math.floor(r() * 256);
-    return (c & 0x7f) === 0x7f ? c - 1 : c;
-  });
+  const padded = Uint8Array.from({ length: Np * Kp }, () => randomCode(r));
   const raw = Float32Array.from({ length: rows * cols }, () => 1e-3 * (0.5 + r()));
   const shape = new BigInt64Array([BigInt(N), BigInt(K)]);
   const src = new MemoryTensorSource("model.safetensors")
     .add("w.weight", { dtype: "F8_E4M3", shape: [Np, Kp], data: padded })
     .add("w.weight_shape_original", { dtype: "I64", shape: [2], data: new Uint8Array(shape.buffer) })
     .addF32("w.weight_scale", [rows, cols], raw);
-  const q: QuantSpec = {
-    method: "fp8",
-    bits: 8,
-    groupSize: bk,
-    sym: true,
-    descAct: false,
-    block: [bn, bk],
-    scaleName: "weight_scale",
-  };
+  const q = ctFp8Spec([bn, bk]);
   const got = dequantize(await readQuantizedLinear(src, q, "w.weight", N, K));
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {

@@ -16,6 +16,7 @@ import { generateSequence, sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/sampler.ts";
 import type { Precision, SamplingParams } from "../src/core/types.ts";
 import { readReferenceLogits, STORIES_DIR } from "./helpers/models.ts";
+import { randomCode } from "./helpers/fp8_fixtures.ts";
 import { gpuTestSetup, randn, readF32, relError, rng, runPass } from "../src/backends/webgpu/testing.ts";
 
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
@@ -25,12 +26,6 @@ function packWebGpu(ql: QuantizedLinear): RowsPacked {
   const p = packFor({ kind: "webgpu" }, ql);
   if (p.layout !== "rows-k") throw new Error("webgpu packs rows-k");
   return p;
-}
-
-/** A uniformly random finite e4m3 code (0x00..0xff without the NaNs 0x7f / 0xff). */
-function randomCode(rand: () => number): number {
-  const c = Math.floor(rand() * 254);
-  return c >= 0x7f ? c + 1 : c;
 }
 
 /** quantizeFp8 of random weights with 1 code in 8 replaced by a random finite code, so that every matrix holds

@@ -42,6 +42,12 @@ export function e4m3Value(code: number): number {
   return f[0]!;
 }
 
+/** A uniformly random finite e4m3 code (0x00..0xff without the NaNs 0x7f / 0xff). */
+export function randomCode(rand: () => number): number {
+  const c = Math.floor(rand() * 254);
+  return c >= 0x7f ? c + 1 : c;
+}
+
 export interface Fp8FixtureLinear {
   readonly N: number;
   readonly K: number;
