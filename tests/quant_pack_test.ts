@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomCode } from "./helpers/fp8_fixtures.ts";
 import { dequantizeFused, packFor, packMma, packRows, unpack, unpackMma, unpackRows } from "../src/quant/pack.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import { numGroups, type QuantBits, type QuantizedLinear, toF16 } from "../src/quant/types.ts";
@@ -139,10 +140,7 @@ function randomFp8(N: number, K: number, G: number, seed: number): QuantizedLine
     bits: 8,
     fp8: true,
     groupSize: G,
-    q: Uint8Array.from({ length: N * K }, () => {
-      const c = Math.floor(r() * 254);
-      return c >= 0x7f ? c + 1 : c; // skip the NaN code 0x7f (and 0xff, which 254 never reaches)
-    }),
+    q: Uint8Array.from({ length: N * K }, () => randomCode(r)),
     scales,
     zeros: new Uint16Array(N * nG),
     gIdx: null,

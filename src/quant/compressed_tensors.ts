@@ -16,16 +16,6 @@ import { linearBase } from "../model/weights.ts";
 import { quantTensorError, readI32, readPackedI32, readScales, readShapePair } from "./tensors.ts";
 import { type QuantBits, type QuantizedLinear, toF16 } from "./types.ts";
 
-/** The tensors one pack-quantized linear must have (weight_zero_point and weight_g_idx are optional). */
-export function ctIntTensorNames(base: string): string[] {
-  return [`${base}.weight_packed`, `${base}.weight_shape`, `${base}.weight_scale`];
-}
-
-/** The optional ones. */
-export function ctIntOptionalNames(base: string): string[] {
-  return [`${base}.weight_zero_point`, `${base}.weight_g_idx`];
-}
-
 async function checkShapeTensor(src: TensorSource, name: string, N: number, K: number): Promise<void> {
   const [n, k] = await readShapePair(src, name);
   if (n !== N || k !== K) throw quantTensorError(src, name, `[${n}, ${k}], expected [${N}, ${K}]`);
