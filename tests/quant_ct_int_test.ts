@@ -21,18 +21,7 @@ import { sequenceLogits } from "../src/engine/sequential.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
 import { randomLinear } from "./helpers/quant_linear.ts";
-import { ctConfig, ctTensors, writeCtStories } from "./helpers/ct_fixtures.ts";
-
-const LLAMA = {
-  architectures: ["LlamaForCausalLM"],
-  hidden_size: 64,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 96,
-  num_hidden_layers: 1,
-  vocab_size: 32,
-  max_position_embeddings: 64,
-};
+import { ctConfig, ctTensors, TINY_LLAMA as LLAMA, writeCtStories } from "./helpers/ct_fixtures.ts";
 
 Deno.test("parseModelConfig() reads compressed-tensors pack-quantized int4 / int8 schemes and refuses others", () => {
   const q = (c: object) => parseModelConfig({ ...LLAMA, quantization_config: c }).quantization!;

@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
+import { assertForwardEqualsDense } from "./helpers/quant_forward.ts";
 import { CheckpointError } from "../src/core/errors.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { writeSafetensors } from "../src/model/safetensors.ts";
 import { FIXTURE_CASES, LAYERS, writeFixture } from "./helpers/quant_fixtures.ts";
-import { MemoryTensorSource } from "../src/model/memory_source.ts";
 import { layerNames, LINEAR_KEYS } from "../src/model/weights.ts";
-import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
-import { sequenceLogits } from "../src/engine/sequential.ts";
-import { defaultSamplingParams } from "../src/sampling/params.ts";
 import { dequantize } from "../src/quant/reference.ts";
 import type { OutTensor } from "../src/quant/tensors.ts";
 
@@ -37,19 +34,8 @@ Deno.test("loadReferenceWeights() dequantizes AWQ and GPTQ checkpoints bit-exact
 
 Deno.test("ReferenceBackend.forward() on a GPTQ act-order checkpoint equals the f32 model of its dequantized weights", async () => {
   const { dir, linears, tensors } = await writeFixture("gptq-act", 4, 32);
-  const ckpt = await openCheckpoint(dir);
-  await using q = new ReferenceBackend();
-  await q.load(ckpt.spec, ckpt.weights, { weight: "int4", kv: "f32", compute: "f32" });
-  ckpt.weights.close();
-  const mem = new MemoryTensorSource();
-  for (const t of tensors) if (t.dtype === "F16") mem.add(t.name, t);
-  for (const [name, ql] of linears) mem.addF32(name, [ql.outDim, ql.inDim], dequantize(ql));
-  await using f = new ReferenceBackend();
-  await f.load({ ...ckpt.spec, quantization: null }, mem, { weight: "f32", kv: "f32", compute: "f32" });
-  const ids = [1, 5, 9, 33, 2, 60, 17];
-  const greedy = { ...defaultSamplingParams(), temperature: 0 };
-  assert.deepEqual(await sequenceLogits(q, ids, greedy), await sequenceLogits(f, ids, greedy));
-  await Deno.remove(dir, { recursive: true });
+  const dense = [...linears].map(([name, ql]) => [name, [ql.outDim, ql.inDim], dequantize(ql)] as const);
+  await assertForwardEqualsDense(dir, "int4", tensors, dense);
 });
 
 Deno.test("loadReferenceWeights() rejects a mis-shaped or corrupt quantized tensor with a CheckpointError naming it", async () => {

@@ -15,18 +15,7 @@ import type { QuantSpec, SafetensorsDType } from "../src/core/types.ts";
 import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
 import { FP8_SHAPES, fp8Expected, randomCode, writeFp8Fixture } from "./helpers/fp8_fixtures.ts";
 import { mulberry32 } from "../src/core/prng.ts";
-
-const LLAMA = {
-  architectures: ["LlamaForCausalLM"],
-  hidden_size: 64,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  intermediate_size: 96,
-  num_hidden_layers: 1,
-  vocab_size: 32,
-  max_position_embeddings: 64,
-  rms_norm_eps: 1e-5,
-};
+import { TINY_LLAMA as LLAMA } from "./helpers/ct_fixtures.ts";
 
 /** A compressed-tensors quantization_config with one group whose weights are `weights`. */
 function ct(weights: Record<string, unknown>, extra: Record<string, unknown> = {}) {

@@ -2,16 +2,13 @@
 // Hugging Face "fp8" checkpoints (block, per-tensor and per-channel scales) through openCheckpoint and the reference
 // backend, corrupt ones included.
 import assert from "node:assert/strict";
+import { assertForwardEqualsDense } from "./helpers/quant_forward.ts";
 import { CheckpointError } from "../src/core/errors.ts";
 import { f16ToF32, f32ToF16 } from "../src/model/dtype.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { writeSafetensors } from "../src/model/safetensors.ts";
-import { MemoryTensorSource } from "../src/model/memory_source.ts";
 import { layerNames, LINEAR_KEYS } from "../src/model/weights.ts";
-import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { loadReferenceWeights } from "../src/backends/reference/weights.ts";
-import { sequenceLogits } from "../src/engine/sequential.ts";
-import { defaultSamplingParams } from "../src/sampling/params.ts";
 import {
   E4M3_MAX,
   e4m3IsNaN,
@@ -185,19 +182,8 @@ Deno.test("fp8 scales below the kernel grid (2^-22) re-encode their block at 2^-
 
 Deno.test("ReferenceBackend.forward() on an fp8 block checkpoint equals the f32 model of its dequantized weights", async () => {
   const { dir, linears, tensors } = await writeFp8Fixture("block", 7);
-  const ckpt = await openCheckpoint(dir);
-  await using q = new ReferenceBackend();
-  await q.load(ckpt.spec, ckpt.weights, { weight: "fp8", kv: "f32", compute: "f32" });
-  ckpt.weights.close();
-  const mem = new MemoryTensorSource();
-  for (const t of tensors) if (t.dtype === "F16") mem.add(t.name, t);
-  for (const [name, l] of linears) mem.addF32(name, [l.N, l.K], fp8Expected(l));
-  await using f = new ReferenceBackend();
-  await f.load({ ...ckpt.spec, quantization: null }, mem, { weight: "f32", kv: "f32", compute: "f32" });
-  const ids = [1, 5, 9, 33, 2, 60, 17];
-  const greedy = { ...defaultSamplingParams(), temperature: 0 };
-  assert.deepEqual(await sequenceLogits(q, ids, greedy), await sequenceLogits(f, ids, greedy));
-  await Deno.remove(dir, { recursive: true });
+  const dense = [...linears].map(([name, l]) => [name, [l.N, l.K], fp8Expected(l)] as const);
+  await assertForwardEqualsDense(dir, "fp8", tensors, dense);
 });
 
 Deno.test("corrupt fp8 checkpoints give a CheckpointError naming the file and tensor", async () => {

@@ -9,6 +9,19 @@ import type { SafetensorsDType } from "../../src/core/types.ts";
 import type { QuantBits, QuantizedLinear } from "../../src/quant/types.ts";
 import { STORIES_DIR } from "./models.ts";
 
+/** A small Llama config.json (no weights) for tests of quantization_config parsing. */
+export const TINY_LLAMA = {
+  architectures: ["LlamaForCausalLM"],
+  hidden_size: 64,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 96,
+  num_hidden_layers: 1,
+  vocab_size: 32,
+  max_position_embeddings: 64,
+  rms_norm_eps: 1e-5,
+};
+
 export type Tensor = { name: string; dtype: SafetensorsDType; shape: number[]; data: Uint8Array };
 
 /** The pack-quantized tensors of `ql` (its zeros written only when asymmetric; g_idx when it has one). */
