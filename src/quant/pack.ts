@@ -83,9 +83,21 @@ function biasOf(s: number, z: number): number {
   return toF16(-z * s);
 }
 
-/** The (scale, bias) a kernel holds for group value s, z of `ql` (fp8: 256 s and 0). */
-function kernelPair(ql: QuantizedLinear, s: number, z: number): [number, number] {
-  return ql.fp8 ? [s * FP8_SCALE_SHIFT, 0] : [s, -z * s];
+/** The exact f32 (scale, bias) kernels hold for group entry i of `ql`: (s, -z s), fp8 (256 s, 0). */
+function pairF32(ql: QuantizedLinear, i: number): [number, number] {
+  const s = ql.scales[i]!;
+  return ql.fp8 ? [s * FP8_SCALE_SHIFT, 0] : [s, -ql.zeros[i]! * s];
+}
+
+/** The same pair as half2 bits (scale low): the bias rounded to f16 (biasOf); fp8 exact. */
+function pairHalf2(ql: QuantizedLinear, i: number): number {
+  const s = ql.scales[i]!;
+  return ql.fp8 ? half2(s * FP8_SCALE_SHIFT, 0) : half2(s, biasOf(s, ql.zeros[i]!));
+}
+
+/** Group (scale, zero) back from a stored (scale, bias) pair (fp8: s = stored / 256, zero 0). */
+function unpair(fp8: boolean, s: number, b: number): [number, number] {
+  return fp8 ? [s / FP8_SCALE_SHIFT, 0] : [s, zeroFrom(s, b)];
 }
 
 export function packMma(ql: QuantizedLinear): MmaPacked {
@@ -119,8 +131,7 @@ export function packMma(ql: QuantizedLinear): MmaPacked {
   const scaleBias = new Uint32Array(nG * Np);
   for (let g = 0; g < nG; g++) {
     for (let n = 0; n < N; n++) {
-      const s = ql.scales[n * nG + g]!, z = ql.zeros[n * nG + g]!;
-      scaleBias[g * Np + n] = ql.fp8 ? half2(s * FP8_SCALE_SHIFT, 0) : half2(s, biasOf(s, z));
+      scaleBias[g * Np + n] = pairHalf2(ql, n * nG + g);
     }
   }
   return {
@@ -173,8 +184,7 @@ export function unpackMma(p: MmaPacked): Unpacked {
     for (let n = 0; n < N; n++) {
       const w = p.scaleBias[g * Np + n]!;
       const s = f16ToF32(w & 0xffff), b = f16ToF32(w >>> 16);
-      scales[n * nG + g] = p.fp8 ? s / FP8_SCALE_SHIFT : s;
-      zeros[n * nG + g] = p.fp8 ? 0 : zeroFrom(s, b);
+      [scales[n * nG + g], zeros[n * nG + g]] = unpair(p.fp8, s, b);
     }
   }
   return { q, scales, zeros };
@@ -193,11 +203,8 @@ export function packRows(ql: QuantizedLinear, scaleDType: "f32" | "f16" = "f32")
   const nG = numGroups(ql);
   const scaleBias = scaleDType === "f32" ? new Float32Array(N * nG * 2) : new Uint32Array(N * nG);
   for (let i = 0; i < N * nG; i++) {
-    const [s, b] = kernelPair(ql, ql.scales[i]!, ql.zeros[i]!);
-    if (scaleBias instanceof Float32Array) {
-      scaleBias[2 * i] = s;
-      scaleBias[2 * i + 1] = b;
-    } else scaleBias[i] = ql.fp8 ? half2(s, 0) : half2(s, biasOf(ql.scales[i]!, ql.zeros[i]!));
+    if (scaleBias instanceof Float32Array) [scaleBias[2 * i], scaleBias[2 * i + 1]] = pairF32(ql, i);
+    else scaleBias[i] = pairHalf2(ql, i);
   }
   const fp8 = !!ql.fp8;
   return { layout: "rows-k", bits, outDim: N, inDim: K, groupSize: G, qweight, scaleDType, scaleBias, perm: null, fp8 };
@@ -216,8 +223,7 @@ export function unpackRows(p: RowsPacked): Unpacked {
     let s: number, b: number;
     if (p.scaleBias instanceof Float32Array) [s, b] = [p.scaleBias[2 * i]!, p.scaleBias[2 * i + 1]!];
     else [s, b] = [f16ToF32(p.scaleBias[i]! & 0xffff), f16ToF32(p.scaleBias[i]! >>> 16)];
-    scales[i] = p.fp8 ? s / FP8_SCALE_SHIFT : s;
-    zeros[i] = p.fp8 ? 0 : zeroFrom(s, b);
+    [scales[i], zeros[i]] = unpair(p.fp8, s, b);
   }
   return { q, scales, zeros };
 }
