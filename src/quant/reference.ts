@@ -1,7 +1,16 @@
 // Reference quantized math: group-wise RTN quantization of weights, exact dequantization, and the per-token KV
 // cache quantization. The reference backend runs on these; GPU kernels are tested against them.
-import { f16Down, f16Up, groupOf, numGroups, qMax, type QuantBits, type QuantizedLinear } from "./types.ts";
-import { e4m3ToF32 } from "./fp8.ts";
+import {
+  f16Down,
+  f16Up,
+  groupOf,
+  numGroups,
+  qMax,
+  type QuantBits,
+  type QuantFormat,
+  type QuantizedLinear,
+} from "./types.ts";
+import { e4m3ToF32, quantizeFp8 } from "./fp8.ts";
 
 /** Smallest scale we store: the smallest normal f16, so 1/scale never overflows and the scale never flushes. */
 export const MIN_SCALE = 2 ** -14;
@@ -46,6 +55,11 @@ export function quantizeRtn(
     }
   }
   return { outDim: N, inDim: K, bits, groupSize: group, q, scales, zeros, gIdx: null };
+}
+
+/** Load-time quantization of w [N, K] f32 to `format`: quantizeRtn for integers, quantizeFp8 (per row and group) for fp8. */
+export function quantizeAs(format: QuantFormat, w: Float32Array, N: number, K: number, group: number): QuantizedLinear {
+  return format.fp8 ? quantizeFp8(w, N, K, group) : quantizeRtn(w, N, K, format.bits, group);
 }
 
 /** Scale and zero of one group of finite values by the rule above (also GPTQ's, on its updated weights). */

@@ -1,9 +1,9 @@
 // Packs a checkpoint straight from its TensorSource into device memory: matrices in the weight dtype (bf16/f16;
 // f32 checkpoints are converted), norms and biases in f32 (rounded through the weight dtype, as the reference
 // backend does), q/k/v and gate/up fused row-wise.
-// int8 / int4 weights (W8A16 / W4A16, f16 activations): the linears (qkv, o, gate|up, down) become QuantMatrix
-// buffers (qlinear.ts) in the mma-m16n8k16 layout: RTN-quantized at load (quantizeRtn, group precision.group,
-// default 128) from a float checkpoint, read from an AWQ / GPTQ one, or generated on the GPU (qfill) for synthetic
+// int8 / int4 / fp8 weights (W8A16 / W4A16 / FP8, f16 activations): the linears (qkv, o, gate|up, down) become
+// QuantMatrix buffers (qlinear.ts) in the mma-m16n8k16 layout: quantized at load (quantizeAs, group precision.group,
+// default 128) from a float checkpoint, read from a quantized one, or generated on the GPU (qfill) for synthetic
 // models. Embedding, LM head, norms and biases stay dense f16 / f32.
 import { type ModelSpec, type Precision, type ProgressFn, quantGroup, type TensorSource } from "../../core/types.ts";
 import { fromF32, roundTo } from "../../model/dtype.ts";
@@ -18,9 +18,8 @@ import {
 } from "../../model/weights.ts";
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor } from "../../quant/pack.ts";
-import { quantizeRtn } from "../../quant/reference.ts";
-import { quantizeFp8 } from "../../quant/fp8.ts";
-import { type QuantBits, quantFormat, type QuantizedLinear } from "../../quant/types.ts";
+import { quantizeAs } from "../../quant/reference.ts";
+import { quantFormat, type QuantizedLinear } from "../../quant/types.ts";
 import {
   allocQuantScratch,
   type CudaLinear,
@@ -195,9 +194,7 @@ export async function loadCudaWeights(
       parts.push(
         quant
           ? await readQuantizedLinear(src, quant, n, rows, cols)
-          : fp8
-          ? quantizeFp8(await src.f32(n, shapes.get(n)), rows, cols, group)
-          : quantizeRtn(await src.f32(n, shapes.get(n)), rows, cols, bits as QuantBits, group),
+          : quantizeAs(fmt!, await src.f32(n, shapes.get(n)), rows, cols, group),
       );
       tick(n);
     }

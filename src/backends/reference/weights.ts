@@ -1,7 +1,7 @@
 // Loads a checkpoint into f32 arrays for the reference backend, shape-checking every tensor.
 // Quantized weights (int8 / int4 / fp8) are held dequantized, W = (q - z) * s (fp8: e4m3(q) * s) in f32 exactly as
-// the kernels compute it: read from a quantized checkpoint, or quantized at load from a float one (quantizeRtn in
-// src/quant/reference.ts, fp8 quantizeFp8 in src/quant/fp8.ts, per row and group).
+// the kernels compute it: read from a quantized checkpoint, or quantized at load from a float one (quantizeAs in
+// src/quant/reference.ts: RTN, or fp8 per row and group).
 import {
   type ModelSpec,
   type Precision,
@@ -21,8 +21,7 @@ import {
   quantizedTensorNames,
 } from "../../model/weights.ts";
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
-import { dequantize, quantizeRtn } from "../../quant/reference.ts";
-import { quantizeFp8 } from "../../quant/fp8.ts";
+import { dequantize, quantizeAs } from "../../quant/reference.ts";
 import { quantFormat } from "../../quant/types.ts";
 
 export interface ReferenceLayer {
@@ -84,7 +83,7 @@ export async function loadReferenceWeights(
       if (weight === "f16" || weight === "bf16") data = roundTo(data, weight);
       else if (format && linears.has(name)) {
         const [N, K] = shape as [number, number], G = quantGroup({ group });
-        data = dequantize(format.fp8 ? quantizeFp8(data, N, K, G) : quantizeRtn(data, N, K, format.bits, G));
+        data = dequantize(quantizeAs(format, data, N, K, G));
       }
     }
     done += bytesOf(name);

@@ -34,8 +34,7 @@ import {
 } from "../../model/weights.ts";
 import { readQuantizedLinear } from "../../quant/checkpoint.ts";
 import { packFor, type RowsPacked } from "../../quant/pack.ts";
-import { quantizeRtn } from "../../quant/reference.ts";
-import { quantizeFp8 } from "../../quant/fp8.ts";
+import { quantizeAs } from "../../quant/reference.ts";
 import { type QuantFormat, quantFormat } from "../../quant/types.ts";
 import { type Matrix, uploadQuantMatrix } from "./qlinear.ts";
 import type { GpuContext } from "./context.ts";
@@ -127,8 +126,7 @@ export async function loadGpuWeights(
       ql = await readQuantizedLinear(src, quant, name, N, K);
       done += bytesOf(name);
       onProgress?.(done, total, name);
-    } else if (f.fp8) ql = quantizeFp8(await read(name), N, K, quantGroup(precision));
-    else ql = quantizeRtn(await read(name), N, K, f.bits, quantGroup(precision));
+    } else ql = quantizeAs(f, await read(name), N, K, quantGroup(precision));
     if (!!ql.fp8 !== f.fp8 || ql.bits !== f.bits) throw new Error(`webgpu: ${name} is not in the checkpoint's format`);
     const p = packFor({ kind: "webgpu" }, ql);
     if (p.layout !== "rows-k") throw new Error("webgpu: unexpected packed layout");
