@@ -100,6 +100,13 @@ function parseQuant(cfg: Json, file: string): QuantSpec | null {
   });
 }
 
+/** [a, b] of two positive integers (a block size), or null for anything else. */
+function positivePair(v: unknown): [number, number] | null {
+  return Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && (x as number) > 0)
+    ? [v[0] as number, v[1] as number]
+    : null;
+}
+
 /**
  * Hugging Face / vLLM "fp8" (FineGrainedFP8, DeepSeek-V3 style): F8_E4M3 weights with weight_scale_inv per block of
  * weight_block_size [rows, cols], or without a block size weight_scale per tensor or per output channel. Only the
@@ -111,9 +118,8 @@ function parseFp8(q: Json, file: string): QuantSpec {
   const bs = q.weight_block_size;
   let block: [number, number] | null = null;
   if (bs !== undefined && bs !== null) {
-    const ok = Array.isArray(bs) && bs.length === 2 && bs.every((v) => Number.isInteger(v) && (v as number) > 0);
-    if (!ok) throw new CheckpointError(`${file}: bad fp8 weight_block_size ${JSON.stringify(bs)}`, file);
-    block = [bs[0] as number, bs[1] as number];
+    block = positivePair(bs);
+    if (!block) throw new CheckpointError(`${file}: bad fp8 weight_block_size ${JSON.stringify(bs)}`, file);
   }
   return Object.freeze({ method: "fp8", bits: 8, groupSize: block ? block[1] : 0, sym: true, descAct: false, block });
 }
@@ -143,10 +149,6 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
   if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
     throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
   }
-  const pair = (v: unknown): [number, number] | null =>
-    Array.isArray(v) && v.length === 2 && v.every((x) => Number.isInteger(x) && (x as number) > 0)
-      ? [v[0] as number, v[1] as number]
-      : null;
   let block: [number, number] | null;
   switch (w.strategy) {
     case "tensor":
@@ -154,7 +156,7 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
       block = null;
       break;
     case "block":
-      block = pair(w.block_structure);
+      block = positivePair(w.block_structure);
       if (!block) throw bad(`block_structure ${JSON.stringify(w.block_structure)}`);
       break;
     case "group":
