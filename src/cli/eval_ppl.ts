@@ -14,7 +14,7 @@ export const EVAL_PPL_HELP = `Usage: main.ts eval-ppl --model DIR --ids-file F [
 
 Prints JSON: perplexity over the ids and, against an f32 reference-backend run, top-1 agreement and mean
 KL(ref || test) of the next-token distributions over every position.
-  --model DIR            model folder (float, AWQ or GPTQ)
+  --model DIR            model folder (float, AWQ, GPTQ, fp8 or compressed-tensors)
   --ids-file F           token ids, one per line or comma-separated
   --backend NAME         backend under test: reference (default), cuda, webgpu, auto
   --dtype D              weights: auto (default), f32, f16, bf16, fp8 (e4m3, per row and --group-size)

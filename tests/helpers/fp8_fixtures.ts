@@ -106,10 +106,7 @@ export async function writeFp8Fixture(kind: Fp8Kind, seed = 1) {
   ];
   const linears = new Map<string, Fp8FixtureLinear>();
   // Any finite code: both signs, zeros, subnormals and +-448 included.
-  const code = () => {
-    const c = Math.floor(r() * 254);
-    return c >= 0x7f ? c + 1 : c;
-  };
+  const code = () => randomCode(r);
   for (let l = 0; l < FP8_LAYERS; l++) {
     const n = layerNames(l);
     tensors.push(f16Tensor(n.inputNorm, [FP8_H], vec(FP8_H, 1)), f16Tensor(n.postNorm, [FP8_H], vec(FP8_H, 1)));
