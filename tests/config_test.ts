@@ -118,3 +118,24 @@ Deno.test("parseModelConfig() errors name the file and field", () => {
     /unsupported rope scaling type "dynamic"/,
   );
 });
+
+Deno.test("parseModelConfig() refuses modules_to_not_convert entries that name decoder linears (fp8, AWQ)", () => {
+  // transformers leaves every module whose name contains an entry in 16 bits; this server runs all decoder linears
+  // quantized, so only modules outside them (lm_head, a vision tower) may be listed.
+  const fp8 = { quant_method: "fp8", fmt: "e4m3", weight_block_size: [128, 128] };
+  const awq = { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" };
+  for (const q of [fp8, awq]) {
+    for (const keep of [["lm_head"], ["visual", "lm_head"], null]) {
+      const s = parseModelConfig({ ...llama, quantization_config: { ...q, modules_to_not_convert: keep } });
+      assert.equal(s.quantization!.method, q.quant_method, JSON.stringify(keep));
+    }
+    for (const keep of [["down_proj"], ["lm_head", "layers.31.self_attn"], ["mlp.gate"], [7]]) {
+      assert.throws(
+        () => parseModelConfig({ ...llama, quantization_config: { ...q, modules_to_not_convert: keep } }),
+        (e: unknown) =>
+          e instanceof CheckpointError && /config\.json: modules_to_not_convert .* unquantized/.test(e.message),
+        JSON.stringify(keep),
+      );
+    }
+  }
+});

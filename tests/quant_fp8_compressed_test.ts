@@ -58,6 +58,19 @@ Deno.test("parseModelConfig() maps compressed-tensors FP8 strategies to fp8 Quan
   }
 });
 
+Deno.test("parseModelConfig() accepts compressed-tensors ignore patterns that leave no decoder linear unquantized", () => {
+  // llm-compressor recipes ignore lm_head and modules outside the decoder layers (routers, vision towers) by "re:"
+  // patterns, matched from the start of the module name as Python's re.match does.
+  for (
+    const ignore of [["re:.*lm_head"], ["lm_head", "re:.*mlp\\.gate$", "re:vision_tower.*"], [
+      "re:model\\.layers\\.9\\.",
+    ]]
+  ) {
+    const q = parseModelConfig({ ...LLAMA, quantization_config: ct({ strategy: "channel" }, { ignore }) });
+    assert.equal(q.quantization!.method, "fp8", JSON.stringify(ignore));
+  }
+});
+
 Deno.test("parseModelConfig() refuses compressed-tensors configs it cannot run, naming config.json", () => {
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ ...ct({ strategy: "channel" }), format: "naive-quantized" }, /format "naive-quantized"/],
@@ -67,6 +80,9 @@ Deno.test("parseModelConfig() refuses compressed-tensors configs it cannot run, 
     [ct({ strategy: "group" }), /group_size/],
     [ct({ strategy: "token" }), /weight strategy "token"/],
     [ct({ strategy: "channel" }, { ignore: ["lm_head", "model.layers.0.mlp.down_proj"] }), /unquantized/],
+    [ct({ strategy: "channel" }, { ignore: ["re:.*down_proj$"] }), /"re:\.\*down_proj\$"\] unquantized/],
+    [ct({ strategy: "channel" }, { ignore: ["lm_head", "re:model\\.layers\\.0\\."] }), /unquantized/],
+    [ct({ strategy: "channel" }, { ignore: ["re:(unclosed"] }), /unquantized/],
     [{ ...ct({ strategy: "channel" }), config_groups: {} }, /0 config groups/],
   ];
   for (const [q, re] of bad) {

@@ -1,6 +1,7 @@
 // config.json (Hugging Face) → ModelSpec. Parsed once; everything downstream reads the frozen spec.
 import type { Architecture, ModelSpec, QuantSpec, RopeSpec } from "../core/types.ts";
 import { CheckpointError } from "../core/errors.ts";
+import { layerNames, LINEAR_KEYS } from "./weights.ts";
 
 type Json = Record<string, unknown>;
 
@@ -83,11 +84,23 @@ function parseQuant(cfg: Json, file: string): QuantSpec | null {
   const q = cfg.quantization_config as Json | undefined;
   if (!q) return null;
   const method = q.quant_method;
-  if (method === "fp8") return parseFp8(q, file);
-  if (method === "compressed-tensors") return parseCompressedTensors(q, file);
-  if (method !== "awq" && method !== "gptq") {
+  const layers = Number.isInteger(cfg.num_hidden_layers) ? cfg.num_hidden_layers as number : 0;
+  if (method === "compressed-tensors") return parseCompressedTensors(q, file, layers);
+  if (method !== "fp8" && method !== "awq" && method !== "gptq") {
     throw new CheckpointError(`${file}: unsupported quantization method ${JSON.stringify(method)}`, file);
   }
+  // transformers skips the modules whose names contain an entry of modules_to_not_convert (fp8, AWQ): those must lie
+  // outside the decoder layers' linears (lm_head, a vision tower), which this server runs quantized.
+  const keep = Array.isArray(q.modules_to_not_convert) ? q.modules_to_not_convert : [];
+  const linears = decoderLinearModules(layers);
+  const kept = keep.filter((e) => typeof e !== "string" || linears.some((n) => n.includes(e)));
+  if (kept.length > 0) {
+    throw new CheckpointError(
+      `${file}: modules_to_not_convert ${JSON.stringify(kept)} leaves decoder linears unquantized (not supported)`,
+      file,
+    );
+  }
+  if (method === "fp8") return parseFp8(q, file);
   const bits = q.bits ?? q.w_bit;
   if (bits !== 4 && bits !== 8) throw new CheckpointError(`${file}: quantization bits must be 4 or 8`, file);
   const groupSize = (q.group_size ?? q.q_group_size ?? 128) as number;
@@ -128,9 +141,10 @@ function parseFp8(q: Json, file: string): QuantSpec {
  * compressed-tensors (llm-compressor, as vLLM reads it), "float-quantized" FP8 E4M3 weights only: one config group
  * whose weights are { type: "float", num_bits: 8, strategy: tensor | channel | block (block_structure) | group
  * (group_size) }, every scale named weight_scale. Input activation settings are not applied (weights-only), and no
- * linear of the layers may be left out (`ignore` may only name lm_head).
+ * linear of the layers may be left out (`ignore` may name lm_head, and hold "re:" patterns that match none of the
+ * `layers` decoder layers' linears, e.g. a multimodal tower's or an MoE router's).
  */
-function parseCompressedTensors(q: Json, file: string): QuantSpec {
+function parseCompressedTensors(q: Json, file: string, layers: number): QuantSpec {
   const bad = (why: string) => new CheckpointError(`${file}: compressed-tensors ${why}`, file);
   if (q.format !== "float-quantized" && q.format !== "pack-quantized" && q.format !== "int-quantized") {
     throw bad(
@@ -143,8 +157,12 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
   if (groups.length !== 1) throw bad(`with ${groups.length} config groups (one is supported)`);
   const w = (groups[0]!.weights ?? {}) as Json;
   const ignore = Array.isArray(q.ignore) ? q.ignore : [];
-  const other = ignore.filter((n) => typeof n !== "string" || !/(^|\.)lm_head$/.test(n));
-  if (other.length > 0) throw bad(`leaves ${JSON.stringify(other)} unquantized (only lm_head may be)`);
+  const other = ignore.filter((n) => leavesLayerLinear(n, layers));
+  if (other.length > 0) {
+    throw bad(
+      `leaves ${JSON.stringify(other)} unquantized (only lm_head, or modules outside the decoder layers, may be)`,
+    );
+  }
   if (q.format !== "float-quantized") return parseCtInt(q.format, w, bad);
   if (w.type !== "float" || w.num_bits !== 8 || w.dynamic === true) {
     throw bad(`weights ${JSON.stringify(w)} (only static 8-bit float, i.e. FP8 E4M3, weights are supported)`);
@@ -175,6 +193,33 @@ function parseCompressedTensors(q: Json, file: string): QuantSpec {
     block,
     scaleName: "weight_scale",
   });
+}
+
+/**
+ * Whether compressed-tensors `ignore` entry e may leave a decoder layer's linear unquantized: an exact module name other
+ * than lm_head, or a "re:" pattern (matched as Python's re.match does, from the start of the module name) that matches
+ * a linear of one of the `layers` layers. Entries of other types, and patterns JavaScript cannot compile, count as such.
+ */
+function leavesLayerLinear(e: unknown, layers: number): boolean {
+  if (typeof e !== "string") return true;
+  if (!e.startsWith("re:")) return !/(^|\.)lm_head$/.test(e);
+  let re: RegExp;
+  try {
+    re = new RegExp(`^(?:${e.slice(3)})`);
+  } catch {
+    return true;
+  }
+  return decoderLinearModules(layers).some((n) => re.test(n));
+}
+
+/** Module names of the decoder layers' linears ("model.layers.3.mlp.down_proj"), layers 0 .. layers - 1. */
+function decoderLinearModules(layers: number): string[] {
+  const out: string[] = [];
+  for (let l = 0; l < layers; l++) {
+    const names = layerNames(l);
+    for (const k of LINEAR_KEYS) out.push(names[k].slice(0, -".weight".length));
+  }
+  return out;
 }
 
 /**
