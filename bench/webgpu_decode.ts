@@ -2,7 +2,10 @@
 // the GPU) against the copy-bandwidth roofline measured in the same run; single steps (forward) and multi-step runs
 // (decodeSteps, ids fed back on the GPU), fused and unfused layers, and the decode GEMVs alone.
 //   deno run -A bench/webgpu_decode.ts [--model synthetic:llama3-8b] [--contexts 128,2048] [--steps 32] [--k 8]
-//     [--gemv-shapes best.json]
+//     [--gemv-shapes best.json] [--weight f16|int4|int8|fp8] [--group 128]
+// Quantized weights (--weight) are random codes and scales filled on the GPU (synthetic.ts fillSyntheticQuant); their
+// roofline counts the bytes this backend reads (codes plus its f32 (scale, bias) pairs), and the f16 GEMVs-alone
+// table is skipped.
 import { parseArgs } from "node:util";
 import { createWebGpuBackend, type WebGpuOptions } from "../src/backends/webgpu/backend.ts";
 import { copyBandwidth } from "../src/backends/webgpu/synthetic.ts";
@@ -29,6 +32,8 @@ const { values: f } = parseArgs({
     "gemv-shapes": { type: "string" },
     // "workgroups,minPartition" of the decode attention's split-K (attention.ts ATTENTION_SPLIT).
     "attn-split": { type: "string" },
+    weight: { type: "string", default: "f16" },
+    group: { type: "string", default: "128" },
   },
 });
 
@@ -54,16 +59,21 @@ await using b = await createWebGpuBackend(opts);
 const ctx = b.context;
 const bw = await copyBandwidth(ctx, Number(f["copy-mib"]) * 2 ** 20, 20);
 console.error(`${b.device}: copy bandwidth ${(bw / 1e12).toFixed(3)} TB/s (read + write)`);
-const gemvRows = await gemvBandwidths(ctx, spec, bw);
+const weight = f.weight as "f16" | "int4" | "int8" | "fp8";
+if (!["f16", "int4", "int8", "fp8"].includes(weight)) {
+  throw new RangeError(`--weight ${weight}: f16, int4, int8 or fp8`);
+}
+const quantized = weight !== "f16";
+const gemvRows = quantized ? null : await gemvBandwidths(ctx, spec, bw);
 const t0 = performance.now();
-await b.load(spec, weights, { weight: "f16", kv: "f16", compute: "f32" });
-const weightBytes = ctx.pool.bytes - gemvRows.poolBytes;
+await b.load(spec, weights, { weight, group: Number(f.group), kv: "f16", compute: "f32" });
+const weightBytes = ctx.pool.bytes - (gemvRows?.poolBytes ?? 0);
 // GPU time of one step's GEMVs run alone (rows: qkv, o, gate_up, down per layer, then the LM head): what the rest
 // of a step's GPU time (attention, rope, embedding, sampling, gaps between dispatches) is measured against.
-const gemvUs = gemvRows.rows.map((r) => Number(r["fused us"]));
-const gemvMs = (spec.numLayers * gemvUs.slice(0, 4).reduce((a, v) => a + v, 0) + gemvUs[4]!) / 1000;
+const gemvUs = gemvRows?.rows.map((r) => Number(r["fused us"])) ?? [];
+const gemvMs = gemvRows ? (spec.numLayers * gemvUs.slice(0, 4).reduce((a, v) => a + v, 0) + gemvUs[4]!) / 1000 : NaN;
 console.error(
-  `loaded ${f.model} (${(weightBytes / 1e9).toFixed(2)} GB on the GPU) in ${
+  `loaded ${f.model} ${weight} (${(weightBytes / 1e9).toFixed(2)} GB on the GPU) in ${
     ((performance.now() - t0) / 1000).toFixed(1)
   } s`,
 );
@@ -142,7 +152,7 @@ for (const c of contexts) {
       "% roofline (GPU)": (100 * rooflineMs) / gpuMs,
       "dispatches/step": ctx.lastStep.dispatches,
       "encode ms/step": encodeMs,
-      "GPU - GEMVs ms": fuse ? gpuMs - gemvMs : "-",
+      "GPU - GEMVs ms": fuse && gemvRows ? gpuMs - gemvMs : "-",
       "look-ahead used": k > 1 ? `${lookAheadStats.used - used0}/${calls}` : "-",
     });
   }
@@ -152,6 +162,7 @@ const report = {
   meta: {
     date: new Date().toISOString(),
     model: f.model,
+    weight: quantized ? `${weight} g${f.group}` : weight,
     device: b.device,
     "copy TB/s": Number((bw / 1e12).toFixed(3)),
   },
@@ -164,5 +175,5 @@ const report = {
   },
 };
 await writeReport(f.out, report);
-console.log(markdown({ ...report, columns: Object.keys(gemvRows.rows[0]!), rows: gemvRows.rows }));
+if (gemvRows) console.log(markdown({ ...report, columns: Object.keys(gemvRows.rows[0]!), rows: gemvRows.rows }));
 console.log(markdown(report));

@@ -9,6 +9,7 @@ import { gpuTestRegistrar, randn, relError, rng, testSeed } from "../src/backend
 import { parseModelConfig } from "../src/model/config.ts";
 import { MemoryTensorSource } from "../src/model/memory_source.ts";
 import { expectedTensors } from "../src/model/weights.ts";
+import { f16ToF32, f32ToF16 } from "../src/model/dtype.ts";
 import { defaultSamplingParams } from "../src/sampling/sampler.ts";
 import type { Backend, ModelSpec, Precision, StepInputs } from "../src/core/types.ts";
 
@@ -146,3 +147,71 @@ gpuTest(
     assert.ok(err < 1e-3, `device-filled synthetic weights: relative error ${err} >= 1e-3`);
   },
 );
+
+/** The u32 hash of wgsl/synth_qfill.wgsl (and kernels/qgemm.cu qhash). */
+function qhash(seed: number, i: number): number {
+  let x = (Math.imul(i, 0x9e3779b1) ^ Math.imul(seed, 0x85ebca6b)) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d) >>> 0;
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+gpuTest("fillSyntheticQuant() writes qfill's random codes and (scale, bias) pairs for int4, int8 and fp8", async () => {
+  const { fillSyntheticQuant } = await import("../src/backends/webgpu/synthetic.ts");
+  const { openTestContext, readF32 } = await import("../src/backends/webgpu/testing.ts");
+  const ctx = await openTestContext();
+  const N = 37, K = 200, G = 40, amp = 0.05, seed = 0x1234567;
+  for (const format of [{ bits: 4, fp8: false }, { bits: 8, fp8: false }, { bits: 8, fp8: true }] as const) {
+    const m = await fillSyntheticQuant(ctx, "t", { format, N, K, group: G, amp, seed });
+    const Kw = Math.ceil(K / (32 / format.bits)), nG = Math.ceil(K / G);
+    assert.deepEqual([m.N, m.K, m.Kw, m.nG, m.bits, m.fp8], [N, K, Kw, nG, format.bits, format.fp8]);
+    const words = new Uint32Array((await readF32(ctx, m.w, N * Kw)).buffer);
+    const mask = format.fp8 ? 0xbfbfbfbf : 0xffffffff;
+    for (let i = 0; i < words.length; i++) assert.equal(words[i], (qhash(seed, i) & mask) >>> 0, `word ${i}`);
+    const sb = await readF32(ctx, m.sb, N * nG * 2);
+    const qmax = (1 << format.bits) - 1, z = format.fp8 ? 0 : (1 << (format.bits - 1)) + 1;
+    const s0 = format.fp8 ? amp / 2 : (2 * amp) / qmax;
+    for (let i = 0; i < N * nG; i++) {
+      const u = (qhash((seed ^ 0x5bd1e995) >>> 0, i) >>> 8) / 16777216;
+      const s = sb[2 * i]! / (format.fp8 ? 256 : 1), want = s0 * (0.75 + 0.5 * u);
+      // f16-rounded scale (11 significant bits: within 2^-11 relative), an exact f16 value, bias = -z * s exactly.
+      assert.ok(Math.abs(s - want) <= want * 2 ** -11, `pair ${i}: scale ${s}, want ~${want}`);
+      assert.equal(f16ToF32(f32ToF16(s)), s, `pair ${i}: not an f16`);
+      assert.equal(sb[2 * i + 1], format.fp8 ? 0 : Math.fround(-z * s), `pair ${i}: bias`);
+    }
+    ctx.pool.destroy(m.w);
+    ctx.pool.destroy(m.sb);
+  }
+});
+
+gpuTest("WebGpuBackend.load() behaviour: synthetic models get GPU-filled int4 / fp8 linears and decode", async () => {
+  const { buildSyntheticModel } = await import("../src/model/synthetic.ts");
+  const { spec, weights } = buildSyntheticModel("synthetic:tiny:f16");
+  // The source's tensor reads are recorded: GPU-filled linears never read (and quantize) host values.
+  const reads: string[] = [];
+  const src = new Proxy(weights, {
+    get(t, k) {
+      const v = Reflect.get(t, k, t);
+      if (typeof v !== "function") return v;
+      if (k === "f32" || k === "bytes") {
+        return (name: string, ...a: unknown[]) => (reads.push(name), v.call(t, name, ...a));
+      }
+      return v.bind(t);
+    },
+  });
+  for (const weight of ["int4", "fp8"] as const) {
+    await using gpu = await createWebGpuBackend();
+    let ticks = 0;
+    reads.length = 0;
+    await gpu.load(spec, src, { weight, group: 32, kv: "f32", compute: "f32" }, (_d, _t, name) => {
+      if (name?.includes("proj")) ticks++;
+    });
+    assert.equal(ticks, 7 * spec.numLayers, `${weight}: one progress tick per linear`);
+    assert.ok(reads.length > 0 && !reads.some((n) => n.includes("proj")), `${weight}: host reads ${reads}`);
+    const { sequenceLogits } = await import("../src/engine/sequential.ts");
+    const logits = await sequenceLogits(gpu, [1, 5, 7, 9], greedy);
+    assert.ok(logits.every(Number.isFinite), `${weight}: finite logits`);
+    const max = logits.reduce((a, v) => Math.max(a, v), -Infinity), min = logits.reduce((a, v) => Math.min(a, v));
+    assert.ok(max - min > 1e-3, `${weight}: logits vary (${min}..${max})`);
+  }
+});

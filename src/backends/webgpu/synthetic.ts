@@ -1,9 +1,12 @@
-// Device-side helpers for synthetic models and benchmarks: filling f16 matrices with the synthetic weights on the
-// GPU (no 16 GB of host-side random numbers for synthetic:llama3-8b), and a copy-bandwidth probe.
+// Device-side helpers for synthetic models and benchmarks: filling f16 matrices with the synthetic weights, and
+// quantized matrices with random codes and scales, on the GPU (no 16 GB of host-side random numbers for
+// synthetic:llama3-8b), and a copy-bandwidth probe.
 import type { SyntheticFill } from "../../model/synthetic.ts";
 import { tensorStream } from "../../model/synthetic.ts";
 import type { TensorSource } from "../../core/types.ts";
+import type { QuantFormat } from "../../quant/types.ts";
 import { dim, type GpuContext, need } from "./context.ts";
+import type { QuantMatrix } from "./qlinear.ts";
 
 /** The synthetic recipe of a weight source, when it has one (src/model/synthetic.ts). */
 export function syntheticFill(src: TensorSource): SyntheticFill | null {
@@ -45,6 +48,58 @@ export async function fillSyntheticF16(
   pass.end();
   ctx.device.queue.submit([enc.finish()]);
   await ctx.device.queue.onSubmittedWorkDone();
+}
+
+/** Shape and recipe of a synthetic quantized matrix (several linears stacked by rows count as one). */
+export interface SyntheticQuant {
+  readonly format: QuantFormat;
+  /** rows and input channels */
+  readonly N: number;
+  readonly K: number;
+  readonly group: number;
+  /** weights span about [-amp, amp] */
+  readonly amp: number;
+  readonly seed: number;
+}
+
+/**
+ * A QuantMatrix ("rows-k", qlinear.ts) generated on the GPU, as the CUDA backend's qfill does (wgsl/synth_qfill.wgsl):
+ * w [N, Kw] u32 random codes, sb [N, nG] f32 (scale, bias) pairs with scales from a second hash stream. Synthetic
+ * quantized weights are random codes, not a quantization of the synthetic float values. One submit per call.
+ */
+export async function fillSyntheticQuant(ctx: GpuContext, label: string, q: SyntheticQuant): Promise<QuantMatrix> {
+  const { bits, fp8 } = q.format;
+  dim(q.N, "synth quant N");
+  dim(q.K, "synth quant K");
+  dim(q.group, "synth quant group");
+  const Kw = Math.ceil(q.K / (32 / bits)), nG = Math.ceil(q.K / q.group);
+  const words = q.N * Kw, pairs = q.N * nG;
+  const binding = ctx.limits.maxStorageBufferBindingSize;
+  for (const bytes of [words * 4, pairs * 8]) {
+    if (bytes > binding) throw new RangeError(`webgpu: ${label} needs ${bytes} bytes; one binding holds ${binding}`);
+  }
+  const w = ctx.pool.create(`${label}.qweight`, words * 4); // [N, Kw] u32
+  const sb = ctx.pool.create(`${label}.scale_bias`, pairs * 8); // [N, nG] vec2<f32>
+  const k = await ctx.pipelines.get("synth_qfill.wgsl", "synth_qfill");
+  const slot = ctx.slot(`synth_qfill`, k);
+  const qmax = fp8 ? 255 : (1 << bits) - 1;
+  slot.write(ctx.device, {
+    words,
+    pairs,
+    seed: q.seed >>> 0,
+    mask: fp8 ? 0xbfbfbfbf : 0xffffffff,
+    s0: fp8 ? q.amp / 2 : (2 * q.amp) / qmax,
+    z: fp8 ? 0 : (1 << (bits - 1)) + 1,
+    mul: fp8 ? 256 : 1,
+    _a: 0,
+  });
+  const enc = ctx.device.createCommandEncoder({ label: `synth ${label}` });
+  const pass = enc.beginComputePass();
+  ctx.dispatch(pass, k, { p: slot.buffer, w, sb }, ctx.grid2d(Math.ceil(Math.max(words, pairs) / 256)));
+  pass.end();
+  ctx.device.queue.submit([enc.finish()]);
+  await ctx.device.queue.onSubmittedWorkDone();
+  return { layout: "rows-k", bits, fp8, N: q.N, K: q.K, group: q.group, Kw, nG, w, sb };
 }
 
 /** Measured copy bandwidth in bytes/s (bytes read + bytes written), over `reps` copies of `bytes`. */

@@ -40,7 +40,8 @@ import { type Matrix, uploadQuantMatrix } from "./qlinear.ts";
 import type { GpuContext } from "./context.ts";
 import type { StorageType } from "./shaders.ts";
 import { BYTES } from "./kernels.ts";
-import { fillSyntheticF16, syntheticFill } from "./synthetic.ts";
+import { fillSyntheticF16, fillSyntheticQuant, syntheticFill } from "./synthetic.ts";
+import { tensorStream } from "../../model/synthetic.ts";
 
 export interface GpuLayer {
   /** [hidden] f32 */ readonly inputNorm: GPUBuffer;
@@ -136,13 +137,26 @@ export async function loadGpuWeights(
   /** A linear layer's matrix: quantized when the precision or checkpoint says so, else dense WT. */
   const linear = async (label: string, names: string[]): Promise<Matrix> => {
     if (format === null) return await matrix(label, names);
+    if (qfill) {
+      const N = names.reduce((a, n) => a + shapes.get(n)![0]!, 0), K = shapes.get(names[0]!)![1]!;
+      const seed = Math.imul(qfill.seed, 0x9e3779b1) ^ tensorStream(names[0]!);
+      const { amp } = qfill.amplitude(names[0]!);
+      const m = await fillSyntheticQuant(ctx, label, { format, N, K, group: quantGroup(precision), amp, seed });
+      for (const n of names) {
+        done += src.info(n).byteLength;
+        onProgress?.(done, total, n);
+      }
+      return m;
+    }
     const parts: RowsPacked[] = [];
     for (const n of names) parts.push(await packed(n, format));
     return uploadQuantMatrix(ctx, label, parts);
   };
   const binding = ctx.limits.maxStorageBufferBindingSize;
-  // Synthetic models (src/model/synthetic.ts) are generated on the GPU when matrices are f16.
+  // Synthetic models (src/model/synthetic.ts) are generated on the GPU when matrices are f16, and quantized linears
+  // (random codes and scales, as on CUDA) whatever the storage.
   const fill = wt === "f16" && !quant ? syntheticFill(src) : null;
+  const qfill = !quant ? syntheticFill(src) : null;
   /** One WT matrix buffer made of the named tensors stacked by rows. */
   const matrix = async (label: string, names: string[]): Promise<GPUBuffer> => {
     const elems = names.reduce((a, n) => a + shapes.get(n)!.reduce((x, y) => x * y, 1), 0);
