@@ -2,56 +2,18 @@
 // and the fused decode layer against the unfused one on stories260K.
 // Error measure: max |gpu - ref| / max |ref| over the output. Seeds: $WEBGPU_TEST_SEED or random, shown on failure.
 import assert from "node:assert/strict";
-import * as ops from "../src/backends/reference/ops.ts";
-import {
-  DECODE_GEMV_SHAPES,
-  DEFAULT_GEMV_SHAPE,
-  type Epilogue,
-  FusedLinearOp,
-  type GemvShape,
-  type Prologue,
-} from "../src/backends/webgpu/fused.ts";
+import { DECODE_GEMV_SHAPES, DEFAULT_GEMV_SHAPE, FusedLinearOp, type GemvShape } from "../src/backends/webgpu/fused.ts";
 import type { StorageType } from "../src/backends/webgpu/shaders.ts";
 import { createWebGpuBackend } from "../src/backends/webgpu/backend.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { defaultSamplingParams } from "../src/sampling/params.ts";
 import type { StepInputs } from "../src/core/types.ts";
-import { gpuTestSetup, randn, readF32, relError, rng, runPass, uploadAs } from "../src/backends/webgpu/testing.ts";
+import { gpuTestSetup, relError, rng } from "../src/backends/webgpu/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
+import { type Case, checkFusedCase, PAIR_SHAPE } from "./helpers/fused_gemv.ts";
 
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const types: StorageType[] = ctx?.hasF16 ? ["f32", "f16"] : ["f32"];
-
-/** What the fused kernel computes, from the reference ops: y (=|+=) linear(prologue(x)) + bias (silupair: pairs). */
-function reference(
-  pro: Prologue,
-  epi: Epilogue,
-  x: Float32Array,
-  w: Float32Array,
-  nw: Float32Array,
-  bias: Float32Array | null,
-  M: number,
-  N: number,
-  K: number,
-  eps: number,
-): Float32Array {
-  let input = x;
-  // "prenorm" is handed r * nw and r itself (checkCase): the reference norms r.
-  if (pro === "norm" || pro === "prenorm") input = ops.rmsNorm(x, nw, M, K, eps);
-  if (pro === "silu") input = silu(x, M, K);
-  const out = ops.linear(input, w, M, K, N, bias);
-  return epi === "silupair" ? silu(out, M, N / 2) : out;
-}
-
-/** silu(gate) * up over rows [gate (K) | up (K)] of a [M, 2K] matrix. */
-function silu(x: Float32Array, M: number, K: number): Float32Array {
-  const gate = new Float32Array(M * K), up = new Float32Array(M * K);
-  for (let m = 0; m < M; m++) {
-    gate.set(x.subarray(m * 2 * K, m * 2 * K + K), m * K);
-    up.set(x.subarray(m * 2 * K + K, (m + 1) * 2 * K), m * K);
-  }
-  return ops.siluMul(gate, up);
-}
 
 gpuTest(
   "FusedLinearOp.encode() behaviour: norm / silu / prenorm prologues and add / addnorm / silupair epilogues match the reference ops",
@@ -79,54 +41,12 @@ gpuTest(
       [1, 90, 256, "norm", "silupair", false],
     ];
     for (const wt of types) {
-      for (const c of cases) await checkCase(wt, c[4] === "silupair" ? PAIR_SHAPE : DEFAULT_GEMV_SHAPE, c, rand);
+      for (const c of cases) {
+        await checkFusedCase(ctx!, wt, c[4] === "silupair" ? PAIR_SHAPE : DEFAULT_GEMV_SHAPE, c, rand, seedNote);
+      }
     }
   },
 );
-
-type Case = [number, number, number, Prologue, Epilogue, boolean];
-
-/** The default shape with the two rows per group a silupair epilogue needs. */
-const PAIR_SHAPE: GemvShape = { ...DEFAULT_GEMV_SHAPE, r: 2 };
-
-/** Runs one (M, N, K, prologue, epilogue, bias) case of the fused GEMV built with `shape` against the reference. */
-async function checkCase(wt: StorageType, shape: GemvShape, c: Case, rand: () => number) {
-  const g = ctx!, [M, N, K, pro, epi, hasBias] = c, eps = 1e-5;
-  const xw = pro === "silu" ? 2 * K : K, yN = epi === "silupair" ? N / 2 : N;
-  const x = randn(rand, M * xw, 2), w = uploadAs(g, "w", randn(rand, N * K), wt);
-  const nw = randn(rand, K), bias = hasBias ? randn(rand, N) : null, y0 = randn(rand, M * yN);
-  const eg = randn(rand, N), xg = g.pool.upload("xg", new Float32Array(M * N));
-  const y = g.pool.upload("y", y0);
-  // prenorm: the kernel reads x * nw (what an addnorm producer writes) and the raw x for the sum of squares.
-  const xs = pro === "prenorm" ? x.map((v, i) => Math.fround(v * nw[i % K]!)) : x;
-  const tag = `${shape.wgs}.${shape.lanes}.${shape.r}.${shape.u}`;
-  const op = await FusedLinearOp.create(g, `t.fused.${wt}.${pro}.${epi}.${tag}`, wt, pro, epi, shape);
-  op.prepare({ M, N, K, bias: hasBias, eps });
-  await runPass(g, (pass) =>
-    op.encode(pass, {
-      x: g.pool.upload("x", xs),
-      w: w.buf,
-      ...(pro === "norm" ? { norm: g.pool.upload("nw", nw) } : {}),
-      ...(pro === "prenorm" ? { residual: g.pool.upload("r", x) } : {}),
-      ...(bias ? { bias: g.pool.upload("bias", bias) } : {}),
-      ...(epi === "addnorm" ? { nextNorm: g.pool.upload("eg", eg), xg } : {}),
-      y,
-    }));
-  const want = reference(pro, epi, x, w.values, nw, bias, M, N, K, eps);
-  if (epi === "add" || epi === "addnorm") { for (let i = 0; i < want.length; i++) want[i]! += y0[i]!; }
-  // The reference uses the stored (for f16: rounded) weights, so what differs is f32 summation order over K
-  // <= 2056 terms (~K * 2^-24 relative, below 2e-4 worst case, ~1e-6 typical as the errors are random), the norm's
-  // inverse square root and exp() in SiLU (a few ulp). Bound 1e-5 of the output's scale for both storage types.
-  const err = relError(await readF32(g, y, M * yN), want);
-  const what = `${wt} shape ${tag} M=${M} N=${N} K=${K} ${pro}/${epi}${hasBias ? " +bias" : ""}`;
-  assert.ok(err < 1e-5, `${what}: error ${err} >= 1e-5 ${seedNote}`);
-  if (epi === "addnorm") {
-    // xg = y * eg, from the same y (one more rounding): same bound.
-    const wantXg = want.map((v, i) => v * eg[i % N]!);
-    const errXg = relError(await readF32(g, xg, M * N), wantXg);
-    assert.ok(errXg < 1e-5, `${what}: xg error ${errXg} >= 1e-5 ${seedNote}`);
-  }
-}
 
 gpuTest(
   "FusedLinearOp.encode() behaviour: every workgroup shape (lanes, loads in flight) matches the reference",
@@ -159,7 +79,9 @@ gpuTest(
     // shapes with two rows per group (the rest refuse it: next test).
     for (const [i, shape] of shapes.entries()) {
       for (const wt of i === 0 ? types : types.slice(-1)) {
-        for (const c of cases) if (c[4] !== "silupair" || shape.r === 2) await checkCase(wt, shape, c, rand);
+        for (const c of cases) {
+          if (c[4] !== "silupair" || shape.r === 2) await checkFusedCase(ctx!, wt, shape, c, rand, seedNote);
+        }
       }
     }
   },

@@ -16,15 +16,16 @@
 //   3 SiLU-mul pairs over the fused gate|up rows (N = 2F, R = 2): the row group owns gate row j and up row F + j and
 //   writes y[m, j] = silu(gate + bias[j]) * (up + bias[F + j]), y being [M, F].
 // Weights are read with 16-byte loads where the layout allows (gemv_wload*.wgsl: f16 x8 or f32 x4; f16 x4 when
-// K % 8 != 0). Shape of the work (host consts, tuned per matrix shape in fused.ts): a workgroup of WGS threads is
+// K % 8 != 0; int4 x32 / int8 or fp8 x16 with the group's (scale, bias), dequantized in registers: gemv_wload_q.wgsl).
+// Shape of the work (host consts, tuned per matrix shape in fused.ts): a workgroup of WGS threads is
 // WGS / LANES row groups of LANES lanes; each row group owns R adjacent rows (ROWS = R * WGS / LANES rows per
 // workgroup), each lane keeps R * U loads in flight and reads each input chunk once for its R rows (the loop is
 // generated: src/backends/webgpu/gemv_gen.ts). Lane partials are summed by a tree in workgroup memory.
 // Requires K % 4 == 0 (checked on the host).
 // #include "gemv_fused_loop.wgsl"
 
-struct Params { M: u32, N: u32, K: u32, hasBias: u32, eps: f32, _a: u32, _b: u32, _c: u32 }
-struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+// nG: groups per row of a quantized matrix (gemv_wload_q.wgsl; unused otherwise)
+struct Params { M: u32, N: u32, K: u32, hasBias: u32, eps: f32, nG: u32, _b: u32, _c: u32 }
 
 // MMAX (host const): token rows the accumulators hold, 1 (batch-1 decode: scalar accumulators) or 8.
 // WGS, LANES, R, U (host consts): workgroup size, lanes per row group (power of two dividing WGS), rows per row
@@ -35,7 +36,8 @@ const RM: u32 = R * MMAX;  // accumulators per lane: [R, MMAX]
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // [M, K/4]; PRO 2: [M, 2K/4] gate | up
-// @binding(2): w, [N, K] WT, declared by gemv_wload*.wgsl
+// @binding(2): w, [N, K] WT (or packed codes), declared by gemv_wload*.wgsl; gemv_wload_q.wgsl also declares
+// @binding(9) sb, the (scale, bias) pairs
 @group(0) @binding(3) var<storage, read> nw: array<vec4<f32>>;  // [K/4] norm weight (PRO 1; dummy otherwise)
 @group(0) @binding(4) var<storage, read> bias: array<f32>;      // [N] (dummy when hasBias == 0)
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;   // [M, N]; EPI 3: [M, N/2]

@@ -3,7 +3,21 @@
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
 import { BYTES, GEMV_MAX_ROWS } from "./kernels.ts";
 import { gemvLoop } from "./gemv_gen.ts";
+import { isQuant, type Matrix, quantName } from "./qlinear.ts";
 import type { Kernel, StorageType } from "./shaders.ts";
+import type { QuantBits } from "../../quant/types.ts";
+
+/** Quantized weights of a fused GEMV: "rows-k" QuantMatrix of these bits, fp8 and group (qlinear.ts). */
+export interface FusedQuant {
+  readonly bits: QuantBits;
+  readonly fp8: boolean;
+  readonly group: number;
+}
+
+/** Values per weight chunk (one 16-byte load): f16 8, f32 4, int4 32, int8 / fp8 16. */
+export function gemvChunk(w: StorageType | FusedQuant): number {
+  return typeof w === "object" ? 4 * (32 / w.bits) : w === "f16" ? 8 : 4;
+}
 
 /**
  * What the GEMV reads as its input: x itself, RMSNorm(x) (times the norm weight), silu(gate) * up, or "prenorm":
@@ -57,9 +71,12 @@ export const DECODE_GEMV_SHAPES: Record<GemvRole, GemvShape> = {
   lm: { wgs: 128, lanes: 64, r: 1, u: 2 },
 };
 
-/** `s` with its lanes halved (down to 8) while half of them would still cover a row of K inputs in one round. */
-export function fitGemvShape(s: GemvShape, K: number): GemvShape {
-  const chunks = Math.ceil(K / 8);
+/**
+ * `s` with its lanes halved (down to 8) while half of them would still cover a row of K inputs (chunks of `chunk`
+ * values) in one round.
+ */
+export function fitGemvShape(s: GemvShape, K: number, chunk = 8): GemvShape {
+  const chunks = Math.ceil(K / chunk);
   let lanes: number = s.lanes;
   while (lanes > 8 && (lanes / 2) * s.u >= chunks) lanes /= 2;
   return { ...s, lanes: lanes as GemvShape["lanes"] };
@@ -96,9 +113,13 @@ export interface FusedLinearParams {
   readonly eps: number;
 }
 
-/** Whether an input width suits the kernel's vectorised loads. */
-export function fusedLinearFits(K: number): boolean {
-  return Number.isInteger(K) && K > 0 && K % 4 === 0;
+/** Whether an input width suits the kernel's vectorised loads: K % 4 == 0, and for quantized weights whole chunks
+ * per row and per group (K and the group multiples of gemvChunk). */
+export function fusedLinearFits(K: number, q?: FusedQuant): boolean {
+  if (!Number.isInteger(K) || K <= 0 || K % 4 !== 0) return false;
+  if (!q) return true;
+  const ch = gemvChunk(q);
+  return K % ch === 0 && q.group % ch === 0;
 }
 
 export class FusedLinearOp {
@@ -106,19 +127,21 @@ export class FusedLinearOp {
   private constructor(
     private readonly ctx: GpuContext,
     private readonly slot: ParamSlot,
-    /** k8: 16-byte loads of 8 f16 (K % 8 == 0) or 4 f32; k4: 8-byte loads of 4 f16 (f16 with K % 8 != 0);
-     * the m1 builds for M = 1. */
+    /** k8: 16-byte loads of 8 f16 (K % 8 == 0), 4 f32 or a quantized chunk; k4: 8-byte loads of 4 f16 (f16 with
+     * K % 8 != 0); the m1 builds for M = 1. */
     private readonly k: { k8: Kernel; k4: Kernel; k8m1: Kernel; k4m1: Kernel },
-    private readonly wt: StorageType,
+    /** Dense storage, or the quantized matrices' format. */
+    private readonly wt: StorageType | FusedQuant,
     readonly prologue: Prologue,
     readonly epilogue: Epilogue,
     readonly shape: GemvShape,
   ) {}
 
+  /** wt: dense storage of the matrices, or their quantized format (FusedQuant: bits, fp8, group). */
   static async create(
     ctx: GpuContext,
     name: string,
-    wt: StorageType,
+    wt: StorageType | FusedQuant,
     prologue: Prologue,
     epilogue: Epilogue,
     shape: GemvShape = DEFAULT_GEMV_SHAPE,
@@ -127,22 +150,42 @@ export class FusedLinearOp {
     if (epilogue === "silupair" && shape.r !== 2) {
       throw new RangeError(`gemv shape ${JSON.stringify(shape)}: the silupair epilogue needs r = 2`);
     }
-    const variant = (file: string, MMAX: number) => {
+    const q = typeof wt === "object" ? wt : null, ch = gemvChunk(wt);
+    if (q) {
+      if ((q.bits !== 4 && q.bits !== 8) || (q.fp8 && q.bits !== 8)) {
+        throw new RangeError(`fused linear: bits ${q.bits}`);
+      }
+      if (!(q.group > 0 && q.group % ch === 0)) {
+        throw new RangeError(`fused linear: group ${q.group} must be a multiple of ${ch} (whole chunks per group)`);
+      }
+    }
+    const quantConsts: Record<string, number> = q ? { BITS: q.bits, FP8: q.fp8 ? 1 : 0, CPG: q.group / ch } : {};
+    const variant = (file: string, MMAX: number, nv: number) => {
       const R = MMAX === 1 || epilogue === "silupair" ? shape.r : 1, U = shape.u;
       return ctx.pipelines.get("gemv_fused.wgsl", "gemv_fused", {
-        consts: { WGS: shape.wgs, LANES: shape.lanes, R, U, MMAX, PRO: PRO[prologue], EPI: EPI[epilogue] },
+        consts: {
+          WGS: shape.wgs,
+          LANES: shape.lanes,
+          R,
+          U,
+          MMAX,
+          PRO: PRO[prologue],
+          EPI: EPI[epilogue],
+          ...quantConsts,
+        },
         files: { "gemv_wload.wgsl": file },
-        texts: { "gemv_fused_loop.wgsl": gemvLoop(R, U) },
+        texts: { "gemv_fused_loop.wgsl": gemvLoop(R, U, nv) },
       });
     };
-    const wide = wt === "f16" ? "gemv_wload_f16x8.wgsl" : "gemv_wload.wgsl";
+    const wide = q ? "gemv_wload_q.wgsl" : wt === "f16" ? "gemv_wload_f16x8.wgsl" : "gemv_wload.wgsl";
     const narrow = wt === "f16" ? "gemv_wload_f16x4.wgsl" : wide;
+    const nvWide = ch / 4, nvNarrow = wt === "f16" ? 1 : nvWide;
     // Batch-1 decode gets its own build with one accumulator row (MMAX 1): no per-row loop, no indexed arrays.
     const k = {
-      k8: await variant(wide, GEMV_MAX_ROWS),
-      k4: await variant(narrow, GEMV_MAX_ROWS),
-      k8m1: await variant(wide, 1),
-      k4m1: await variant(narrow, 1),
+      k8: await variant(wide, GEMV_MAX_ROWS, nvWide),
+      k4: await variant(narrow, GEMV_MAX_ROWS, nvNarrow),
+      k8m1: await variant(wide, 1, nvWide),
+      k4m1: await variant(narrow, 1, nvNarrow),
     };
     return new FusedLinearOp(ctx, ctx.slot(name, k.k8), k, wt, prologue, epilogue, shape);
   }
@@ -152,17 +195,22 @@ export class FusedLinearOp {
     dim(p.N, "fused linear N");
     dim(p.K, "fused linear K");
     if (p.M > GEMV_MAX_ROWS) throw new RangeError(`fused linear: M=${p.M} > ${GEMV_MAX_ROWS} rows`);
-    if (!fusedLinearFits(p.K)) throw new RangeError(`fused linear: K=${p.K} must be a multiple of 4`);
+    const q = typeof this.wt === "object" ? this.wt : null;
+    if (!fusedLinearFits(p.K, q ?? undefined)) {
+      throw new RangeError(`fused linear: K=${p.K} must be a multiple of ${q ? gemvChunk(q) : 4}`);
+    }
     const normed = this.prologue === "norm" || this.prologue === "prenorm";
     if (normed && !(p.eps > 0)) throw new RangeError(`fused linear: eps must be > 0: ${p.eps}`);
     if (this.epilogue === "silupair" && p.N % 2 !== 0) throw new RangeError(`fused linear: silupair N=${p.N} is odd`);
     const eps = normed ? p.eps : 0;
-    this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, eps, _a: 0, _b: 0, _c: 0 });
+    const nG = q ? Math.ceil(p.K / q.group) : 0;
+    this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, eps, nG, _b: 0, _c: 0 });
     this.#p = p;
   }
 
   /**
-   * x [M, K] f32 ("silu": [M, 2K] gate | up; "prenorm": r * nw), w [N, K] WT, norm [K] f32 (only "norm"),
+   * x [M, K] f32 ("silu": [M, 2K] gate | up; "prenorm": r * nw), w [N, K] WT or a QuantMatrix of the op's format
+   * (codes [N, Kw] u32, pairs [N, nG] f32 x 2), norm [K] f32 (only "norm"),
    * residual [M, K] f32 (only "prenorm": the raw r), bias [N] f32, y [M, N] f32 (stored, or added to with "add" /
    * "addnorm"; "silupair": [M, N/2] stored), nextNorm [N] f32 and xg [M, N] f32 (only "addnorm": xg = y * nextNorm)
    */
@@ -170,7 +218,7 @@ export class FusedLinearOp {
     pass: GPUComputePassEncoder,
     b: {
       x: GPUBuffer;
-      w: GPUBuffer;
+      w: Matrix;
       norm?: GPUBuffer | null;
       residual?: GPUBuffer;
       bias?: GPUBuffer | null;
@@ -184,7 +232,22 @@ export class FusedLinearOp {
     const { M, N, K } = p;
     const pro = this.prologue, epi = this.epilogue, d = this.ctx.dummy;
     need(b.x, M * K * 4 * (pro === "silu" ? 2 : 1), "fused linear x");
-    need(b.w, N * K * BYTES[this.wt], "fused linear w");
+    const wq = this.wt;
+    let wbuf: GPUBuffer, sb: GPUBuffer | null = null;
+    if (typeof wq === "object") {
+      const m = b.w;
+      if (!isQuant(m) || m.bits !== wq.bits || m.fp8 !== wq.fp8 || m.group !== wq.group || m.N !== N || m.K !== K) {
+        const got = isQuant(m) ? `${quantName(m.bits, m.fp8)} g${m.group} [${m.N}, ${m.K}]` : "a dense matrix";
+        throw new Error(`fused linear: ${got} given to a ${quantName(wq.bits, wq.fp8)} g${wq.group} [${N}, ${K}] op`);
+      }
+      need(m.w, N * m.Kw * 4, "fused linear codes");
+      need(m.sb, N * m.nG * 8, "fused linear scale_bias");
+      wbuf = m.w, sb = m.sb;
+    } else {
+      if (isQuant(b.w)) throw new Error("fused linear: a quantized matrix given to a dense op");
+      wbuf = b.w;
+      need(wbuf, N * K * BYTES[wq], "fused linear w");
+    }
     need(b.y, M * (epi === "silupair" ? N / 2 : N) * 4, "fused linear y");
     if (pro === "norm") need(b.norm ?? d, K * 4, "fused linear norm");
     else if (b.norm) throw new Error(`fused linear: a norm weight was given to a "${pro}" prologue`);
@@ -202,16 +265,17 @@ export class FusedLinearOp {
     }
     if (b.bias) need(b.bias, N * 4, "fused linear bias");
     const outs = [b.y, ...(b.xg ? [b.xg] : [])];
-    const ins = [b.x, b.w, b.norm, b.residual, b.bias, b.nextNorm];
+    const ins = [b.x, wbuf, sb, b.norm, b.residual, b.bias, b.nextNorm];
     if (outs.some((o) => ins.includes(o)) || b.y === b.xg) {
       throw new Error("fused linear: y / xg must not alias each other or an input");
     }
-    const narrow = this.wt === "f16" && K % 8 !== 0;
+    const narrow = wq === "f16" && K % 8 !== 0;
     const k = M === 1 ? (narrow ? this.k.k4m1 : this.k.k8m1) : (narrow ? this.k.k4 : this.k.k8);
     const bufs = {
       p: this.slot.buffer,
       x: b.x,
-      w: b.w,
+      w: wbuf,
+      ...(sb ? { sb } : {}),
       nw: b.norm ?? d,
       bias: b.bias ?? d,
       y: b.y,

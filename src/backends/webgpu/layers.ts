@@ -1,9 +1,9 @@
 // The transformer layers of one step, encoded into the step's compute pass, and the ops (call sites) they use.
 // Two encodings of the same math:
-//   - unfused (prefill, quantized matrices): per layer rmsnorm(+residual) → qkv → rope_kv → attention → o →
-//     rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
-//   - fused (decode rows, dense f16/f32 matrices; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv →
-//     attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of
+//   - unfused (prefill, and matrices the fused GEMV cannot load): per layer rmsnorm(+residual) → qkv → rope_kv →
+//     attention → o → rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
+//   - fused (decode rows; dense f16/f32 matrices, or int4 / int8 / fp8 ones whose K and group hold whole 16-byte
+//     chunks; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv → attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of
 //     each gate / up row pair in its epilogue → down GEMV adding into the residual stream: 5 dispatches (6 with
 //     split-K attention). The o and down GEMVs also write xg = x * (the next RMSNorm's weight), so the next qkv /
 //     gate|up GEMV reads one input vector per weight chunk (its prologue only sums x^2, split over the workgroup);
@@ -12,7 +12,15 @@
 import type { ModelSpec, StepInputs } from "../../core/types.ts";
 import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
 import type { GpuContext } from "./context.ts";
-import { DECODE_GEMV_SHAPES, fitGemvShape, fusedLinearFits, FusedLinearOp, type GemvRole } from "./fused.ts";
+import {
+  DECODE_GEMV_SHAPES,
+  fitGemvShape,
+  fusedLinearFits,
+  FusedLinearOp,
+  type FusedQuant,
+  gemvChunk,
+  type GemvRole,
+} from "./fused.ts";
 import { EmbedOp, GEMV_MAX_ROWS, LinearOp, RmsNormOp, SampleOp, SiluMulOp } from "./kernels.ts";
 import type { StepPlan } from "./plan.ts";
 import { type AnyLinearOp, encodeLinear, isQuant, type Matrix, QuantLinearOp } from "./qlinear.ts";
@@ -32,7 +40,7 @@ export interface ModelOps {
   readonly gu: AnyLinearOp;
   readonly silu: SiluMulOp;
   readonly down: AnyLinearOp;
-  /** Fused decode GEMVs (fused.ts), null where the matrices are quantized or do not fit its loads. */
+  /** Fused decode GEMVs (fused.ts), null where the matrices do not fit its loads (fusedLinearFits) or mix formats. */
   readonly fused: {
     /** Layer 0's qkv (RMSNorm prologue over the embedding); later layers' qkv reads the pre-scaled xg. */
     readonly qkv0: FusedLinearOp;
@@ -75,10 +83,18 @@ function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | un
 
 export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWeights, kt: KvStore) {
   const wt = w.wt, L = w.layers[0];
-  const dense = !!L && [L.qkv, L.o, L.gu, L.down].every((m) => !isQuant(m));
+  // The layers' matrices are all dense, or all quantized alike (then the fused GEMVs dequantize; the LM head stays
+  // dense).
+  const mats = L ? [L.qkv, L.o, L.gu, L.down] : [];
+  const q0 = mats.find(isQuant);
+  const fq: FusedQuant | null = q0 ? { bits: q0.bits, fp8: q0.fp8, group: q0.group } : null;
+  const alike = mats.every((m) =>
+    fq ? isQuant(m) && m.bits === fq.bits && m.fp8 === fq.fp8 && m.group === fq.group : !isQuant(m)
+  );
   const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
-  const canFuse = dense && [h, F, qd].every((k) => fusedLinearFits(k));
-  const shape = (r: GemvRole, K: number) => fitGemvShape(DECODE_GEMV_SHAPES[r], K);
+  const canFuse = !!L && alike && [h, F, qd].every((k) => fusedLinearFits(k, fq ?? undefined)) && fusedLinearFits(h);
+  const lw = fq ?? wt; // the layers' matrices
+  const shape = (r: GemvRole, K: number) => fitGemvShape(DECODE_GEMV_SHAPES[r], K, gemvChunk(r === "lm" ? wt : lw));
   const ops: ModelOps = {
     embed: await EmbedOp.create(ctx, "embed", wt),
     normFirst: await RmsNormOp.create(ctx, "norm.first"),
@@ -92,11 +108,11 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
     down: await linearOp(ctx, "linear.down", wt, L?.down),
     fused: canFuse
       ? {
-        qkv0: await FusedLinearOp.create(ctx, "fused.qkv0", wt, "norm", "store", shape("qkv", h)),
-        qkv: await FusedLinearOp.create(ctx, "fused.qkv", wt, "prenorm", "store", shape("qkv", h)),
-        o: await FusedLinearOp.create(ctx, "fused.o", wt, "none", "addnorm", shape("o", qd)),
-        gu: await FusedLinearOp.create(ctx, "fused.gate_up", wt, "prenorm", "silupair", shape("gu", h)),
-        down: await FusedLinearOp.create(ctx, "fused.down", wt, "none", "addnorm", shape("down", F)),
+        qkv0: await FusedLinearOp.create(ctx, "fused.qkv0", lw, "norm", "store", shape("qkv", h)),
+        qkv: await FusedLinearOp.create(ctx, "fused.qkv", lw, "prenorm", "store", shape("qkv", h)),
+        o: await FusedLinearOp.create(ctx, "fused.o", lw, "none", "addnorm", shape("o", qd)),
+        gu: await FusedLinearOp.create(ctx, "fused.gate_up", lw, "prenorm", "silupair", shape("gu", h)),
+        down: await FusedLinearOp.create(ctx, "fused.down", lw, "none", "addnorm", shape("down", F)),
         lm: await FusedLinearOp.create(ctx, "fused.lm_head", wt, "none", "store", shape("lm", h)),
       }
       : null,
@@ -197,15 +213,15 @@ export function encodeLayers(
     fused.down.prepare({ M: T, N: h, K: F, bias: spec.mlpBias, eps });
     for (let l = 0; l < spec.numLayers; l++) {
       const L = w.layers[l]!;
-      const qb = { w: L.qkv as GPUBuffer, bias: L.qkvBias, y: qkv };
+      const qb = { w: L.qkv, bias: L.qkvBias, y: qkv };
       if (l === 0) fused.qkv0.encode(pass, { x, norm: L.inputNorm, ...qb });
       else fused.qkv.encode(pass, { x: xg, residual: x, ...qb });
       attention(l);
-      fused.o.encode(pass, { x: attnOut, w: L.o as GPUBuffer, bias: L.oBias, y: x, nextNorm: L.postNorm, xg });
-      fused.gu.encode(pass, { x: xg, residual: x, w: L.gu as GPUBuffer, bias: L.guBias, y: act });
+      fused.o.encode(pass, { x: attnOut, w: L.o, bias: L.oBias, y: x, nextNorm: L.postNorm, xg });
+      fused.gu.encode(pass, { x: xg, residual: x, w: L.gu, bias: L.guBias, y: act });
       // The last layer's xg (times the final norm's weight) goes unread: the head gathers and norms x itself.
       const nextNorm = w.layers[l + 1]?.inputNorm ?? w.finalNorm;
-      fused.down.encode(pass, { x: act, w: L.down as GPUBuffer, bias: L.downBias, y: x, nextNorm, xg });
+      fused.down.encode(pass, { x: act, w: L.down, bias: L.downBias, y: x, nextNorm, xg });
     }
     return { x, y: null };
   }
