@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   DECODE_GEMV_SHAPES,
+  DECODE_QGEMV_SHAPES,
   DEFAULT_GEMV_SHAPE,
   FusedLinearOp,
   type FusedQuant,
@@ -63,7 +64,7 @@ gpuTest(
       { wgs: 64, lanes: 8, r: 2, u: 1 },
       { wgs: 128, lanes: 16, r: 3, u: 2 },
       { wgs: 256, lanes: 256, r: 1, u: 8 },
-      ...new Set(Object.values(DECODE_GEMV_SHAPES)),
+      ...new Set([...Object.values(DECODE_GEMV_SHAPES), ...Object.values(DECODE_QGEMV_SHAPES)]),
     ];
     const cases: Case[] = [
       [1, 29, 2080, "prenorm", "store", true],

@@ -9,4 +9,9 @@ struct WR { q: vec4<u32>, s: vec2<f32> }
 @group(0) @binding(9) var<storage, read> sb: array<vec2<f32>>;  // [N, nG] f32 (scale, bias); fp8 (256 s, 0)
 
 fn wraw(row: u32, c: u32, KC: u32) -> WR { return WR(w[row * KC + c], sb[row * p.nG + c / CPG]); }
-fn wvec(r: WR, h: u32) -> vec4<f32> { return dq4(r.q[h / V4], h % V4, r.s); }
+fn wvec(r: WR, h: u32) -> vec4<f32> {
+  // word k = h / V4 by selects (h is a literal at every call: they fold; no dynamic vector index)
+  let k = h / V4;
+  let word = select(select(r.q.x, r.q.y, k == 1u), select(r.q.z, r.q.w, k == 3u), k >= 2u);
+  return dq4(word, h % V4, r.s);
+}

@@ -6,7 +6,7 @@ alias KV = u32;
 fn kvq_dq4(word: u32, j: u32, sz: vec2<f32>) -> vec4<f32> {
   let sh = vec4<u32>(0u, KV_BITS, 2u * KV_BITS, 3u * KV_BITS) + vec4<u32>(4u * KV_BITS * j);
   let q = (vec4<u32>(word) >> sh) & vec4<u32>(KQM);
-  return fma(vec4<f32>(q), vec4<f32>(sz.x), vec4<f32>(sz.y));
+  return fma(u2f(q), vec4<f32>(sz.x), vec4<f32>(sz.y));
 }
 
 // Values 4i .. 4i + 3 of cache row `row`, as f32.

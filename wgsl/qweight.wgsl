@@ -22,7 +22,7 @@ const_assert FP8 == 0u || BITS == 8u;  // e4m3 codes sit in the int8 byte positi
 fn e4m3x4(c: vec4<u32>) -> vec4<f32> {
   let em = c & vec4<u32>(0x7fu);
   let nrm = bitcast<vec4<f32>>((em << vec4<u32>(20u)) + vec4<u32>(112u << 23u));
-  let sub = vec4<f32>(em) * 0x1p-17f;
+  let sub = u2f(em) * 0x1p-17f;
   let mag = select(nrm, sub, em < vec4<u32>(8u));
   return bitcast<vec4<f32>>(bitcast<vec4<u32>>(mag) | ((c & vec4<u32>(0x80u)) << vec4<u32>(24u)));
 }
@@ -31,5 +31,5 @@ fn e4m3x4(c: vec4<u32>) -> vec4<f32> {
 fn dq4(u: u32, j: u32, sbv: vec2<f32>) -> vec4<f32> {
   let q = (vec4<u32>(u) >> (QSHIFT + vec4<u32>(4u * BITS * j))) & vec4<u32>(QMASK);
   if (FP8 != 0u) { return e4m3x4(q) * sbv.x; }
-  return fma(vec4<f32>(q), vec4<f32>(sbv.x), vec4<f32>(sbv.y));
+  return fma(u2f(q), vec4<f32>(sbv.x), vec4<f32>(sbv.y));
 }

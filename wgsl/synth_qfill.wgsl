@@ -3,8 +3,8 @@
 // GPU: random codes and per-group (scale, bias) pairs, the recipe of the CUDA backend's qfill (kernels/qgemm.cu):
 //   words: u32 hash of (seed, word index); fp8 codes masked with 0xbf per byte (exponent field <= 7: |e4m3| < 2, no
 //          NaN);
-//   pairs: s = s0 * (0.75 + 0.5 u) rounded to f16 (u uniform in [0, 1) from a second hash stream), bias = -z * s
-//          (exact in f32: z < 2^8, s has 11 significant bits); integers take s0 = 2 amp / qmax and z = 2^(bits-1) + 1,
+//   pairs: s = s0 * (0.75 + 0.5 u) rounded to 11 significant bits (an f16 value; u uniform in [0, 1) from a second
+//          hash stream), bias = -z * s (exact in f32: z < 2^8); integers take s0 = 2 amp / qmax and z = 2^(bits-1) + 1,
 //          so weights span about [-amp, amp]; fp8 stores (256 s, 0) with s0 = amp / 2.
 // One entry point fills both buffers: invocation i writes word i (i < words) and pair i (i < pairs).
 
@@ -28,7 +28,8 @@ fn synth_qfill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   if (i < p.words) { w[i] = qhash(p.seed, i) & p.mask; }
   if (i < p.pairs) {
     let u = f32(qhash(p.seed ^ 0x5bd1e995u, i) >> 8u) / 16777216.0;
-    let s = unpack2x16float(pack2x16float(vec2<f32>(p.s0 * (0.75 + 0.5 * u), 0.0))).x;
+    // 11 significant bits (round to nearest on the f32 bits; a pack / unpack through f16 may be folded away).
+    let s = bitcast<f32>((bitcast<u32>(p.s0 * (0.75 + 0.5 * u)) + 0x1000u) & 0xffffe000u);
     sb[i] = vec2<f32>(s * p.mul, select(-p.z * s, 0.0, p.z == 0.0));  // mul: 256 for fp8, else 1
   }
 }

@@ -72,6 +72,19 @@ export const DECODE_GEMV_SHAPES: Record<GemvRole, GemvShape> = {
 };
 
 /**
+ * Shapes of the quantized decode GEMVs (int4 / int8 / fp8 chunks of 32 / 16 values per 16-byte load). On the H100
+ * (bench/webgpu_decode.ts --weight, 2026-11-24) two rows and two loads per thread in 32-lane groups beat the f16
+ * table above by 13% for int4 (7.2 vs 8.3 ms per 8B step) and by 7% for int8; four rows per group, 16 or 64 lanes
+ * and double-buffered loads were slower. Mutable like DECODE_GEMV_SHAPES.
+ */
+export const DECODE_QGEMV_SHAPES: Record<Exclude<GemvRole, "lm">, GemvShape> = {
+  qkv: { wgs: 256, lanes: 32, r: 2, u: 2 },
+  o: { wgs: 256, lanes: 32, r: 2, u: 2 },
+  gu: { wgs: 256, lanes: 32, r: 2, u: 2 },
+  down: { wgs: 256, lanes: 32, r: 2, u: 2 },
+};
+
+/**
  * `s` with its lanes halved (down to 8) while half of them would still cover a row of K inputs (chunks of `chunk`
  * values) in one round.
  */

@@ -14,6 +14,7 @@ import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
 import type { GpuContext } from "./context.ts";
 import {
   DECODE_GEMV_SHAPES,
+  DECODE_QGEMV_SHAPES,
   fitGemvShape,
   fusedLinearFits,
   FusedLinearOp,
@@ -94,7 +95,10 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
   const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
   const canFuse = !!L && alike && [h, F, qd].every((k) => fusedLinearFits(k, fq ?? undefined)) && fusedLinearFits(h);
   const lw = fq ?? wt; // the layers' matrices
-  const shape = (r: GemvRole, K: number) => fitGemvShape(DECODE_GEMV_SHAPES[r], K, gemvChunk(r === "lm" ? wt : lw));
+  const shape = (r: GemvRole, K: number) =>
+    r !== "lm" && fq
+      ? fitGemvShape(DECODE_QGEMV_SHAPES[r], K, gemvChunk(fq))
+      : fitGemvShape(DECODE_GEMV_SHAPES[r], K, gemvChunk(wt));
   const ops: ModelOps = {
     embed: await EmbedOp.create(ctx, "embed", wt),
     normFirst: await RmsNormOp.create(ctx, "norm.first"),
