@@ -3,7 +3,9 @@
 // (q - z) * s bit for bit (q * s and the sum are both exact in f32: at most 9 + 11 significant bits). FP8 E4M3
 // weights (fp8) hold e4m3 codes in the int8 positions with pairs (256 s, 0): the kernels decode a code to e4m3 * 2^-8
 // in f32 bits and multiply by 256 s, e4m3 * s exactly (wgsl/qweight.wgsl; pipeline constant FP8). Activations and
-// accumulation stay f32. wgsl/gemv_q.wgsl serves decode (M <= GEMV_MAX_ROWS), wgsl/gemm_q.wgsl prefill.
+// accumulation stay f32. wgsl/gemv_q.wgsl serves decode rows (M <= GEMV_MAX_ROWS) outside the fused decode layer
+// (fused.ts with wgsl/gemv_wload_q.wgsl takes them where K and the group hold whole 16-byte chunks), wgsl/gemm_q.wgsl
+// prefill.
 import type { QuantBits } from "../../quant/types.ts";
 import type { RowsPacked } from "../../quant/pack.ts";
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
