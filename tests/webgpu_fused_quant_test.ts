@@ -11,16 +11,14 @@ import {
   type FusedQuant,
   type GemvShape,
 } from "../src/backends/webgpu/fused.ts";
-import { createWebGpuBackend } from "../src/backends/webgpu/backend.ts";
 import { writeFp8Checkpoint, writeQuantCheckpoint } from "../src/backends/webgpu/testing_quant.ts";
 import { gpuTestSetup, relError, rng } from "../src/backends/webgpu/testing.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
 import { uploadQuantMatrix } from "../src/backends/webgpu/qlinear.ts";
 import { packFor, type RowsPacked } from "../src/quant/pack.ts";
 import { quantizeRtn } from "../src/quant/reference.ts";
-import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { Precision, StepInputs } from "../src/core/types.ts";
-import { type Case, checkFusedCase, PAIR_SHAPE } from "./helpers/fused_gemv.ts";
+import type { Precision } from "../src/core/types.ts";
+import { type Case, checkFusedCase, decodeLogits, PAIR_SHAPE } from "./helpers/fused_gemv.ts";
 
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 
@@ -102,36 +100,14 @@ gpuTest("FusedLinearOp behaviour: refuses groups and widths of partial chunks, a
   pass.end();
 });
 
-/** Logits of 3 prompt tokens, then 3 single-token decode steps (the fused path), fused or not, and the dispatches of
- * the last decode step. */
+/** decodeLogits() of a checkpoint folder over 6 ids: 3 prompt tokens, then 3 decode steps (the fused path). */
 async function run(dir: string, precision: Precision, fuse: boolean) {
   const ckpt = await openCheckpoint(dir);
-  await using b = await createWebGpuBackend({ fuse });
-  await b.load(ckpt.spec, ckpt.weights, precision);
-  ckpt.weights.close();
-  b.allocateKv(2, 16);
-  const ids = [1, 7, 3, 22, 9, 40];
-  const state = { params: defaultSamplingParams(), promptIds: [], outputIds: [], fallbackSeed: 0 };
-  const all: number[] = [];
-  const step = async (start: number, n: number) => {
-    const s: StepInputs = {
-      tokens: Int32Array.from(ids.slice(start, start + n)),
-      positions: Int32Array.from({ length: n }, (_, i) => start + i),
-      queryStarts: Int32Array.of(0, n),
-      contextLens: Int32Array.of(start + n),
-      blockTables: Int32Array.of(0, 1),
-      maxBlocksPerSeq: 2,
-      blockSize: 16,
-      slots: Int32Array.from({ length: n }, (_, i) => start + i),
-      sample: [true],
-      sampling: [state],
-      allLogits: true,
-    };
-    all.push(...(await b.forward(s)).logits!);
-  };
-  await step(0, 3);
-  for (let t = 3; t < 6; t++) await step(t, 1);
-  return { logits: Float32Array.from(all), dispatches: b.context.lastStep.dispatches };
+  try {
+    return await decodeLogits(ckpt.spec, ckpt.weights, precision, fuse, [1, 7, 3, 22, 9, 40]);
+  } finally {
+    ckpt.weights.close();
+  }
 }
 
 gpuTest(

@@ -4,13 +4,11 @@
 import assert from "node:assert/strict";
 import { DECODE_GEMV_SHAPES, DEFAULT_GEMV_SHAPE, FusedLinearOp, type GemvShape } from "../src/backends/webgpu/fused.ts";
 import type { StorageType } from "../src/backends/webgpu/shaders.ts";
-import { createWebGpuBackend } from "../src/backends/webgpu/backend.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";
-import { defaultSamplingParams } from "../src/sampling/params.ts";
-import type { StepInputs } from "../src/core/types.ts";
+
 import { gpuTestSetup, relError, rng } from "../src/backends/webgpu/testing.ts";
 import { STORIES_DIR } from "./helpers/models.ts";
-import { type Case, checkFusedCase, PAIR_SHAPE } from "./helpers/fused_gemv.ts";
+import { type Case, checkFusedCase, decodeLogits, PAIR_SHAPE } from "./helpers/fused_gemv.ts";
 
 const { gpuTest, ctx, SEED, seedNote } = await gpuTestSetup();
 const types: StorageType[] = ctx?.hasF16 ? ["f32", "f16"] : ["f32"];
@@ -127,33 +125,12 @@ gpuTest("WebGpuBackend.forward() behaviour: the fused decode layer gives the unf
   const ckpt = await openCheckpoint(STORIES_DIR);
   const spec = ckpt.spec, rand = rng(SEED + 41);
   const ids = Int32Array.from({ length: 6 }, () => 1 + Math.floor(rand() * (spec.vocabSize - 1)));
+  // 6 tokens: 3 in one step (<= 8 rows: the GEMV path), then 3 decode steps of one token, logits of every token.
   const logits: Float32Array[] = [];
   for (const fuse of [false, true]) {
-    await using b = await createWebGpuBackend({ fuse });
-    await b.load(spec, ckpt.weights, { weight: "f32", kv: "f32", compute: "f32" });
-    b.allocateKv(2, 16);
-    const state = { params: defaultSamplingParams(), promptIds: [], outputIds: [], fallbackSeed: 0 };
-    // 6 tokens (<= 8 rows: the GEMV path), then 3 decode steps of one token, logits of every token.
-    const all: number[] = [];
-    const run = async (start: number, n: number) => {
-      const step: StepInputs = {
-        tokens: ids.subarray(start, start + n),
-        positions: Int32Array.from({ length: n }, (_, i) => start + i),
-        queryStarts: Int32Array.of(0, n),
-        contextLens: Int32Array.of(start + n),
-        blockTables: Int32Array.of(0, 1),
-        maxBlocksPerSeq: 2,
-        blockSize: 16,
-        slots: Int32Array.from({ length: n }, (_, i) => start + i),
-        sample: [true],
-        sampling: [state],
-        allLogits: true,
-      };
-      all.push(...(await b.forward(step)).logits!);
-    };
-    await run(0, 3);
-    for (let t = 3; t < 6; t++) await run(t, 1);
-    logits.push(Float32Array.from(all));
+    logits.push(
+      (await decodeLogits(spec, ckpt.weights, { weight: "f32", kv: "f32", compute: "f32" }, fuse, ids)).logits,
+    );
   }
   ckpt.weights.close();
   // Same f32 math in another order (norm scale applied after the dot product, residual added in the GEMV): the

@@ -14,6 +14,9 @@ import type { GpuContext } from "../../src/backends/webgpu/context.ts";
 import { type Matrix, uploadQuantMatrix } from "../../src/backends/webgpu/qlinear.ts";
 import type { StorageType } from "../../src/backends/webgpu/shaders.ts";
 import { randn, readF32, relError, runPass, uploadAs } from "../../src/backends/webgpu/testing.ts";
+import { createWebGpuBackend } from "../../src/backends/webgpu/backend.ts";
+import type { ModelSpec, Precision, StepInputs, TensorSource } from "../../src/core/types.ts";
+import { defaultSamplingParams } from "../../src/sampling/params.ts";
 import { packFor } from "../../src/quant/pack.ts";
 import { dequantize, quantizeAs } from "../../src/quant/reference.ts";
 
@@ -119,4 +122,41 @@ export async function checkFusedCase(
     const errXg = relError(await readF32(g, xg, M * N), wantXg);
     assert.ok(errXg < 1e-5, `${what}: xg error ${errXg} >= 1e-5 ${seedNote}`);
   }
+}
+
+/**
+ * On a WebGPU backend with the fused decode layer on or off: the logits of ids[0..3) in one step (<= 8 rows: the
+ * GEMV path), then of ids[3], ids[4], ... one decode step each, and the dispatches of the last step.
+ */
+export async function decodeLogits(
+  spec: ModelSpec,
+  weights: TensorSource,
+  precision: Precision,
+  fuse: boolean,
+  ids: ArrayLike<number>,
+): Promise<{ logits: Float32Array; dispatches: number }> {
+  await using b = await createWebGpuBackend({ fuse });
+  await b.load(spec, weights, precision);
+  b.allocateKv(2, 16);
+  const state = { params: defaultSamplingParams(), promptIds: [], outputIds: [], fallbackSeed: 0 };
+  const all: number[] = [];
+  const step = async (start: number, n: number) => {
+    const s: StepInputs = {
+      tokens: Int32Array.from({ length: n }, (_, i) => ids[start + i]!),
+      positions: Int32Array.from({ length: n }, (_, i) => start + i),
+      queryStarts: Int32Array.of(0, n),
+      contextLens: Int32Array.of(start + n),
+      blockTables: Int32Array.of(0, 1),
+      maxBlocksPerSeq: 2,
+      blockSize: 16,
+      slots: Int32Array.from({ length: n }, (_, i) => start + i),
+      sample: [true],
+      sampling: [state],
+      allLogits: true,
+    };
+    all.push(...(await b.forward(s)).logits!);
+  };
+  await step(0, 3);
+  for (let t = 3; t < ids.length; t++) await step(t, 1);
+  return { logits: Float32Array.from(all), dispatches: b.context.lastStep.dispatches };
 }
