@@ -187,7 +187,7 @@ export class FusedLinearOp {
           ...quantConsts,
         },
         files: { "gemv_wload.wgsl": file },
-        texts: { "gemv_fused_loop.wgsl": gemvLoop(R, U, nv) },
+        texts: { "gemv_fused_loop.wgsl": gemvLoop(R, U, nv, MMAX) },
       });
     };
     const wide = q ? "gemv_wload_q.wgsl" : wt === "f16" ? "gemv_wload_f16x8.wgsl" : "gemv_wload.wgsl";

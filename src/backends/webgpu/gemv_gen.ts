@@ -7,8 +7,12 @@
 // and adds into all R rows: input and prologue cost are shared by R rows. The weight-load module (gemv_wload*.wgsl)
 // defines WR (a raw chunk), CH (values per chunk) = 4 NV, wraw(row, c, KC) and wvec(raw, h).
 
-/** The WGSL of the round loop for R rows per thread, U loads per row (R * U <= 8) and NV input vec4s per chunk. */
-export function gemvLoop(R: number, U: number, NV: number): string {
+/**
+ * The WGSL of the round loop for R rows per thread, U loads per row (R * U <= 8) and NV input vec4s per chunk. With
+ * one token row (mmax 1) the sums live in scalar locals (s0.., q) and are stored to acc / ss once at the end; with
+ * more, they are indexed by the token row in acc / ss.
+ */
+export function gemvLoop(R: number, U: number, NV: number, mmax = 8): string {
   if (!Number.isInteger(R) || !Number.isInteger(U) || R < 1 || U < 1 || R * U > 8) {
     throw new RangeError(`gemv loop: R=${R} U=${U} need R, U >= 1 and R * U <= 8`);
   }
@@ -20,6 +24,11 @@ export function gemvLoop(R: number, U: number, NV: number): string {
   L.push("               acc: ptr<function, array<f32, RM>>, ss: ptr<function, array<f32, MMAX>>) {");
   // Row j of the group: wrow() in gemv_fused.wgsl (n0 + j, or gate / up row of a SiLU pair), clamped to the matrix.
   for (const j of js) L.push(`  let r${j} = wrow(n0, ${j}u);`);
+  const one = mmax === 1;
+  if (one) {
+    for (const j of js) L.push(`  var s${j} = 0.0;`);
+    L.push("  var q = 0.0;");
+  }
   L.push("  var c = lane;");
   L.push("  while (c < KC) {");
   for (const u of us) L.push(`    let c${u} = c + ${u}u * LANES;`);
@@ -37,6 +46,14 @@ export function gemvLoop(R: number, U: number, NV: number): string {
       L.push("        var scale = vec4<f32>(1.0);");
       L.push("        if (PRO == 1u) { scale = nw[k4]; }");
       for (const j of js) L.push(`        let v${j} = wvec(w${j}_${u}, ${h}u);`);
+      if (one) {
+        L.push("        let a = input4(0u, k4, K4);");
+        L.push("        let as_ = a * scale;");
+        for (const j of js) L.push(`        s${j} += dot(v${j}, as_);`);
+        L.push("        if (PRO == 1u) { q += dot(a, a); }");
+        L.push("      }");
+        continue;
+      }
       L.push("        for (var m = 0u; m < MMAX; m++) {");
       L.push("          if (m < p.M) {");
       L.push("            let a = input4(m, k4, K4);");
@@ -51,6 +68,10 @@ export function gemvLoop(R: number, U: number, NV: number): string {
   }
   L.push("    c += U * LANES;");
   L.push("  }");
+  if (one) {
+    for (const j of js) L.push(`  (*acc)[${j}u] = s${j};`);
+    L.push("  if (PRO == 1u) { (*ss)[0] = q; }");
+  }
   L.push("}");
   return L.join("\n");
 }
