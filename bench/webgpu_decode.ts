@@ -2,7 +2,7 @@
 // the GPU) against the copy-bandwidth roofline measured in the same run; single steps (forward) and multi-step runs
 // (decodeSteps, ids fed back on the GPU), fused and unfused layers, and the decode GEMVs alone.
 //   deno run -A bench/webgpu_decode.ts [--model synthetic:llama3-8b] [--contexts 128,2048] [--steps 32] [--k 8]
-//     [--gemv-shapes best.json] [--weight f16|int4|int8|fp8] [--group 128]
+//     [--gemv-shapes best.json] [--weight f16|int4|int8|fp8] [--group 128] [--batch B]
 // Quantized weights (--weight) are random codes and scales filled on the GPU (synthetic.ts fillSyntheticQuant); their
 // roofline counts the bytes this backend reads (codes plus its f32 (scale, bias) pairs), and the f16 GEMVs-alone
 // table is skipped.
@@ -34,6 +34,8 @@ const { values: f } = parseArgs({
     "attn-split": { type: "string" },
     weight: { type: "string", default: "f16" },
     group: { type: "string", default: "128" },
+    // B sequences decoding together (one token each per step; tok/s counts all of them)
+    batch: { type: "string", default: "1" },
   },
 });
 
@@ -81,25 +83,30 @@ console.error(
 const bs = 16, K = Number(f.k), n = Number(f.steps);
 const contexts = f.contexts.split(",").map(Number);
 const maxBlocks = Math.ceil((Math.max(...contexts) + n + K + 64) / bs);
-b.allocateKv(maxBlocks, bs);
-const table = Int32Array.from({ length: maxBlocks }, (_, i) => i);
-const sampling = {
+const B = Number(f.batch);
+if (!(Number.isInteger(B) && B >= 1 && B <= 8)) throw new RangeError(`--batch ${f.batch}: 1 to 8 (the decode GEMVs)`);
+b.allocateKv(B * maxBlocks, bs);
+// Sequence s owns blocks [s maxBlocks, (s + 1) maxBlocks).
+const table = Int32Array.from({ length: B * maxBlocks }, (_, i) => i);
+const seqs = Array.from({ length: B }, (_, s) => s);
+const sampling = seqs.map(() => ({
   params: { ...defaultSamplingParams(), temperature: 0 },
   promptIds: [],
   outputIds: [],
   fallbackSeed: 0,
-};
+}));
+// Every sequence at the same position, fed the same token (timing only).
 const step = (pos: number, token: number): StepInputs => ({
-  tokens: Int32Array.of(token),
-  positions: Int32Array.of(pos),
-  queryStarts: Int32Array.of(0, 1),
-  contextLens: Int32Array.of(pos + 1),
+  tokens: Int32Array.from(seqs, () => token),
+  positions: Int32Array.from(seqs, () => pos),
+  queryStarts: Int32Array.from({ length: B + 1 }, (_, i) => i),
+  contextLens: Int32Array.from(seqs, () => pos + 1),
   blockTables: table,
   maxBlocksPerSeq: maxBlocks,
   blockSize: bs,
-  slots: Int32Array.of(pos),
-  sample: [true],
-  sampling: [sampling],
+  slots: Int32Array.from(seqs, (s) => s * maxBlocks * bs + pos),
+  sample: seqs.map(() => true),
+  sampling,
 });
 // Bytes one decode step must read: every weight matrix once (the embedding only one row; norms are negligible),
 // plus the KV of the context (f16).
@@ -107,7 +114,7 @@ const embedBytes = spec.vocabSize * spec.hiddenSize * 2;
 const kvBytesPerToken = 2 * spec.numLayers * spec.numKvHeads * spec.headDim * 2;
 const rows: Record<string, number | string>[] = [];
 for (const c of contexts) {
-  const bytes = (spec.tieEmbeddings ? weightBytes : weightBytes - embedBytes) + c * kvBytesPerToken;
+  const bytes = (spec.tieEmbeddings ? weightBytes : weightBytes - embedBytes) + B * c * kvBytesPerToken;
   const rooflineMs = (bytes / bw) * 1000;
   // [mode, fused layer, k, look-ahead steps]; the longest run the backend takes (MAX_DECODE_STEPS) last.
   const modes: [string, boolean, number, number][] = [
@@ -143,11 +150,11 @@ for (const c of contexts) {
     rows.push({
       context: c,
       mode: `${mode}${k > 1 ? ` k=${k}` : ""} ${fuse ? "fused" : "unfused"}${k > 1 ? ` look-ahead ${ahead}` : ""}`,
-      "GB read/token": bytes / 1e9,
+      "GB read/step": bytes / 1e9,
       "roofline ms": rooflineMs,
       "wall ms/step": wallMs,
       "GPU ms/step": gpuMs,
-      "tok/s": 1000 / wallMs,
+      "tok/s": (B * 1000) / wallMs,
       "% roofline (wall)": (100 * rooflineMs) / wallMs,
       "% roofline (GPU)": (100 * rooflineMs) / gpuMs,
       "dispatches/step": ctx.lastStep.dispatches,
@@ -163,6 +170,7 @@ const report = {
     date: new Date().toISOString(),
     model: f.model,
     weight: quantized ? `${weight} g${f.group}` : weight,
+    batch: B,
     device: b.device,
     "copy TB/s": Number((bw / 1e12).toFixed(3)),
   },
