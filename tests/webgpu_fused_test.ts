@@ -53,7 +53,7 @@ gpuTest(
     // Shapes from 8 lanes x 1 load to a whole 256-thread workgroup on one row with 8 loads, and the tuned ones
     // (fused.ts DECODE_GEMV_SHAPES). K: 2056 (f16: 257 chunks of 8, a prime: every shape ends in a partial round and
     // a tail), 1000 (f16 x8, tail only for wide shapes), 172 (f16 x4 loads). N not a multiple of the rows per
-    // workgroup; M = 1 (scalar build) and 8 (MMAX 8, M = LANES for the 8-lane shape).
+    // workgroup; M = 1 and 2 (the builds that keep the shape's R rows per group), 3 / 5 (MMAX 4 / 8) and 8.
     const shapes: GemvShape[] = [
       { wgs: 64, lanes: 8, r: 1, u: 1 },
       { wgs: 64, lanes: 8, r: 2, u: 1 },
@@ -65,6 +65,7 @@ gpuTest(
     ];
     const cases: Case[] = [
       [1, 37, 2056, "norm", "store", true],
+      [2, 41, 2056, "prenorm", "addnorm", false],
       [8, 19, 1000, "silu", "add", false],
       [1, 23, 172, "none", "add", false],
       [3, 13, 2056, "norm", "store", false],
