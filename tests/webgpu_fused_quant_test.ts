@@ -66,7 +66,7 @@ gpuTest(
     ];
     const cases: Case[] = [
       [1, 29, 2080, "prenorm", "store", true],
-    [2, 33, 1024, "norm", "add", false],
+      [2, 33, 1024, "norm", "add", false],
       [8, 19, 1024, "none", "addnorm", false],
       [1, 38, 2080, "prenorm", "silupair", false],
     ];

@@ -112,10 +112,10 @@ export function checkGemvShape(s: GemvShape): void {
 /** Token-row bounds of the fused GEMV's builds (MMAX), ascending; the last is GEMV_MAX_ROWS. */
 const FUSED_MMAX = [1, 2, 4, GEMV_MAX_ROWS] as const;
 
-/** Weight rows per row group of a build: the shape's R up to 2 token rows (and for SiLU pairs), else 1 (the sums of R
- * rows x MMAX token rows stay in registers). */
+/** Weight rows per row group of a build: the shape's R up to 2 token rows (and for SiLU pairs), else up to 16 / MMAX
+ * (the sums of R rows x MMAX token rows, at most 16, stay in registers). */
 function fusedRowsPerGroup(shape: GemvShape, epilogue: Epilogue, mmax: number): number {
-  return mmax <= 2 || epilogue === "silupair" ? shape.r : 1;
+  return mmax <= 2 || epilogue === "silupair" ? shape.r : Math.min(shape.r, 16 / mmax);
 }
 
 export interface FusedLinearParams {
