@@ -139,3 +139,23 @@ Deno.test("parseModelConfig() refuses modules_to_not_convert entries that name d
     }
   }
 });
+
+Deno.test("parseModelConfig() reads GPTQ checkpoint_format as the zero-point convention and refuses kernel layouts", () => {
+  const gptq = { quant_method: "gptq", bits: 4, group_size: 128, sym: false, desc_act: false };
+  const cases: [string | undefined, 1 | 2][] = [[undefined, 1], ["gptq", 1], ["gptq_v2", 2]];
+  for (const [format, version] of cases) {
+    const s = parseModelConfig({ ...llama, quantization_config: { ...gptq, checkpoint_format: format } });
+    assert.equal(s.quantization!.gptqVersion, version, String(format));
+  }
+  for (const format of ["marlin", "bitblas", 2]) {
+    assert.throws(
+      () => parseModelConfig({ ...llama, quantization_config: { ...gptq, checkpoint_format: format } }),
+      (e: unknown) =>
+        e instanceof CheckpointError &&
+        /config\.json: GPTQ checkpoint_format .* \(only "gptq" and "gptq_v2" are supported\)/.test(e.message),
+      String(format),
+    );
+  }
+  const awq = { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" };
+  assert.equal(parseModelConfig({ ...llama, quantization_config: awq }).quantization!.gptqVersion, undefined);
+});

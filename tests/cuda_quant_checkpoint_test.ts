@@ -1,6 +1,6 @@
 // AWQ and GPTQ checkpoints (written by tests/helpers/quant_fixtures.ts in the published formats: AWQ GEMM int4 g32/g64,
-// GPTQ v1 symmetric / asymmetric / act-order int4 and int8) on the CUDA backend: repacked at load into the tensor-core
-// fragment layout, they give the logits the reference backend computes from the same checkpoint.
+// GPTQ v1 symmetric / asymmetric / act-order and v2 int4 and int8) on the CUDA backend: repacked at load into the
+// tensor-core fragment layout, they give the logits the reference backend computes from the same checkpoint.
 import assert from "node:assert/strict";
 import type { Backend, Precision } from "../src/core/types.ts";
 import { openCheckpoint } from "../src/model/checkpoint.ts";

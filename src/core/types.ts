@@ -55,6 +55,8 @@ export interface QuantSpec {
   readonly scaleName?: "weight_scale" | "weight_scale_inv";
   /** compressed-tensors integers: packed into I32 words (pack-quantized) or one signed value per I8 (int-quantized) */
   readonly ctFormat?: "pack-quantized" | "int-quantized";
+  /** GPTQ only: 1 stores zero - 1 (checkpoint_format "gptq", the default), 2 the zero itself ("gptq_v2") */
+  readonly gptqVersion?: 1 | 2;
 }
 
 /** The weight precision a quantized checkpoint holds. */

@@ -25,5 +25,5 @@ export function readQuantizedLinear(
     if (quant.sym) throw new Error(`AWQ without zero points (zero_point: false) is not supported`);
     return readAwqLinear(src, base, N, K, quant.bits, quant.groupSize);
   }
-  return readGptqLinear(src, base, N, K, quant.bits, quant.groupSize, 1);
+  return readGptqLinear(src, base, N, K, quant.bits, quant.groupSize, quant.gptqVersion ?? 1);
 }

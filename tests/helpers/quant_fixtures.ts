@@ -1,4 +1,5 @@
-// Quantized checkpoint fixtures: a small random Llama written in the published AWQ (GEMM) and GPTQ (v1) formats, with
+// Quantized checkpoint fixtures: a small random Llama written in the published AWQ (GEMM) and GPTQ (v1, and v2 for
+// "gptq-v2") formats, with
 // the QuantizedLinear each tensor holds, for the format tests and for loading the same folder on every backend.
 import { writeSafetensors } from "../../src/model/safetensors.ts";
 import { EMBED, FINAL_NORM, layerNames, LINEAR_KEYS } from "../../src/model/weights.ts";
@@ -26,7 +27,7 @@ function rng(seed: number): () => number {
   };
 }
 
-export type Kind = "awq" | "gptq-sym" | "gptq-asym" | "gptq-act";
+export type Kind = "awq" | "gptq-sym" | "gptq-asym" | "gptq-act" | "gptq-v2";
 
 function randomLinear(
   N: number,
@@ -38,9 +39,14 @@ function randomLinear(
   shared?: Int32Array | null,
 ): QuantizedLinear {
   const qm = (1 << bits) - 1, nG = K / G;
-  // GPTQ v1 stores zero - 1: zeros live in [1, 2^bits]; sym uses the constant 2^(bits-1).
+  // GPTQ v1 stores zero - 1: zeros live in [1, 2^bits]; sym uses the constant 2^(bits-1). AWQ and GPTQ v2 store the
+  // zero itself: [0, 2^bits - 1] (zero 0 is what v1 cannot hold).
   const zero = () =>
-    kind === "awq" ? Math.floor(r() * (qm + 1)) : kind === "gptq-sym" ? (qm + 1) / 2 : 1 + Math.floor(r() * (qm + 1));
+    kind === "awq" || kind === "gptq-v2"
+      ? Math.floor(r() * (qm + 1))
+      : kind === "gptq-sym"
+      ? (qm + 1) / 2
+      : 1 + Math.floor(r() * (qm + 1));
   let gIdx: Int32Array | null = shared ?? null;
   if (kind === "gptq-act" && !gIdx) {
     const order = Array.from({ length: K }, (_, k) => k).sort(() => r() - 0.5);
@@ -65,7 +71,14 @@ export async function writeFixture(kind: Kind, bits: QuantBits, G: number) {
   const r = rng(bits * 1000 + G + kind.length);
   const quantization_config = kind === "awq"
     ? { quant_method: "awq", bits, group_size: G, zero_point: true, version: "gemm" }
-    : { quant_method: "gptq", bits, group_size: G, sym: kind === "gptq-sym", desc_act: kind === "gptq-act" };
+    : {
+      quant_method: "gptq",
+      bits,
+      group_size: G,
+      sym: kind === "gptq-sym",
+      desc_act: kind === "gptq-act",
+      checkpoint_format: kind === "gptq-v2" ? "gptq_v2" : "gptq",
+    };
   const config = {
     architectures: ["LlamaForCausalLM"],
     hidden_size: H,
@@ -98,7 +111,7 @@ export async function writeFixture(kind: Kind, bits: QuantBits, G: number) {
       if (ql.gIdx) sharedGIdx.set(input, ql.gIdx);
       linears.set(n[key], ql);
       const base = n[key].slice(0, -".weight".length);
-      tensors.push(...(kind === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1)));
+      tensors.push(...(kind === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, kind === "gptq-v2" ? 2 : 1)));
     }
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors);
@@ -115,4 +128,6 @@ export const FIXTURE_CASES: readonly [Kind, QuantBits, number][] = [
   ["gptq-sym", 8, 32],
   ["gptq-asym", 8, 64],
   ["gptq-act", 8, 32],
+  ["gptq-v2", 4, 64],
+  ["gptq-v2", 8, 32],
 ];
