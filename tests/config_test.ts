@@ -159,3 +159,29 @@ Deno.test("parseModelConfig() reads GPTQ checkpoint_format as the zero-point con
   const awq = { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" };
   assert.equal(parseModelConfig({ ...llama, quantization_config: awq }).quantization!.gptqVersion, undefined);
 });
+
+Deno.test("parseModelConfig() refuses AWQ layouts other than GEMM, AWQ int8 and bad group sizes, naming config.json", () => {
+  const awq = { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" };
+  for (const version of ["gemm", "GEMM", undefined]) {
+    assert.equal(parseModelConfig({ ...llama, quantization_config: { ...awq, version } }).quantization!.groupSize, 128);
+  }
+  const gptq = { quant_method: "gptq", bits: 8, group_size: -1, sym: true, desc_act: false };
+  assert.equal(parseModelConfig({ ...llama, quantization_config: gptq }).quantization!.groupSize, -1);
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ ...awq, version: "gemv" }, /AWQ version "gemv" \(only the GEMM layout/],
+    [{ ...awq, version: "gemv_fast" }, /AWQ version "gemv_fast"/],
+    [{ ...awq, version: "exllama" }, /AWQ version "exllama"/],
+    [{ ...awq, bits: 8 }, /AWQ bits 8 \(AWQ GEMM defines 4-bit weights only\)/],
+    [{ ...awq, group_size: -1 }, /awq group_size -1/],
+    [{ ...gptq, group_size: "128" }, /gptq group_size "128"/],
+    [{ ...gptq, group_size: 0 }, /gptq group_size 0/],
+    [{ ...gptq, group_size: 64.5 }, /gptq group_size 64\.5/],
+  ];
+  for (const [q, msg] of bad) {
+    assert.throws(
+      () => parseModelConfig({ ...llama, quantization_config: q }, "m/config.json"),
+      (e: unknown) => e instanceof CheckpointError && e.message.startsWith("m/config.json: ") && msg.test(e.message),
+      JSON.stringify(q),
+    );
+  }
+});

@@ -31,15 +31,35 @@ export function parseQuantConfig(cfg: Json, file: string): QuantSpec | null {
   if (method === "fp8") return parseFp8(q, file);
   const bits = q.bits ?? q.w_bit;
   if (bits !== 4 && bits !== 8) throw new CheckpointError(`${file}: quantization bits must be 4 or 8`, file);
-  const groupSize = (q.group_size ?? q.q_group_size ?? 128) as number;
+  const groupSize = q.group_size ?? q.q_group_size ?? 128;
+  // -1: one group per row (GPTQ's per-channel scales); AWQ GEMM needs real groups.
+  if (!Number.isInteger(groupSize) || !((groupSize as number) > 0 || (method === "gptq" && groupSize === -1))) {
+    throw new CheckpointError(`${file}: ${method} group_size ${JSON.stringify(groupSize)}`, file);
+  }
+  if (method === "awq") checkAwqConfig(q, bits, file);
   const spec = {
     method,
     bits,
-    groupSize,
+    groupSize: groupSize as number,
     sym: method === "gptq" ? q.sym !== false : q.zero_point === false,
     descAct: q.desc_act === true,
   } as const;
   return Object.freeze(method === "gptq" ? { ...spec, gptqVersion: gptqVersion(q, file) } : spec);
+}
+
+/**
+ * AutoAWQ's layout is named by `version`: only GEMM ("gemm", the default; as vLLM reads) packs qweight as [K, N/8]. GEMV,
+ * GEMV-fast, Marlin and ExLlama folders pack other orders, and AWQ defines 4-bit weights only.
+ */
+function checkAwqConfig(q: Json, bits: number, file: string): void {
+  const version = q.version ?? "gemm";
+  if (typeof version !== "string" || version.toLowerCase() !== "gemm") {
+    throw new CheckpointError(
+      `${file}: AWQ version ${JSON.stringify(version)} (only the GEMM layout, "gemm", is supported)`,
+      file,
+    );
+  }
+  if (bits !== 4) throw new CheckpointError(`${file}: AWQ bits ${bits} (AWQ GEMM defines 4-bit weights only)`, file);
 }
 
 /**
