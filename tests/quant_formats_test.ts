@@ -22,10 +22,11 @@ Deno.test("loadReferenceWeights() dequantizes AWQ and GPTQ checkpoints bit-exact
         const ql = linears.get(n[key])!;
         const expected = dequantize(ql);
         // Independent check of the math on one element per group: (q - z) * s.
-        const k = ql.inDim - 1, g = ql.gIdx ? ql.gIdx[k]! : Math.floor(k / G), nG = ql.inDim / G;
+        const G1 = ql.groupSize, k = ql.inDim - 1, g = ql.gIdx ? ql.gIdx[k]! : Math.floor(k / G1), nG = ql.inDim / G1;
+        assert.equal(G1, G > 0 ? G : ql.inDim);
         assert.equal(expected[k], (ql.q[k]! - ql.zeros[g]!) * ql.scales[g]!);
         assert.deepEqual(w.layers[l]![key], expected, `${kind} int${bits} g${G}: ${n[key]}`);
-        assert.equal(expected.length, ql.outDim * nG * G);
+        assert.equal(expected.length, ql.outDim * nG * G1);
       }
     }
     await Deno.remove(dir, { recursive: true });

@@ -91,7 +91,8 @@ function choosePrecision(
     if (q) throw new UserError(`backend ${backend.name} cannot run ${q.method} ${quantWeight(q)} weights`);
     weight = backend.supports.weight[0]!;
   }
-  let groupSize = q?.groupSize || undefined; // 0: one group per row (fp8 per-tensor / per-channel scales)
+  // 0 (fp8 per-tensor / per-channel scales) or -1 (GPTQ per-channel): one group per row, read from the checkpoint.
+  let groupSize = q && q.groupSize > 0 ? q.groupSize : undefined;
   if (group !== undefined) {
     groupSize = Number(group);
     if (!Number.isInteger(groupSize) || groupSize < 1) throw new UserError(`--group-size must be a positive integer`);

@@ -38,7 +38,8 @@ function randomLinear(
   r: () => number,
   shared?: Int32Array | null,
 ): QuantizedLinear {
-  const qm = (1 << bits) - 1, nG = K / G;
+  // G = -1 (GPTQ's per-channel scales): one group per row.
+  const g = G > 0 ? G : K, qm = (1 << bits) - 1, nG = K / g;
   // GPTQ v1 stores zero - 1: zeros live in [1, 2^bits]; sym uses the constant 2^(bits-1). AWQ and GPTQ v2 store the
   // zero itself: [0, 2^bits - 1] (zero 0 is what v1 cannot hold).
   const zero = () =>
@@ -51,13 +52,13 @@ function randomLinear(
   if (kind === "gptq-act" && !gIdx) {
     const order = Array.from({ length: K }, (_, k) => k).sort(() => r() - 0.5);
     gIdx = new Int32Array(K);
-    order.forEach((k, i) => (gIdx![k] = Math.floor(i / G)));
+    order.forEach((k, i) => (gIdx![k] = Math.floor(i / g)));
   }
   return {
     outDim: N,
     inDim: K,
     bits,
-    groupSize: G,
+    groupSize: g,
     q: Uint8Array.from({ length: N * K }, () => Math.floor(r() * (qm + 1))),
     scales: Float32Array.from({ length: N * nG }, () => toF16((0.2 + r()) / (qm * 4))),
     zeros: Uint16Array.from({ length: N * nG }, zero),
@@ -130,4 +131,5 @@ export const FIXTURE_CASES: readonly [Kind, QuantBits, number][] = [
   ["gptq-act", 8, 32],
   ["gptq-v2", 4, 64],
   ["gptq-v2", 8, 32],
+  ["gptq-asym", 8, -1],
 ];
