@@ -7,6 +7,7 @@ import { AttentionOp, kvLayerBytes, planAttention, RopeKvOp } from "../src/backe
 import { readBuffer } from "../src/backends/webgpu/buffers.ts";
 import { kvStoreOf } from "../src/backends/webgpu/kv.ts";
 import { decodeQuantCache, writeQuantCheckpoint } from "../src/backends/webgpu/testing_quant.ts";
+import { writeFixture } from "./helpers/quant_fixtures.ts";
 import { packFor, type RowsPacked } from "../src/quant/pack.ts";
 import { dequantize, kvRoundTripHeads, quantizeRtn } from "../src/quant/reference.ts";
 import type { QuantBits } from "../src/quant/types.ts";
@@ -283,11 +284,20 @@ gpuTest(
 );
 
 gpuTest(
-  "WebGpuBackend.load() behaviour: AWQ and GPTQ checkpoints run on the packed kernels like the reference",
+  "WebGpuBackend.load() behaviour: AWQ and GPTQ (v1, v2, per-channel) checkpoints run on the packed kernels like the reference",
   async () => {
     const tokens = [1, 5, 9, 33, 2, 17, 40, 8, 63, 0, 12];
-    for (const [method, bits, G] of [["awq", 4, 32], ["gptq", 4, 64], ["gptq", 8, 32]] as const) {
-      const dir = await writeQuantCheckpoint(method, bits, G, SEED + G + bits);
+    // writeQuantCheckpoint's AWQ / GPTQ v1 folders, then quant_fixtures' GPTQ v2 (zeros stored as is, zero 0 included)
+    // and per-channel (group_size -1) ones.
+    const folders: (readonly [string, 4 | 8, () => Promise<string>])[] = [
+      ...([["awq", 4, 32], ["gptq", 4, 64], ["gptq", 8, 32]] as const).map(([method, bits, G]) =>
+        [`${method} int${bits} g${G}`, bits, () => writeQuantCheckpoint(method, bits, G, SEED + G + bits)] as const
+      ),
+      ["gptq_v2 int4 g64", 4, async () => (await writeFixture("gptq-v2", 4, 64)).dir],
+      ["gptq per-channel int8", 8, async () => (await writeFixture("gptq-asym", 8, -1)).dir],
+    ];
+    for (const [label, bits, write] of folders) {
+      const dir = await write();
       const ckpt = await openCheckpoint(dir);
       await using gpu = await createWebGpuBackend();
       await using host = new ReferenceBackend();
@@ -298,7 +308,7 @@ gpuTest(
       // Both multiply by exactly (q - z) * s of the checkpoint; f32 sums in another order: 4e-7 measured. Bound 1e-4
       // as for the RTN weights.
       const err = relError(await sequenceLogits(gpu, tokens, greedy), await sequenceLogits(host, tokens, greedy));
-      assert.ok(err < 1e-4, `${method} int${bits} g${G}: logits differ by ${err} >= 1e-4 ${seedNote}`);
+      assert.ok(err < 1e-4, `${label}: logits differ by ${err} >= 1e-4 ${seedNote}`);
       await Deno.remove(dir, { recursive: true });
     }
     // Act-order (a g_idx that reorders input channels) is not supported: refused with the reason.
