@@ -1,7 +1,7 @@
 // The transformer layers of one step, encoded into the step's compute pass, and the ops (call sites) they use.
 // Two encodings of the same math:
-//   - unfused (prefill, and matrices the fused GEMV cannot load): per layer rmsnorm(+residual) → qkv → rope_kv →
-//     attention → o → rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
+//   - unfused (prefill, and matrices the fused GEMV cannot load, act-order ones included): per layer
+//     rmsnorm(+residual) → qkv → rope_kv → attention → o → rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
 //   - fused (decode rows; dense f16/f32 matrices, or int4 / int8 / fp8 ones whose K and group hold whole 16-byte
 //     chunks; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv → attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of
 //     each gate / up row pair in its epilogue → down GEMV adding into the residual stream: 5 dispatches (6 with
@@ -77,9 +77,19 @@ export interface ModelState {
 }
 
 /** The op for a linear layer whose matrix (every layer's, alike) is `m`. */
-function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | undefined): Promise<AnyLinearOp> {
-  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group, m.fp8);
+function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | undefined, actOrder: boolean) {
+  if (m && isQuant(m)) return QuantLinearOp.create(ctx, name, m.bits, m.group, m.fp8, actOrder);
   return LinearOp.create(ctx, name, wt);
+}
+
+type LinearRole = "qkv" | "o" | "gu" | "down";
+
+/** Whether some layer's `role` matrix carries an act-order input permutation (GPTQ g_idx). */
+function permuted(w: GpuWeights, role: LinearRole): boolean {
+  return w.layers.some((L) => {
+    const m = L[role];
+    return isQuant(m) && m.perm !== null;
+  });
 }
 
 export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWeights, kt: KvStore) {
@@ -92,8 +102,12 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
   const alike = mats.every((m) =>
     fq ? isQuant(m) && m.bits === fq.bits && m.fp8 === fq.fp8 && m.group === fq.group : !isQuant(m)
   );
+  // Act-order matrices (an input permutation, GPTQ g_idx) take the unfused path, whose QuantLinearOp gathers x first.
+  const roles: LinearRole[] = ["qkv", "o", "gu", "down"];
+  const perm = Object.fromEntries(roles.map((r) => [r, permuted(w, r)])) as Record<LinearRole, boolean>;
   const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
-  const canFuse = !!L && alike && [h, F, qd].every((k) => fusedLinearFits(k, fq ?? undefined)) && fusedLinearFits(h);
+  const canFuse = !!L && alike && !roles.some((r) => perm[r]) &&
+    [h, F, qd].every((k) => fusedLinearFits(k, fq ?? undefined)) && fusedLinearFits(h);
   const lw = fq ?? wt; // the layers' matrices
   const shape = (r: GemvRole, K: number) =>
     r !== "lm" && fq
@@ -103,13 +117,13 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
     embed: await EmbedOp.create(ctx, "embed", wt),
     normFirst: await RmsNormOp.create(ctx, "norm.first"),
     norm: await RmsNormOp.create(ctx, "norm"),
-    qkv: await linearOp(ctx, "linear.qkv", wt, L?.qkv),
+    qkv: await linearOp(ctx, "linear.qkv", wt, L?.qkv, perm.qkv),
     rope: await RopeKvOp.create(ctx, "rope_kv", kt, spec.headDim),
     attn: await AttentionOp.create(ctx, "attn", kt, spec.headDim),
-    o: await linearOp(ctx, "linear.o", wt, L?.o),
-    gu: await linearOp(ctx, "linear.gate_up", wt, L?.gu),
+    o: await linearOp(ctx, "linear.o", wt, L?.o, perm.o),
+    gu: await linearOp(ctx, "linear.gate_up", wt, L?.gu, perm.gu),
     silu: await SiluMulOp.create(ctx, "silu_mul"),
-    down: await linearOp(ctx, "linear.down", wt, L?.down),
+    down: await linearOp(ctx, "linear.down", wt, L?.down, perm.down),
     fused: canFuse
       ? {
         qkv0: await FusedLinearOp.create(ctx, "fused.qkv0", lw, "norm", "store", shape("qkv", h)),

@@ -5,7 +5,8 @@
 // in f32 bits and multiply by 256 s, e4m3 * s exactly (wgsl/qweight.wgsl; pipeline constant FP8). Activations and
 // accumulation stay f32. wgsl/gemv_q.wgsl serves decode rows (M <= GEMV_MAX_ROWS) outside the fused decode layer
 // (fused.ts with wgsl/gemv_wload_q.wgsl takes them where K and the group hold whole 16-byte chunks), wgsl/gemm_q.wgsl
-// prefill.
+// prefill. Act-order matrices (GPTQ g_idx; input channels sorted by group at packing) carry their permutation: the op
+// first gathers x into the packed channel order (wgsl/gather_cols.wgsl), one more dispatch per linear.
 import type { QuantBits } from "../../quant/types.ts";
 import type { RowsPacked } from "../../quant/pack.ts";
 import { dim, type GpuContext, need, type ParamSlot } from "./context.ts";
@@ -36,6 +37,8 @@ export interface QuantMatrix {
   readonly w: GPUBuffer;
   /** [N, nG, 2] f32: (scale, bias = -zero * scale) per row and group; fp8: (256 scale, 0) */
   readonly sb: GPUBuffer;
+  /** [K] i32: the original input channel of packed channel k' (act-order, shared by the stacked linears), or null */
+  readonly perm: GPUBuffer | null;
 }
 
 export type Matrix = GPUBuffer | QuantMatrix;
@@ -54,7 +57,7 @@ export function quantName(bits: QuantBits, fp8: boolean): string {
   return fp8 ? "fp8" : `int${bits}`;
 }
 
-/** Uploads packed linears (same K, bits, group and fp8; f32 pairs; no act-order permutation) stacked by rows. */
+/** Uploads packed linears (same K, bits, group, fp8 and act-order permutation; f32 pairs) stacked by rows. */
 export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonly RowsPacked[]): QuantMatrix {
   const first = parts[0];
   if (!first) throw new Error(`${label}: no linears to stack`);
@@ -64,7 +67,9 @@ export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonl
       throw new Error(`${label}: stacked linears differ in bits, K, group or fp8`);
     }
     if (p.fp8 && p.bits !== 8) throw new Error(`${label}: fp8 weights must be packed as 8-bit codes`);
-    if (p.perm) throw new Error(`${label}: act-order (g_idx) weights are not supported by the WebGPU backend`);
+    if (!samePerm(p.perm, first.perm)) {
+      throw new Error(`${label}: stacked linears need one act-order order (the same g_idx), as they share an input`);
+    }
     if (p.scaleDType !== "f32") throw new Error(`${label}: the WebGPU backend packs (scale, bias) in f32`);
   }
   const N = parts.reduce((a, p) => a + p.outDim, 0);
@@ -75,6 +80,11 @@ export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonl
   }
   const w = ctx.pool.create(`${label}.qweight`, N * Kw * 4);
   const sb = ctx.pool.create(`${label}.scale_bias`, N * nG * 8);
+  let perm: GPUBuffer | null = null;
+  if (first.perm) {
+    perm = ctx.pool.create(`${label}.perm`, K * 4);
+    ctx.pool.write(perm, first.perm, 0);
+  }
   let wo = 0, so = 0;
   for (const p of parts) {
     ctx.pool.write(w, p.qweight, wo);
@@ -82,7 +92,11 @@ export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonl
     wo += p.qweight.byteLength;
     so += p.scaleBias.byteLength;
   }
-  return { layout: "rows-k", bits, fp8, N, K, group, Kw, nG, w, sb };
+  return { layout: "rows-k", bits, fp8, N, K, group, Kw, nG, w, sb, perm };
+}
+
+function samePerm(a: Int32Array | null, b: Int32Array | null): boolean {
+  return a === b || (!!a && !!b && a.length === b.length && a.every((v, i) => v === b[i]));
 }
 
 /** y = x · W^T (+ bias) with W a QuantMatrix of `bits`, `group` and fp8, fixed at creation (one model's layers). */
@@ -90,21 +104,28 @@ export class QuantLinearOp {
   #p: LinearParams | null = null;
   private constructor(
     private readonly ctx: GpuContext,
+    private readonly name: string,
     private readonly slot: ParamSlot,
     private readonly gemv: Kernel,
     private readonly gemm: Kernel,
+    /** The act-order gather and its uniform slot, for ops created for permuted matrices. */
+    private readonly gather: { k: Kernel; slot: ParamSlot } | null,
     readonly bits: QuantBits,
     readonly group: number,
     readonly fp8: boolean,
   ) {}
 
-  /** fp8: the matrices hold e4m3 codes (bits must be 8); one pipeline pair per (bits, fp8). */
+  /**
+   * fp8: the matrices hold e4m3 codes (bits must be 8); one pipeline pair per (bits, fp8). actOrder: the matrices
+   * carry an input permutation (QuantMatrix.perm), gathered before each matmul.
+   */
   static async create(
     ctx: GpuContext,
     name: string,
     bits: QuantBits,
     group: number,
     fp8 = false,
+    actOrder = false,
   ): Promise<QuantLinearOp> {
     if (bits !== 4 && bits !== 8) throw new RangeError(`quant linear: bits must be 4 or 8, got ${bits}`);
     if (fp8 && bits !== 8) throw new RangeError(`quant linear: fp8 weights are 8-bit codes, got bits ${bits}`);
@@ -112,7 +133,12 @@ export class QuantLinearOp {
     const FP8 = fp8 ? 1 : 0;
     const gemv = await ctx.pipelines.get("gemv_q.wgsl", "gemv_q", { consts: { ROWS: GEMV_ROWS, BITS: bits, FP8 } });
     const gemm = await ctx.pipelines.get("gemm_q.wgsl", "gemm_q", { consts: { BITS: bits, FP8 } });
-    return new QuantLinearOp(ctx, ctx.slot(name, gemm), gemv, gemm, bits, group, fp8);
+    let gather = null;
+    if (actOrder) {
+      const k = await ctx.pipelines.get("gather_cols.wgsl", "gather_cols");
+      gather = { k, slot: ctx.slot(`${name}.gather`, k) };
+    }
+    return new QuantLinearOp(ctx, name, ctx.slot(name, gemm), gemv, gemm, gather, bits, group, fp8);
   }
 
   prepare(p: LinearParams): void {
@@ -127,6 +153,7 @@ export class QuantLinearOp {
     }
     const gw = nG === 1 ? Kw : this.group / vpw;
     this.slot.write(this.ctx.device, { M: p.M, N: p.N, K: p.K, hasBias: p.bias ? 1 : 0, Kw, gw, nG, _pad: 0 });
+    this.gather?.slot.write(this.ctx.device, { M: p.M, K: p.K, _a: 0, _b: 0 });
     this.#p = p;
   }
 
@@ -150,7 +177,15 @@ export class QuantLinearOp {
       throw new Error(`quant linear: prepared bias=${bias} but bias buffer ${b.bias ? "given" : "absent"}`);
     }
     if (b.bias) need(b.bias, N * 4, "quant linear bias");
-    const bufs = { p: this.slot.buffer, x: b.x, w: w.w, sb: w.sb, bias: b.bias ?? this.ctx.dummy, y: b.y };
+    let x = b.x;
+    if (w.perm) {
+      if (!this.gather) throw new Error(`quant linear: act-order matrix given to an op created without actOrder`);
+      need(w.perm, K * 4, "quant linear perm");
+      x = this.ctx.pool.scratch(`${this.name}.x_perm`, M * K * 4); // [M, K] f32 in the packed channel order
+      const grid = this.ctx.grid2d(Math.ceil((M * K) / 256));
+      this.ctx.dispatch(pass, this.gather.k, { p: this.gather.slot.buffer, x: b.x, perm: w.perm, y: x }, grid);
+    }
+    const bufs = { p: this.slot.buffer, x, w: w.w, sb: w.sb, bias: b.bias ?? this.ctx.dummy, y: b.y };
     if (M <= GEMV_MAX_ROWS) this.ctx.dispatch(pass, this.gemv, bufs, this.ctx.grid2d(Math.ceil(N / GEMV_ROWS)));
     else this.ctx.dispatch(pass, this.gemm, bufs, [Math.ceil(N / 64), Math.ceil(M / 64)]);
   }

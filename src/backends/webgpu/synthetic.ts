@@ -99,7 +99,7 @@ export async function fillSyntheticQuant(ctx: GpuContext, label: string, q: Synt
   pass.end();
   ctx.device.queue.submit([enc.finish()]);
   await ctx.device.queue.onSubmittedWorkDone();
-  return { layout: "rows-k", bits, fp8, N: q.N, K: q.K, group: q.group, Kw, nG, w, sb };
+  return { layout: "rows-k", bits, fp8, N: q.N, K: q.K, group: q.group, Kw, nG, w, sb, perm: null };
 }
 
 /** Measured copy bandwidth in bytes/s (bytes read + bytes written), over `reps` copies of `bytes`. */

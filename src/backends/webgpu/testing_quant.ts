@@ -43,21 +43,15 @@ export function decodeQuantCache(
 export type Fp8Scales = { block: [number, number] } | "channel" | "tensor";
 
 /** A small random Llama (hidden 64, 4 heads / 2 KV heads of 16, FFN 128, 2 layers, vocab 64) saved as an AWQ or
- * GPTQ (v1) checkpoint of RTN-quantized random weights; act-order GPTQ gets a shuffled g_idx. Returns its folder. */
-export function writeQuantCheckpoint(method: "awq" | "gptq" | "gptq-act", bits: QuantBits, G: number, seed: number) {
+ * GPTQ (v1) checkpoint of RTN-quantized random weights. Returns its folder. */
+export function writeQuantCheckpoint(method: "awq" | "gptq", bits: QuantBits, G: number, seed: number) {
   const rand = rng(seed);
   const quantization_config = method === "awq"
     ? { quant_method: "awq", bits, group_size: G, zero_point: true, version: "gemm" }
-    : { quant_method: "gptq", bits, group_size: G, sym: false, desc_act: method === "gptq-act" };
+    : { quant_method: "gptq", bits, group_size: G, sym: false, desc_act: false };
   return writeTinyLlama(method, quantization_config, rand, (weightName, N, K) => {
     const base = weightName.slice(0, -".weight".length);
-    let ql = quantizeRtn(randn(rand, N * K, 0.2), N, K, bits, G, { minZero: method === "awq" ? 0 : 1 });
-    if (method === "gptq-act") {
-      const order = Array.from({ length: K }, (_, k) => k).sort(() => rand() - 0.5);
-      const gIdx = new Int32Array(K);
-      order.forEach((k, i) => (gIdx[k] = Math.floor(i / G)));
-      ql = { ...ql, gIdx };
-    }
+    const ql = quantizeRtn(randn(rand, N * K, 0.2), N, K, bits, G, { minZero: method === "awq" ? 0 : 1 });
     return method === "awq" ? awqTensors(base, ql) : gptqTensors(base, ql, 1);
   });
 }
