@@ -13,13 +13,8 @@
 // values are f16 values unless below 2^-14).
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { linearBase } from "../model/weights.ts";
-import { quantTensorError, readI32, readPackedI32, readScales, readShapePair } from "./tensors.ts";
+import { expectShapePair, quantTensorError, readGroupIndex, readPackedI32, readScales } from "./tensors.ts";
 import { type QuantBits, type QuantizedLinear, toF16 } from "./types.ts";
-
-async function checkShapeTensor(src: TensorSource, name: string, N: number, K: number): Promise<void> {
-  const [n, k] = await readShapePair(src, name);
-  if (n !== N || k !== K) throw quantTensorError(src, name, `[${n}, ${k}], expected [${N}, ${K}]`);
-}
 
 /** Reads one pack-quantized linear (quant.method "compressed-tensors", integer weights). */
 export async function readCtIntLinear(
@@ -43,7 +38,7 @@ export async function readCtIntLinear(
     if (bad >= 0) throw quantTensorError(src, weightName, `value ${v[bad]} at element ${bad} is not ${bits}-bit`);
     for (let j = 0; j < N * K; j++) q[j] = v[j]! + half;
   } else {
-    await checkShapeTensor(src, `${base}.weight_shape`, N, K);
+    await expectShapePair(src, `${base}.weight_shape`, N, K);
     const Kw = Math.ceil(K / pf);
     const packed = await readPackedI32(src, `${base}.weight_packed`, [N, Kw]);
     for (let n = 0; n < N; n++) {
@@ -53,10 +48,7 @@ export async function readCtIntLinear(
   let gIdx: Int32Array | null = null, nG = Math.ceil(K / G);
   const gName = `${base}.weight_g_idx`;
   if (src.has(gName)) {
-    gIdx = await readI32(src, gName, [K]);
-    const bad = gIdx.findIndex((g) => g < 0);
-    if (bad >= 0) throw quantTensorError(src, gName, `negative group ${gIdx[bad]} at channel ${bad}`);
-    nG = Math.max(nG, gIdx.reduce((a, b) => Math.max(a, b), 0) + 1);
+    ({ gIdx, groups: nG } = await readGroupIndex(src, gName, K, G));
     if (gIdx.every((g, k) => g === Math.floor(k / G))) gIdx = null;
   }
   const raw = await readScales(src, `${base}.weight_scale`, [N, nG]);

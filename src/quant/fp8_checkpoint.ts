@@ -10,7 +10,7 @@
 import type { QuantSpec, TensorSource } from "../core/types.ts";
 import { fp8ScaleName, linearBase } from "../model/weights.ts";
 import { e4m3IsNaN, e4m3ToF32, f32ToE4m3, FP8_SCALE_MIN, fp8Scale } from "./fp8.ts";
-import { type OutTensor, quantTensorError, readShapePair } from "./tensors.ts";
+import { expectShapePair, type OutTensor, quantTensorError } from "./tensors.ts";
 import type { QuantizedLinear } from "./types.ts";
 
 /** Reads one fp8 linear into the QuantizedLinear form (groups along K: bk, or K for per-tensor / per-channel). */
@@ -101,8 +101,7 @@ export async function readFp8Linear(
 async function storedShape(src: TensorSource, base: string, N: number, K: number): Promise<[number, number]> {
   const name = `${base}.weight_shape_original`;
   if (!src.has(name)) return [N, K];
-  const [n0, k0] = await readShapePair(src, name);
-  if (n0 !== N || k0 !== K) throw quantTensorError(src, name, `[${n0}, ${k0}], expected [${N}, ${K}]`);
+  await expectShapePair(src, name, N, K);
   const w = src.info(`${base}.weight`).shape;
   if (w.length !== 2 || w[0]! < N || w[1]! < K) {
     throw quantTensorError(src, `${base}.weight`, `shape ${JSON.stringify(w)} is smaller than [${N},${K}]`);

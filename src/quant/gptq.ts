@@ -15,7 +15,7 @@ import {
   i32Tensor,
   type OutTensor,
   quantTensorError,
-  readI32,
+  readGroupIndex,
   readPackedI32,
   readScales,
 } from "./tensors.ts";
@@ -118,13 +118,8 @@ export async function readGptqLinear(
   const qweight = await readPackedI32(src, name, [K / pack, N]);
   let gIdx: Int32Array;
   let nG = Math.ceil(K / G);
-  if (src.has(`${base}.g_idx`)) {
-    gIdx = await readI32(src, `${base}.g_idx`, [K]);
-    const max = gIdx.reduce((a, b) => Math.max(a, b), 0);
-    const bad = gIdx.findIndex((g) => g < 0);
-    if (bad >= 0) throw quantTensorError(src, `${base}.g_idx`, `negative group ${gIdx[bad]} at channel ${bad}`);
-    nG = Math.max(nG, max + 1);
-  } else gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / G));
+  if (src.has(`${base}.g_idx`)) ({ gIdx, groups: nG } = await readGroupIndex(src, `${base}.g_idx`, K, G));
+  else gIdx = Int32Array.from({ length: K }, (_, k) => Math.floor(k / G));
   const sInfo = src.info(`${base}.scales`);
   if (sInfo.shape.length === 2 && sInfo.shape[0] !== nG && src.has(`${base}.g_idx`)) {
     throw quantTensorError(src, `${base}.g_idx`, `refers to ${nG} groups but scales has ${sInfo.shape[0]}`);

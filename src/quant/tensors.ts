@@ -37,15 +37,32 @@ export async function readScales(src: TensorSource, name: string, shape: readonl
   return s;
 }
 
-/** A 2-element integer tensor (I64, or I32) such as a stored weight shape: [a, b]. */
-export async function readShapePair(src: TensorSource, name: string): Promise<[number, number]> {
+/** A stored weight shape (a 2-element I64, or I32, tensor such as weight_shape) that must say [N, K]. */
+export async function expectShapePair(src: TensorSource, name: string, N: number, K: number): Promise<void> {
   const i = src.info(name);
   if ((i.dtype !== "I64" && i.dtype !== "I32") || i.shape.length !== 1 || i.shape[0] !== 2) {
     throw fail(src, name, `${i.dtype}${JSON.stringify(i.shape)}, expected I64 [2]`);
   }
   const raw = await src.bytes(name), view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const at = (j: number) => i.dtype === "I64" ? Number(view.getBigInt64(8 * j, true)) : view.getInt32(4 * j, true);
-  return [at(0), at(1)];
+  const [n, k] = [at(0), at(1)];
+  if (n !== N || k !== K) throw fail(src, name, `[${n}, ${k}], expected [${N}, ${K}]`);
+}
+
+/**
+ * An act-order group index (GPTQ g_idx, compressed-tensors weight_g_idx): I32 [K] without negative groups. `groups`
+ * is the number of scale rows it implies: ceil(K / G), or more when g_idx names a higher group.
+ */
+export async function readGroupIndex(
+  src: TensorSource,
+  name: string,
+  K: number,
+  G: number,
+): Promise<{ gIdx: Int32Array; groups: number }> {
+  const gIdx = await readI32(src, name, [K]);
+  const bad = gIdx.findIndex((g) => g < 0);
+  if (bad >= 0) throw fail(src, name, `negative group ${gIdx[bad]} at channel ${bad}`);
+  return { gIdx, groups: Math.max(Math.ceil(K / G), gIdx.reduce((a, b) => Math.max(a, b), 0) + 1) };
 }
 
 export { fail as quantTensorError };
