@@ -73,26 +73,41 @@ export function uploadQuantMatrix(ctx: GpuContext, label: string, parts: readonl
     if (p.scaleDType !== "f32") throw new Error(`${label}: the WebGPU backend packs (scale, bias) in f32`);
   }
   const N = parts.reduce((a, p) => a + p.outDim, 0);
+  const m = allocQuantMatrix(ctx, label, { bits, fp8, N, K, group }, first.perm);
+  let wo = 0, so = 0;
+  for (const p of parts) {
+    ctx.pool.write(m.w, p.qweight, wo);
+    ctx.pool.write(m.sb, p.scaleBias, so);
+    wo += p.qweight.byteLength;
+    so += p.scaleBias.byteLength;
+  }
+  return m;
+}
+
+/**
+ * A QuantMatrix of these sizes with its code and pair buffers allocated (contents for the caller to write or fill),
+ * refusing buffers beyond one storage binding; `perm` (act-order) is uploaded as given.
+ */
+export function allocQuantMatrix(
+  ctx: GpuContext,
+  label: string,
+  d: { bits: QuantBits; fp8: boolean; N: number; K: number; group: number },
+  perm: Int32Array | null,
+): QuantMatrix {
+  const { bits, fp8, N, K, group } = d;
   const Kw = Math.ceil(K / (32 / bits)), nG = Math.ceil(K / group);
   const binding = ctx.limits.maxStorageBufferBindingSize;
   for (const bytes of [N * Kw * 4, N * nG * 8]) {
     if (bytes > binding) throw new RangeError(`webgpu: ${label} needs ${bytes} bytes; one binding holds ${binding}`);
   }
-  const w = ctx.pool.create(`${label}.qweight`, N * Kw * 4);
-  const sb = ctx.pool.create(`${label}.scale_bias`, N * nG * 8);
-  let perm: GPUBuffer | null = null;
-  if (first.perm) {
-    perm = ctx.pool.create(`${label}.perm`, K * 4);
-    ctx.pool.write(perm, first.perm, 0);
+  const w = ctx.pool.create(`${label}.qweight`, N * Kw * 4); // [N, Kw] u32
+  const sb = ctx.pool.create(`${label}.scale_bias`, N * nG * 8); // [N, nG] vec2<f32>
+  let pb: GPUBuffer | null = null;
+  if (perm) {
+    pb = ctx.pool.create(`${label}.perm`, K * 4); // [K] i32
+    ctx.pool.write(pb, perm, 0);
   }
-  let wo = 0, so = 0;
-  for (const p of parts) {
-    ctx.pool.write(w, p.qweight, wo);
-    ctx.pool.write(sb, p.scaleBias, so);
-    wo += p.qweight.byteLength;
-    so += p.scaleBias.byteLength;
-  }
-  return { layout: "rows-k", bits, fp8, N, K, group, Kw, nG, w, sb, perm };
+  return { layout: "rows-k", bits, fp8, N, K, group, Kw, nG, w, sb, perm: pb };
 }
 
 function samePerm(a: Int32Array | null, b: Int32Array | null): boolean {

@@ -6,7 +6,7 @@ import { tensorStream } from "../../model/synthetic.ts";
 import type { TensorSource } from "../../core/types.ts";
 import type { QuantFormat } from "../../quant/types.ts";
 import { dim, type GpuContext, need } from "./context.ts";
-import type { QuantMatrix } from "./qlinear.ts";
+import { allocQuantMatrix, type QuantMatrix } from "./qlinear.ts";
 
 /** The synthetic recipe of a weight source, when it has one (src/model/synthetic.ts). */
 export function syntheticFill(src: TensorSource): SyntheticFill | null {
@@ -72,14 +72,8 @@ export async function fillSyntheticQuant(ctx: GpuContext, label: string, q: Synt
   dim(q.N, "synth quant N");
   dim(q.K, "synth quant K");
   dim(q.group, "synth quant group");
-  const Kw = Math.ceil(q.K / (32 / bits)), nG = Math.ceil(q.K / q.group);
-  const words = q.N * Kw, pairs = q.N * nG;
-  const binding = ctx.limits.maxStorageBufferBindingSize;
-  for (const bytes of [words * 4, pairs * 8]) {
-    if (bytes > binding) throw new RangeError(`webgpu: ${label} needs ${bytes} bytes; one binding holds ${binding}`);
-  }
-  const w = ctx.pool.create(`${label}.qweight`, words * 4); // [N, Kw] u32
-  const sb = ctx.pool.create(`${label}.scale_bias`, pairs * 8); // [N, nG] vec2<f32>
+  const m = allocQuantMatrix(ctx, label, { bits, fp8, N: q.N, K: q.K, group: q.group }, null);
+  const words = q.N * m.Kw, pairs = q.N * m.nG;
   const k = await ctx.pipelines.get("synth_qfill.wgsl", "synth_qfill");
   const slot = ctx.slot(`synth_qfill`, k);
   const qmax = fp8 ? 255 : (1 << bits) - 1;
@@ -95,11 +89,11 @@ export async function fillSyntheticQuant(ctx: GpuContext, label: string, q: Synt
   });
   const enc = ctx.device.createCommandEncoder({ label: `synth ${label}` });
   const pass = enc.beginComputePass();
-  ctx.dispatch(pass, k, { p: slot.buffer, w, sb }, ctx.grid2d(Math.ceil(Math.max(words, pairs) / 256)));
+  ctx.dispatch(pass, k, { p: slot.buffer, w: m.w, sb: m.sb }, ctx.grid2d(Math.ceil(Math.max(words, pairs) / 256)));
   pass.end();
   ctx.device.queue.submit([enc.finish()]);
   await ctx.device.queue.onSubmittedWorkDone();
-  return { layout: "rows-k", bits, fp8, N: q.N, K: q.K, group: q.group, Kw, nG, w, sb, perm: null };
+  return m;
 }
 
 /** Measured copy bandwidth in bytes/s (bytes read + bytes written), over `reps` copies of `bytes`. */
