@@ -1,13 +1,15 @@
 // The transformer layers of one step, encoded into the step's compute pass, and the ops (call sites) they use.
 // Two encodings of the same math:
 //   - unfused (prefill, and matrices the fused GEMV cannot load, act-order ones included): per layer
-//     rmsnorm(+residual) → qkv → rope_kv → attention → o → rmsnorm(+residual) → gate|up → silu_mul → down, 9-10 dispatches;
+//     rmsnorm(+residual) → qkv → rope_kv → attention → o → rmsnorm(+residual) → gate|up → silu_mul → down,
+//     9-10 dispatches;
 //   - fused (decode rows; dense f16/f32 matrices, or int4 / int8 / fp8 ones whose K and group hold whole 16-byte
-//     chunks; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv → attention → o GEMV adding into the residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of
-//     each gate / up row pair in its epilogue → down GEMV adding into the residual stream: 5 dispatches (6 with
-//     split-K attention). The o and down GEMVs also write xg = x * (the next RMSNorm's weight), so the next qkv /
-//     gate|up GEMV reads one input vector per weight chunk (its prologue only sums x^2, split over the workgroup);
-//     layer 0's qkv applies the norm weight itself (the embedding writes only x).
+//     chunks; fused.ts): qkv GEMV with the RMSNorm in its prologue → rope_kv → attention → o GEMV adding into the
+//     residual stream → gate|up GEMV with the RMSNorm prologue and SiLU-mul of each gate / up row pair in its
+//     epilogue → down GEMV adding into the residual stream: 5 dispatches (6 with split-K attention). The o and down
+//     GEMVs also write xg = x * (the next RMSNorm's weight), so the next qkv / gate|up GEMV reads one input vector per
+//     weight chunk (its prologue only sums x^2, split over the workgroup); layer 0's qkv applies the norm weight
+//     itself (the embedding writes only x).
 // After either, x holds the residual stream; the unfused path leaves the last down output in y (not yet added).
 import type { ModelSpec, StepInputs } from "../../core/types.ts";
 import { AttentionOp, type KvStore, RopeKvOp } from "./attention.ts";
@@ -82,10 +84,8 @@ function linearOp(ctx: GpuContext, name: string, wt: StorageType, m: Matrix | un
   return LinearOp.create(ctx, name, wt);
 }
 
-type LinearRole = "qkv" | "o" | "gu" | "down";
-
 /** Whether some layer's `role` matrix carries an act-order input permutation (GPTQ g_idx). */
-function permuted(w: GpuWeights, role: LinearRole): boolean {
+function permuted(w: GpuWeights, role: "qkv" | "o" | "gu" | "down"): boolean {
   return w.layers.some((L) => {
     const m = L[role];
     return isQuant(m) && m.perm !== null;
@@ -103,10 +103,9 @@ export async function createModelOps(ctx: GpuContext, spec: ModelSpec, w: GpuWei
     fq ? isQuant(m) && m.bits === fq.bits && m.fp8 === fq.fp8 && m.group === fq.group : !isQuant(m)
   );
   // Act-order matrices (an input permutation, GPTQ g_idx) take the unfused path, whose QuantLinearOp gathers x first.
-  const roles: LinearRole[] = ["qkv", "o", "gu", "down"];
-  const perm = Object.fromEntries(roles.map((r) => [r, permuted(w, r)])) as Record<LinearRole, boolean>;
+  const perm = { qkv: permuted(w, "qkv"), o: permuted(w, "o"), gu: permuted(w, "gu"), down: permuted(w, "down") };
   const h = spec.hiddenSize, F = spec.intermediateSize, qd = spec.numHeads * spec.headDim;
-  const canFuse = !!L && alike && !roles.some((r) => perm[r]) &&
+  const canFuse = !!L && alike && !Object.values(perm).some(Boolean) &&
     [h, F, qd].every((k) => fusedLinearFits(k, fq ?? undefined)) && fusedLinearFits(h);
   const lw = fq ?? wt; // the layers' matrices
   const shape = (r: GemvRole, K: number) =>

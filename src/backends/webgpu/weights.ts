@@ -80,8 +80,6 @@ export function weightStorage(
   return weight !== "f32" && hasF16 ? "f16" : "f32";
 }
 
-/** How the linear layers are quantized: bits per value, and whether the values are e4m3 codes. */
-
 /** f32 values → f16 bits, refusing values beyond f16's range. */
 export function toF16Bits(data: Float32Array, name: string): Uint16Array {
   const out = new Uint16Array(data.length);
@@ -155,8 +153,8 @@ export async function loadGpuWeights(
   const binding = ctx.limits.maxStorageBufferBindingSize;
   // Synthetic models (src/model/synthetic.ts) are generated on the GPU when matrices are f16, and quantized linears
   // (random codes and scales, as on CUDA) whatever the storage.
-  const fill = wt === "f16" && !quant ? syntheticFill(src) : null;
   const qfill = !quant ? syntheticFill(src) : null;
+  const fill = wt === "f16" ? qfill : null;
   /** One WT matrix buffer made of the named tensors stacked by rows. */
   const matrix = async (label: string, names: string[]): Promise<GPUBuffer> => {
     const elems = names.reduce((a, n) => a + shapes.get(n)!.reduce((x, y) => x * y, 1), 0);
