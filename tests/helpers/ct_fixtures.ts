@@ -5,7 +5,7 @@ import { writeSafetensors } from "../../src/model/safetensors.ts";
 import { linearBase, linearWeightNames } from "../../src/model/weights.ts";
 import { quantizeRtn } from "../../src/quant/reference.ts";
 import { fromF32 } from "../../src/model/dtype.ts";
-import type { SafetensorsDType } from "../../src/core/types.ts";
+import type { OutTensor } from "../../src/quant/tensors.ts";
 import type { QuantBits, QuantizedLinear } from "../../src/quant/types.ts";
 import { STORIES_DIR } from "./models.ts";
 
@@ -22,17 +22,15 @@ export const TINY_LLAMA = {
   rms_norm_eps: 1e-5,
 };
 
-export type Tensor = { name: string; dtype: SafetensorsDType; shape: number[]; data: Uint8Array };
-
 /** The pack-quantized tensors of `ql` (its zeros written only when asymmetric; g_idx when it has one). */
-export function ctTensors(base: string, ql: QuantizedLinear, sym: boolean): Tensor[] {
+export function ctTensors(base: string, ql: QuantizedLinear, sym: boolean): OutTensor[] {
   const { outDim: N, inDim: K, bits } = ql, pf = 32 / bits, Kw = Math.ceil(K / pf), nG = ql.scales.length / N;
   const packed = new Uint32Array(N * Kw);
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) packed[n * Kw + Math.floor(k / pf)]! |= ql.q[n * K + k]! << (bits * (k % pf));
   }
   const shape = new BigInt64Array([BigInt(N), BigInt(K)]);
-  const out: Tensor[] = [
+  const out: OutTensor[] = [
     { name: `${base}.weight_packed`, dtype: "I32", shape: [N, Kw], data: new Uint8Array(packed.buffer) },
     { name: `${base}.weight_shape`, dtype: "I64", shape: [2], data: new Uint8Array(shape.buffer) },
     { name: `${base}.weight_scale`, dtype: "F16", shape: [N, nG], data: fromF32(ql.scales, "F16") },
@@ -91,7 +89,7 @@ export function ctConfig(
 export async function writeCtStories(bits: QuantBits, G: number): Promise<string> {
   const ck = await openCheckpoint(STORIES_DIR);
   const linears = linearWeightNames(ck.spec);
-  const tensors: Tensor[] = [];
+  const tensors: OutTensor[] = [];
   for (const name of ck.weights.names()) {
     const info = ck.weights.info(name);
     if (!linears.has(name)) {

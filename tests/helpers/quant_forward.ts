@@ -1,6 +1,7 @@
 // A quantized checkpoint's forward pass against the f32 model of its dequantized weights, on the reference backend.
 import assert from "node:assert/strict";
-import type { SafetensorsDType, WeightDType } from "../../src/core/types.ts";
+import type { WeightDType } from "../../src/core/types.ts";
+import type { OutTensor } from "../../src/quant/tensors.ts";
 import { openCheckpoint } from "../../src/model/checkpoint.ts";
 import { MemoryTensorSource } from "../../src/model/memory_source.ts";
 import { ReferenceBackend } from "../../src/backends/reference/backend.ts";
@@ -14,7 +15,7 @@ import { defaultSamplingParams } from "../../src/sampling/params.ts";
 export async function assertForwardEqualsDense(
   dir: string,
   weight: WeightDType,
-  tensors: readonly { name: string; dtype: SafetensorsDType; shape: readonly number[]; data: Uint8Array }[],
+  tensors: readonly OutTensor[],
   dense: Iterable<readonly [string, readonly [number, number], Float32Array]>,
 ): Promise<void> {
   const ckpt = await openCheckpoint(dir);
