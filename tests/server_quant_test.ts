@@ -1,9 +1,9 @@
 // Quantized checkpoints served end to end: stories260K quantized by our quantizer into a Hugging Face fp8 folder
 // (`quantize --w-dtype fp8`, block 32x32: the largest that tiles its widths), an AWQ int4 g32 one, a GPTQ int8 g64
-// one and a compressed-tensors pack-quantized int4 g32 one (tests/helpers/ct_fixtures.ts), each served by the real HTTP server on each backend with its precision picked from the checkpoint, and called
-// through the official openai client. The greedy continuation must match the reference backend's on the same folder
-// (32 ids, as the other backend tests require), with int8 KV on top (not on CUDA: see below), and the KV pool must
-// return to idle. WebGPU runs
+// one and a compressed-tensors pack-quantized int4 g32 one (tests/helpers/ct_fixtures.ts), each served by the real
+// HTTP server on each backend with its precision picked from the checkpoint, and called through the official openai
+// client. The greedy continuation must match the reference backend's on the same folder (32 ids, as the other backend
+// tests require), with int8 KV on top (not on CUDA: see below), and the KV pool must return to idle. WebGPU runs
 // here and in CI on lavapipe (in a worker: the quantized tensors must reach it); CUDA runs on the GPU machine and is
 // skipped, with its reason, elsewhere.
 import assert from "node:assert/strict";

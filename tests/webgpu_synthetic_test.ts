@@ -5,7 +5,18 @@ import assert from "node:assert/strict";
 import { ReferenceBackend } from "../src/backends/reference/backend.ts";
 import { createWebGpuBackend, type WebGpuOptions } from "../src/backends/webgpu/backend.ts";
 import { probeWebGpu } from "../src/backends/webgpu/device.ts";
-import { gpuTestRegistrar, randn, relError, rng, testSeed } from "../src/backends/webgpu/testing.ts";
+import {
+  gpuTestRegistrar,
+  openTestContext,
+  randn,
+  readF32,
+  relError,
+  rng,
+  testSeed,
+} from "../src/backends/webgpu/testing.ts";
+import { fillSyntheticQuant } from "../src/backends/webgpu/synthetic.ts";
+import { buildSyntheticModel } from "../src/model/synthetic.ts";
+import { sequenceLogits } from "../src/engine/sequential.ts";
 import { parseModelConfig } from "../src/model/config.ts";
 import { MemoryTensorSource } from "../src/model/memory_source.ts";
 import { expectedTensors } from "../src/model/weights.ts";
@@ -131,14 +142,12 @@ gpuTest("WebGpuBackend.load() behaviour: f16 weights fall back to f32 storage wi
 gpuTest(
   "WebGpuBackend.load() behaviour: synthetic weights filled on the GPU equal the host's synthetic values",
   async () => {
-    const { buildSyntheticModel } = await import("../src/model/synthetic.ts");
     const { spec, weights } = buildSyntheticModel("synthetic:tiny:f16");
     await using gpu = await createWebGpuBackend();
     // Without shader-f16 the matrices are f32 storage filled from the host: the comparison still holds.
     await gpu.load(spec, weights, { weight: "f16", kv: "f32", compute: "f32" });
     await using ref = new ReferenceBackend();
     await ref.load(spec, weights, { weight: "f16", kv: "f32", compute: "f32" });
-    const { sequenceLogits } = await import("../src/engine/sequential.ts");
     const ids = [1, 5, 7, 9, 11];
     const a = await sequenceLogits(gpu, ids, greedy), b = await sequenceLogits(ref, ids, greedy);
     // Same f16 weights on both sides: the error is the f16-storage forward's (about 1e-4), far below what a
@@ -157,8 +166,6 @@ function qhash(seed: number, i: number): number {
 }
 
 gpuTest("fillSyntheticQuant() writes qfill's random codes and (scale, bias) pairs for int4, int8 and fp8", async () => {
-  const { fillSyntheticQuant } = await import("../src/backends/webgpu/synthetic.ts");
-  const { openTestContext, readF32 } = await import("../src/backends/webgpu/testing.ts");
   const ctx = await openTestContext();
   const N = 37, K = 200, G = 40, amp = 0.05, seed = 0x1234567;
   for (const format of [{ bits: 4, fp8: false }, { bits: 8, fp8: false }, { bits: 8, fp8: true }] as const) {
@@ -186,7 +193,6 @@ gpuTest("fillSyntheticQuant() writes qfill's random codes and (scale, bias) pair
 });
 
 gpuTest("WebGpuBackend.load() behaviour: synthetic models get GPU-filled int4 / fp8 linears and decode", async () => {
-  const { buildSyntheticModel } = await import("../src/model/synthetic.ts");
   const { spec, weights } = buildSyntheticModel("synthetic:tiny:f16");
   // The source's tensor reads are recorded: GPU-filled linears never read (and quantize) host values.
   const reads: string[] = [];
@@ -209,7 +215,6 @@ gpuTest("WebGpuBackend.load() behaviour: synthetic models get GPU-filled int4 / 
     });
     assert.equal(ticks, 7 * spec.numLayers, `${weight}: one progress tick per linear`);
     assert.ok(reads.length > 0 && !reads.some((n) => n.includes("proj")), `${weight}: host reads ${reads}`);
-    const { sequenceLogits } = await import("../src/engine/sequential.ts");
     const logits = await sequenceLogits(gpu, [1, 5, 7, 9], greedy);
     assert.ok(logits.every(Number.isFinite), `${weight}: finite logits`);
     const max = logits.reduce((a, v) => Math.max(a, v), -Infinity), min = logits.reduce((a, v) => Math.min(a, v));
