@@ -48,8 +48,8 @@ export function parseQuantConfig(cfg: Json, file: string): QuantSpec | null {
 }
 
 /**
- * AutoAWQ's layout is named by `version`: only GEMM ("gemm", the default; as vLLM reads) packs qweight as [K, N/8]. GEMV,
- * GEMV-fast, Marlin and ExLlama folders pack other orders, and AWQ defines 4-bit weights only.
+ * AutoAWQ's layout is named by `version`: only GEMM ("gemm", the default; as vLLM reads) packs qweight as [K, N/8].
+ * GEMV, GEMV-fast, Marlin and ExLlama folders pack other orders, and AWQ defines 4-bit weights only.
  */
 function checkAwqConfig(q: Json, bits: number, file: string): void {
   const version = q.version ?? "gemm";
@@ -159,9 +159,10 @@ function parseCompressedTensors(q: Json, file: string, layers: number): QuantSpe
 }
 
 /**
- * Whether compressed-tensors `ignore` entry e may leave a decoder layer's linear unquantized: an exact module name other
- * than lm_head, or a "re:" pattern (matched as Python's re.match does, from the start of the module name) that matches
- * a linear of one of the `layers` layers. Entries of other types, and patterns JavaScript cannot compile, count as such.
+ * Whether compressed-tensors `ignore` entry e may leave a decoder layer's linear unquantized: an exact module name
+ * other than lm_head, or a "re:" pattern (matched as Python's re.match does, from the start of the module name) that
+ * matches a linear of one of the `layers` layers. Entries of other types, and patterns JavaScript cannot compile,
+ * count as such.
  */
 function leavesLayerLinear(e: unknown, layers: number): boolean {
   if (typeof e !== "string") return true;
@@ -186,9 +187,9 @@ function decoderLinearModules(layers: number): string[] {
 }
 
 /**
- * compressed-tensors integer weights, packed (pack-quantized) or one per I8 (int-quantized, e.g. W8A8 checkpoints, whose
- * activation quantization is not applied: weights only): static int4 / int8, per group (group_size) or per output
- * channel.
+ * compressed-tensors integer weights, packed (pack-quantized) or one per I8 (int-quantized, e.g. W8A8 checkpoints,
+ * whose activation quantization is not applied: weights only): static int4 / int8, per group (group_size) or per
+ * output channel.
  */
 function parseCtInt(format: unknown, w: Json, bad: (why: string) => CheckpointError): QuantSpec {
   if (w.type !== "int" || (w.num_bits !== 4 && w.num_bits !== 8) || w.dynamic === true) {
